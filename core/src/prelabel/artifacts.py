@@ -1,0 +1,59 @@
+"""Versioned model directories: train into a temporary directory, promote atomically.
+
+Layout: ``PRELABEL_HOME/models/<backend>/<project>/<version>/`` holding what the plugin wrote
+plus ``job_result.json``. The project's current version lives in state, so every process
+and replica switches to a new version together, and only after the directory is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from prelabel.state import ProjectState
+
+
+class ArtifactStore:
+    def __init__(self, root: Path, backend_id: str):
+        self.root = Path(root)
+        self.backend_id = backend_id
+
+    def project_dir(self, project: str) -> Path:
+        return self.root / str(project)
+
+    def new_workdir(self, project: str, job_id: str) -> Path:
+        path = self.project_dir(project) / f".tmp-{job_id}"
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        return path
+
+    def discard(self, workdir: Path) -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    def promote(self, state: ProjectState, workdir: Path, job_id: str, result: dict[str, Any]) -> str:
+        """Move a finished workdir into place and make it the project's current version."""
+        version = f"{self.backend_id}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{job_id[:6]}"
+        final = self.project_dir(state.project_id) / version
+        record = {"status": "ok", "version": version, "job_id": job_id, "project": state.project_id,
+                  "workdir": str(final), "time": time.time(), "train_output": result}
+        (workdir / "job_result.json").write_text(json.dumps(record, indent=2, default=str))
+        os.replace(workdir, final)  # atomic on one filesystem: the version dir appears complete
+        versions = state.get("versions", [])
+        versions.append({"version": version, "path": str(final), "created_at": record["time"],
+                         "metrics": {k: v for k, v in result.items() if isinstance(v, (int, float))}})
+        state.set("versions", versions)
+        state.set("model_version", version)
+        state.set("model_dir", str(final))
+        return version
+
+    def current(self, state: ProjectState) -> tuple[str | None, Path | None]:
+        version = state.get("model_version")
+        path = state.get("model_dir")
+        if version and path and Path(path).is_dir():
+            return version, Path(path)
+        return None, None

@@ -1,0 +1,179 @@
+"""The Backend base class every plugin subclasses, and what predict/fit receive."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, ClassVar, Sequence, Union
+
+from pydantic import BaseModel, ConfigDict
+
+from prelabel.labelconfig import ControlInfo, ParsedConfig
+from prelabel.settings import BackendSettings, CoreSettings
+
+if TYPE_CHECKING:
+    from prelabel.jobs import JobContext
+    from prelabel.media import MediaFetcher
+    from prelabel.state import ProjectState
+
+
+class Task(BaseModel):
+    """A Label Studio task as /predict sends it; unknown keys are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int | None = None
+    data: dict[str, Any]
+    meta: dict[str, Any] | None = None
+    annotations: list[Any] | None = None
+    predictions: list[Any] | None = None
+
+
+@dataclass
+class Prediction:
+    """One task's prediction: Label Studio result regions and an overall score."""
+
+    result: list[dict] = field(default_factory=list)
+    score: float | None = None
+
+    def to_json(self, model_version: str) -> dict:
+        return {"result": self.result, "score": self.score, "model_version": model_version}
+
+
+class TaskError(Exception):
+    """Raised, or returned in place of a prediction, when one task cannot be predicted.
+
+    The message should say what the user can do about it; the task gets an empty result."""
+
+
+PredictOutput = Union[Prediction, list, dict, None, BaseException]
+
+
+@dataclass
+class Project:
+    """A Label Studio project as the backend knows it."""
+
+    id: str
+    key: str
+    config: ParsedConfig
+    hostname: str | None = None
+    access_token: str | None = None
+
+
+@dataclass
+class PredictContext:
+    """What ``predict`` gets beside the tasks: project, config, media, state, context."""
+
+    project: Project
+    model_version: str
+    model_dir: Path | None
+    media: MediaFetcher
+    state: ProjectState
+    params: dict[str, Any] = field(default_factory=dict)
+    log: logging.Logger | logging.LoggerAdapter = field(default_factory=lambda: logging.getLogger("prelabel.predict"))
+
+    @property
+    def config(self) -> ParsedConfig:
+        return self.project.config
+
+    @property
+    def interactive(self) -> dict | None:
+        """The interactive context Label Studio passed (``params.context``), if any."""
+        ctx = self.params.get("context") if self.params else None
+        return ctx or None
+
+    def context_regions(self, result_type: str | None = None) -> list[dict]:
+        """The regions of the interactive context, optionally of one ``type``."""
+        regions = (self.interactive or {}).get("result") or []
+        return [r for r in regions if isinstance(r, dict) and (result_type is None or r.get("type") == result_type)]
+
+
+class Backend:
+    """Base class of a prelabel backend (one model family).
+
+    Capabilities are class attributes; ``setup`` loads weights once per process; ``predict``
+    receives at most ``max_batch_size`` tasks at a time and returns one entry per task.
+    """
+
+    backend_id: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    control_tags: ClassVar[frozenset[str]] = frozenset()
+    object_tags: ClassVar[frozenset[str]] = frozenset()
+    max_batch_size: ClassVar[int] = 32
+    max_concurrency: ClassVar[int] = 1
+    trainable: ClassVar[bool] = False
+    default_port: ClassVar[int] = 9090
+    version: ClassVar[str] = "0"
+    Settings: ClassVar[type[BackendSettings]] = BackendSettings
+    default_label_config: ClassVar[str | None] = None
+
+    def __init__(self, settings: BackendSettings | None = None, core: CoreSettings | None = None):
+        self.settings = settings if settings is not None else self.Settings()
+        self.core = core if core is not None else CoreSettings()
+        self.log = logging.getLogger(f"prelabel.backend.{self.backend_id}")
+
+    # -- declaration ----------------------------------------------------------------------
+    @classmethod
+    def check_declaration(cls) -> None:
+        """Raise TypeError when the class does not declare what core needs."""
+        problems = []
+        if not cls.backend_id or not cls.backend_id.isidentifier():
+            problems.append("backend_id must be a non-empty identifier")
+        if not cls.control_tags:
+            problems.append("control_tags must name at least one control tag")
+        if not cls.object_tags:
+            problems.append("object_tags must name at least one object tag")
+        if cls.max_batch_size < 1:
+            problems.append("max_batch_size must be >= 1")
+        if cls.trainable and cls.fit is Backend.fit:
+            problems.append("trainable=True but fit() is not implemented")
+        if problems:
+            raise TypeError(f"{cls.__module__}.{cls.__qualname__}: " + "; ".join(problems))
+
+    @classmethod
+    def capabilities(cls) -> dict[str, Any]:
+        return {
+            "backend_id": cls.backend_id,
+            "title": cls.title or cls.backend_id,
+            "control_tags": sorted(cls.control_tags),
+            "object_tags": sorted(cls.object_tags),
+            "max_batch_size": cls.max_batch_size,
+            "trainable": cls.trainable,
+            "default_port": cls.default_port,
+        }
+
+    @classmethod
+    def preflight(cls, settings: BackendSettings, core: CoreSettings) -> None:
+        """Cheap checks before serving (a key is set, a weights file exists). Raise
+        ``ValueError`` with a message that says what to set; ``prelabel serve`` stops on it."""
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Load weights and anything expensive. Called once per process, off the event loop."""
+
+    def model_version(self) -> str:
+        """The version served before any training (and always, for untrainable backends)."""
+        return f"{self.backend_id}-{self.version}"
+
+    def health(self) -> dict[str, Any]:
+        """Extra keys for ``GET /health`` (for example the upstream model name)."""
+        return {}
+
+    def supported_controls(self, config: ParsedConfig) -> list[ControlInfo]:
+        """The controls of ``config`` this backend can fill; override for finer rules."""
+        return config.find(self.control_tags, self.object_tags)
+
+    def predict(
+        self, tasks: list[Task], ctx: PredictContext
+    ) -> Sequence[PredictOutput] | Awaitable[Sequence[PredictOutput]]:
+        """Return one entry per task, in order: a Prediction, a result list, None for no
+        regions, or a TaskError for a task that failed. May be ``async def``."""
+        raise NotImplementedError
+
+    def fit(self, job: JobContext) -> dict[str, Any]:
+        """Train from the project's annotations into ``job.workdir``; return metrics.
+
+        Core promotes ``job.workdir`` to a new model version only when this returns."""
+        raise NotImplementedError("this backend is not trainable")

@@ -1,0 +1,302 @@
+"""Jobs: training and batch work that must never run inside a request.
+
+A job is a JSON record in the state store (so every process and replica sees it) and is run
+by a runner: ``InProcessRunner`` (threads in the server process, the default) or an RQ runner
+on Redis (``prelabel worker``). A job that was queued or running in a process that died shows
+as ``interrupted`` afterwards, never as silently gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from prelabel.state import StateStore
+
+if TYPE_CHECKING:
+    from prelabel.labelconfig import ParsedConfig
+    from prelabel.media import MediaFetcher
+    from prelabel.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = (
+    "queued", "running", "succeeded", "failed", "cancelled", "interrupted",
+)
+ACTIVE = {QUEUED, RUNNING}
+FINISHED = {SUCCEEDED, FAILED, CANCELLED, INTERRUPTED}
+HEARTBEAT_SECONDS = 5.0
+STALE_AFTER_SECONDS = 60.0
+JOBS_NS = "jobs"
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class Job:
+    """The record of one job, as ``GET /jobs/{id}`` shows it."""
+
+    id: str
+    kind: str
+    project: str
+    status: str = QUEUED
+    progress: float = 0.0
+    message: str = ""
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    owner: str = field(default_factory=_owner)
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    heartbeat_at: float | None = None
+    cancel_requested: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Job:
+        known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
+        return cls(**known)
+
+
+class JobCancelled(Exception):
+    """Raised inside a job when cancellation was requested."""
+
+
+class JobStore:
+    """Jobs kept in the state store under the ``jobs`` namespace."""
+
+    def __init__(self, state: StateStore, keep: int = 500):
+        self.state = state
+        self.keep = keep
+        self._lock = threading.Lock()
+
+    def save(self, job: Job) -> None:
+        self.state.set(JOBS_NS, job.id, job.to_dict())
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self.state.get(JOBS_NS, job_id)
+        return Job.from_dict(raw) if raw else None
+
+    def list(self, project: str | None = None, kind: str | None = None) -> list[Job]:
+        jobs = [Job.from_dict(v) for v in self.state.items(JOBS_NS).values()]
+        jobs = [j for j in jobs if (project is None or j.project == project) and (kind is None or j.kind == kind)]
+        return sorted(jobs, key=lambda j: j.created_at, reverse=True)
+
+    def update(self, job_id: str, **changes: Any) -> Job:
+        with self._lock:
+            job = self.get(job_id)
+            if job is None:
+                raise KeyError(job_id)
+            for key, value in changes.items():
+                setattr(job, key, value)
+            self.save(job)
+            return job
+
+    def prune(self) -> None:
+        jobs = self.list()
+        finished = [j for j in jobs if j.status in FINISHED]
+        for job in finished[self.keep:]:
+            self.state.delete(JOBS_NS, job.id)
+
+    def mark_orphans_interrupted(self) -> list[Job]:
+        """Mark queued/running jobs whose process is gone as ``interrupted``."""
+        host = socket.gethostname()
+        now = time.time()
+        marked = []
+        for job in self.list():
+            if job.status not in ACTIVE:
+                continue
+            owner_host, _, pid = job.owner.rpartition(":")
+            if owner_host == host and pid.isdigit():
+                dead = not _pid_alive(int(pid)) or int(pid) == os.getpid()
+            else:
+                last = job.heartbeat_at or job.started_at or job.created_at
+                dead = now - last > STALE_AFTER_SECONDS
+            if dead:
+                marked.append(
+                    self.update(job.id, status=INTERRUPTED, finished_at=now,
+                                error=f"the process running this job ({job.owner}) stopped before it finished")
+                )
+        return marked
+
+
+class JobContext:
+    """What a job function gets: its record, progress reporting, cancellation, runtime."""
+
+    def __init__(self, job: Job, store: JobStore, runtime: Runtime, workdir: Path | None = None):
+        self.job = job
+        self.store = store
+        self.runtime = runtime
+        self.workdir = workdir
+        self.log = logging.LoggerAdapter(log, {"job_id": job.id, "project": job.project})
+
+    @property
+    def project(self) -> str:
+        return self.job.project
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.job.params
+
+    @property
+    def config(self) -> ParsedConfig | None:
+        """The project's label config as /setup or the webhook stored it."""
+        return self.runtime.config_of(self.project)
+
+    def annotated_tasks(self) -> list[dict]:
+        """The project's annotated tasks (from the /train body, else fetched from Label Studio)."""
+        from prelabel.training import training_tasks
+
+        return training_tasks(self)
+
+    @property
+    def media(self) -> MediaFetcher:
+        """A media fetcher for this project's Label Studio."""
+        st = self.runtime.project_state(self.project)
+        return self.runtime.media.bind(st.get("hostname"), st.get("access_token"))
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress (0..1) and a short message; raises JobCancelled if cancelled."""
+        fraction = max(0.0, min(1.0, float(fraction)))
+        job = self.store.update(self.job.id, progress=fraction, message=message, heartbeat_at=time.time())
+        self.job = job
+        if job.cancel_requested:
+            raise JobCancelled(f"job {job.id} was cancelled")
+
+    def check_cancelled(self) -> None:
+        job = self.store.get(self.job.id)
+        if job is not None and job.cancel_requested:
+            raise JobCancelled(f"job {self.job.id} was cancelled")
+
+
+JobFunction = Callable[[JobContext], dict]
+
+
+def execute(job_id: str, runtime: Runtime) -> Job:
+    """Run one job to completion in this process; used by every runner."""
+    store = runtime.jobs
+    job = store.get(job_id)
+    if job is None:
+        raise KeyError(f"no job {job_id}")
+    if job.status != QUEUED:
+        log.warning("job %s is %s, not queued; not running it again", job_id, job.status)
+        return job
+    if job.cancel_requested:
+        return store.update(job_id, status=CANCELLED, finished_at=time.time())
+    handler = runtime.job_handlers.get(job.kind)
+    if handler is None:
+        return store.update(job_id, status=FAILED, error=f"unknown job kind {job.kind!r}", finished_at=time.time())
+    now = time.time()
+    job = store.update(job_id, status=RUNNING, started_at=now, heartbeat_at=now, owner=_owner())
+    ctx = JobContext(job, store, runtime)
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(store, job_id, stop), daemon=True)
+    beat.start()
+    try:
+        result = handler(ctx)
+    except JobCancelled:
+        job = store.update(job_id, status=CANCELLED, finished_at=time.time(), message="cancelled")
+    except Exception as exc:
+        log.error("job %s (%s) failed: %s\n%s", job_id, job.kind, exc, traceback.format_exc())
+        job = store.update(job_id, status=FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
+    else:
+        job = store.update(job_id, status=SUCCEEDED, progress=1.0, result=result or {}, finished_at=time.time())
+    finally:
+        stop.set()
+    log.info("job %s (%s, project %s) %s", job.id, job.kind, job.project, job.status)
+    return job
+
+
+def _heartbeat(store: JobStore, job_id: str, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_SECONDS):
+        try:
+            store.update(job_id, heartbeat_at=time.time())
+        except Exception:  # the store may be briefly unavailable; the next beat retries
+            log.debug("heartbeat for %s failed", job_id, exc_info=True)
+
+
+class JobRunner(ABC):
+    """Queues jobs for execution; ``submit`` returns at once."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    def submit(self, kind: str, project: str, params: dict[str, Any] | None = None, coalesce: bool = False) -> Job:
+        """Create and enqueue a job. With ``coalesce``, an already queued job of the same kind
+        and project is returned instead of a second one (e.g. several START_TRAINING clicks)."""
+        store = self.runtime.jobs
+        if kind not in self.runtime.job_handlers:
+            raise ValueError(f"unknown job kind {kind!r}; known: {sorted(self.runtime.job_handlers)}")
+        if coalesce:
+            for job in store.list(project=project, kind=kind):
+                if job.status == QUEUED and not job.cancel_requested:
+                    return job
+        job = Job(id=uuid.uuid4().hex[:12], kind=kind, project=str(project), params=params or {})
+        store.save(job)
+        self.enqueue(job)
+        store.prune()
+        return job
+
+    @abstractmethod
+    def enqueue(self, job: Job) -> None: ...
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.runtime.jobs.update(job_id, cancel_requested=True)
+        if job.status == QUEUED:
+            job = self.runtime.jobs.update(job_id, status=CANCELLED, finished_at=time.time())
+        return job
+
+    def shutdown(self, wait: bool = False) -> None:
+        pass
+
+
+class InProcessRunner(JobRunner):
+    """One worker thread per job kind inside the serving process."""
+
+    def __init__(self, runtime: Runtime):
+        super().__init__(runtime)
+        self._executors: dict[str, ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
+
+    def enqueue(self, job: Job) -> None:
+        with self._lock:
+            executor = self._executors.get(job.kind)
+            if executor is None:
+                executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"prelabel-{job.kind}")
+                self._executors[job.kind] = executor
+        executor.submit(self._run, job.id)
+
+    def _run(self, job_id: str) -> None:
+        try:
+            execute(job_id, self.runtime)
+        except Exception:  # execute records failures; this guards the worker thread itself
+            log.exception("job %s crashed the runner", job_id)
+
+    def shutdown(self, wait: bool = False) -> None:
+        for executor in self._executors.values():
+            executor.shutdown(wait=wait, cancel_futures=not wait)

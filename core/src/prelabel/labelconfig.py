@@ -1,0 +1,221 @@
+"""Label config parsing: controls, objects and label mapping, built on label-studio-sdk.
+
+A config is parsed once per distinct XML (a bounded cache keyed by the text, so by its hash);
+everything a plugin needs to know about a control (its labels, its attributes, which object it
+labels and which task data key feeds that object) is precomputed here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from typing import Any, Iterable
+
+log = logging.getLogger(__name__)
+
+# Control tags whose result value is a list of label names under the lower-cased tag.
+LABEL_VALUE_TAGS = {
+    "Labels", "RectangleLabels", "PolygonLabels", "BrushLabels", "KeyPointLabels",
+    "EllipseLabels", "HyperTextLabels", "ParagraphLabels", "TimeSeriesLabels",
+    "VideoRectangle", "Choices",
+}
+_VALUE_KEY = {"Choices": "choices", "TextArea": "text", "Rating": "rating", "Number": "number",
+              "Taxonomy": "taxonomy", "DateTime": "datetime", "Ranker": "ranker"}
+
+
+class LabelConfigError(ValueError):
+    """The label config is not valid XML or not a Label Studio config."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object tag (Image, Text, Video, ...) and the task data key it reads."""
+
+    name: str
+    tag: str
+    value: str
+
+    @property
+    def data_key(self) -> str | None:
+        """``text`` for ``value="$text"``; None for a literal value."""
+        return self.value[1:] if self.value.startswith("$") else None
+
+
+@dataclass(frozen=True)
+class ControlInfo:
+    """A control tag with its labels, attributes and target objects."""
+
+    name: str
+    tag: str
+    to_name: tuple[str, ...]
+    objects: tuple[ObjectInfo, ...]
+    labels: tuple[str, ...]
+    attrs: dict[str, str] = field(hash=False, compare=False)
+    label_attrs: dict[str, dict[str, str]] = field(hash=False, compare=False)
+
+    @property
+    def type(self) -> str:
+        """The result ``type`` Label Studio expects (``rectanglelabels``, ``choices``...)."""
+        return self.tag.lower()
+
+    @property
+    def value_key(self) -> str:
+        """The key inside a result's ``value`` that carries this control's output."""
+        return _VALUE_KEY.get(self.tag, self.tag.lower())
+
+    @property
+    def object(self) -> ObjectInfo:
+        """The first object this control labels."""
+        return self.objects[0]
+
+    @property
+    def is_multiple(self) -> bool:
+        return self.attrs.get("choice", "single") == "multiple"
+
+    def attr(self, name: str, default: Any = None, cast: type = str) -> Any:
+        """A control attribute converted with ``cast``; ``default`` when absent or invalid."""
+        raw = self.attrs.get(name)
+        if raw is None:
+            return default
+        if cast is bool:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        try:
+            return cast(raw)
+        except (TypeError, ValueError):
+            log.warning("control %s: attribute %s=%r is not a %s", self.name, name, raw, cast.__name__)
+            return default
+
+    @property
+    def score_threshold(self) -> float | None:
+        """``model_score_threshold`` on the control, if set."""
+        return self.attr("model_score_threshold", None, float)
+
+    @cached_property
+    def label_map(self) -> dict[str, str]:
+        """Lower-cased model class name -> project label.
+
+        Each label maps from its own value and from every name in its ``predicted_values``
+        (a comma-separated list), so a model's ``car`` can become the project's ``Vehicle``.
+        """
+        mapping: dict[str, str] = {}
+        for label in self.labels:
+            mapping.setdefault(label.lower(), label)
+        for label in self.labels:
+            extra = self.label_attrs.get(label, {}).get("predicted_values", "")
+            for name in extra.split(","):
+                if name.strip():
+                    mapping[name.strip().lower()] = label
+        return mapping
+
+    def map_label(self, model_name: str) -> str | None:
+        """The project label for a model's class name, or None when the project has none."""
+        return self.label_map.get(str(model_name).strip().lower())
+
+    def hints(self, label: str) -> list[str]:
+        """Phrases describing ``label``: its value, ``predicted_values`` and ``hint``."""
+        attrs = self.label_attrs.get(label, {})
+        phrases = [label]
+        phrases += [p.strip() for p in attrs.get("predicted_values", "").split(",") if p.strip()]
+        if attrs.get("hint"):
+            phrases.append(attrs["hint"].strip())
+        return list(dict.fromkeys(phrases))
+
+
+@dataclass(frozen=True)
+class ParsedConfig:
+    """A parsed label config: its controls and objects, plus the sdk's LabelInterface."""
+
+    xml: str
+    hash: str
+    controls: tuple[ControlInfo, ...]
+    objects: tuple[ObjectInfo, ...]
+    interface: Any = field(hash=False, compare=False, repr=False)
+
+    def control(self, name: str) -> ControlInfo | None:
+        return next((c for c in self.controls if c.name == name), None)
+
+    def find(self, control_tags: Iterable[str], object_tags: Iterable[str] | None = None) -> list[ControlInfo]:
+        """Controls with one of ``control_tags`` that label an object of ``object_tags``."""
+        ctags, otags = set(control_tags), set(object_tags) if object_tags is not None else None
+        return [
+            c for c in self.controls
+            if c.tag in ctags and (otags is None or any(o.tag in otags for o in c.objects))
+        ]
+
+    def first(self, control_tags: Iterable[str], object_tags: Iterable[str] | None = None) -> ControlInfo | None:
+        found = self.find(control_tags, object_tags)
+        return found[0] if found else None
+
+    def describe(self) -> str:
+        """``Choices on Text, RectangleLabels on Image`` for error messages."""
+        parts = [f"{c.tag} on {'/'.join(o.tag for o in c.objects) or '?'}" for c in self.controls]
+        return ", ".join(parts) or "no control tags"
+
+    def sanitize(self, result: list[dict]) -> tuple[list[dict], list[str]]:
+        """Drop regions that name no control of this config, or labels the project lacks.
+
+        Returns the kept regions and one message per dropped item. Label Studio would store a
+        region with an unknown label as-is and show it broken, so they never get through.
+        """
+        kept: list[dict] = []
+        problems: list[str] = []
+        for region in result:
+            if not isinstance(region, dict):
+                problems.append(f"region {region!r} is not an object")
+                continue
+            control = self.control(str(region.get("from_name", "")))
+            if control is None:
+                problems.append(f"region names from_name={region.get('from_name')!r}, not a control of this config")
+                continue
+            if region.get("to_name") not in control.to_name:
+                problems.append(f"region to_name={region.get('to_name')!r} is not a target of {control.name}")
+                continue
+            value = region.get("value")
+            key = control.value_key
+            if control.tag in LABEL_VALUE_TAGS and control.labels and isinstance(value, dict) and key in value:
+                labels = value[key]
+                good = [lab for lab in labels if lab in control.labels]
+                if len(good) != len(labels):
+                    bad = [lab for lab in labels if lab not in control.labels]
+                    problems.append(f"{control.name}: labels {bad} are not in the project's labels")
+                    if not good:
+                        continue
+                    region = {**region, "value": {**value, key: good}}
+            kept.append(region)
+        return kept, problems
+
+
+def config_hash(xml: str) -> str:
+    return hashlib.sha256(xml.encode("utf-8")).hexdigest()[:16]
+
+
+@lru_cache(maxsize=256)
+def parse_label_config(xml: str) -> ParsedConfig:
+    """Parse a label config once; later calls with the same text hit the cache."""
+    if not isinstance(xml, str) or not xml.strip():
+        raise LabelConfigError("the label config is empty")
+    try:
+        from label_studio_sdk.label_interface import LabelInterface
+
+        interface = LabelInterface(xml)
+    except Exception as exc:
+        raise LabelConfigError(f"the label config is not valid: {exc}") from exc
+    objects = tuple(
+        ObjectInfo(name=o.name, tag=o.tag, value=str(o.value or "")) for o in interface.objects
+    )
+    by_name = {o.name: o for o in objects}
+    controls = []
+    for c in interface.controls:
+        to_names = tuple(c.to_name or ())
+        labels = tuple(getattr(c, "labels", None) or ())
+        label_attrs = {name: dict(tag.attr or {}) for name, tag in (getattr(c, "labels_attrs", None) or {}).items()}
+        controls.append(
+            ControlInfo(
+                name=c.name, tag=c.tag, to_name=to_names,
+                objects=tuple(by_name[n] for n in to_names if n in by_name),
+                labels=labels, attrs=dict(c.attr or {}), label_attrs=label_attrs,
+            )
+        )
+    return ParsedConfig(xml=xml, hash=config_hash(xml), controls=tuple(controls), objects=objects, interface=interface)

@@ -1,0 +1,36 @@
+"""Talking to Label Studio's API with label-studio-sdk (training data, bulk predictions)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class LabelStudioUnavailable(RuntimeError):
+    """Label Studio's URL or token is unknown, so the API cannot be used."""
+
+
+def connect(url: str | None, token: str | None, timeout: float = 60.0) -> Any:
+    """A ``label_studio_sdk.LabelStudio`` client; PATs are refreshed by the sdk itself."""
+    if not url:
+        raise LabelStudioUnavailable("the Label Studio URL is unknown: set LABEL_STUDIO_URL")
+    if not token:
+        raise LabelStudioUnavailable("no Label Studio token: set LABEL_STUDIO_API_KEY (a personal access token)")
+    from label_studio_sdk.client import LabelStudio
+
+    return LabelStudio(base_url=url.rstrip("/"), api_key=token, timeout=timeout)
+
+
+def annotated_tasks(client: Any, project_id: int | str) -> list[dict]:
+    """Every task of the project that has at least one annotation, in export (JSON) format."""
+    chunks = client.projects.exports.download_sync(int(project_id), export_type="JSON", download_all_tasks=False)
+    raw = b"".join(chunks)
+    tasks = json.loads(raw or b"[]")
+    return [t for t in tasks if t.get("annotations")]
+
+
+def usable_annotations(task: dict) -> list[dict]:
+    """The task's annotations that count for training: not cancelled, with a result.
+    Ground-truth annotations come first."""
+    anns = [a for a in task.get("annotations") or [] if not a.get("was_cancelled") and a.get("result")]
+    return sorted(anns, key=lambda a: not a.get("ground_truth", False))

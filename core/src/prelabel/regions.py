@@ -1,0 +1,195 @@
+"""Builders for Label Studio result regions, shared by every plugin.
+
+Pixel coordinates go in; Label Studio's percent coordinates (0-100 of the original image
+size) come out. Every builder takes the ``ControlInfo`` it fills, so ``from_name``,
+``to_name`` and ``type`` always match the project's config.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from prelabel.labelconfig import ControlInfo
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def region_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def _base(control: ControlInfo, value: dict, score: float | None = None, to_name: str | None = None,
+          **extra: Any) -> dict:
+    region = {
+        "id": region_id(),
+        "from_name": control.name,
+        "to_name": to_name or control.to_name[0],
+        "type": control.type,
+        "value": value,
+    }
+    if score is not None:
+        region["score"] = float(score)
+    region.update(extra)
+    return region
+
+
+def _labels(labels: str | Sequence[str]) -> list[str]:
+    return [labels] if isinstance(labels, str) else list(labels)
+
+
+def _image_extra(width: int, height: int) -> dict:
+    return {"original_width": int(width), "original_height": int(height), "image_rotation": 0}
+
+
+def _pct(value: float, total: float) -> float:
+    return max(0.0, min(100.0, 100.0 * float(value) / float(total)))
+
+
+def rectangle(control: ControlInfo, labels: str | Sequence[str], x: float, y: float, w: float, h: float,
+              image_width: int, image_height: int, score: float | None = None, rotation: float = 0.0) -> dict:
+    """A box from pixels (top-left ``x, y``, size ``w, h``; ``rotation`` in degrees
+    clockwise about the top-left corner, as Label Studio stores it)."""
+    value = {
+        "x": _pct(x, image_width), "y": _pct(y, image_height),
+        "width": _pct(w, image_width), "height": _pct(h, image_height),
+        "rotation": float(rotation),
+    }
+    if control.tag.endswith("Labels"):
+        value[control.value_key] = _labels(labels)
+    return _base(control, value, score, **_image_extra(image_width, image_height))
+
+
+def rotated_rectangle(control: ControlInfo, labels: str | Sequence[str], cx: float, cy: float, w: float,
+                      h: float, angle_rad: float, image_width: int, image_height: int,
+                      score: float | None = None) -> dict:
+    """A rotated box from its centre, size and angle (radians, as OBB models give it)."""
+    cos, sin = math.cos(angle_rad), math.sin(angle_rad)
+    # top-left corner of the unrotated box, rotated about the centre
+    x = cx - (w / 2) * cos + (h / 2) * sin
+    y = cy - (w / 2) * sin - (h / 2) * cos
+    return rectangle(control, labels, x, y, w, h, image_width, image_height, score, math.degrees(angle_rad) % 360)
+
+
+def polygon(control: ControlInfo, labels: str | Sequence[str], points: Iterable[Sequence[float]],
+            image_width: int, image_height: int, score: float | None = None) -> dict:
+    """A polygon from pixel points ``[(x, y), ...]``."""
+    pts = [[_pct(px, image_width), _pct(py, image_height)] for px, py in points]
+    if len(pts) < 3:
+        raise ValueError("a polygon needs at least 3 points")
+    value: dict[str, Any] = {"points": pts, "closed": True}
+    if control.tag.endswith("Labels"):
+        value[control.value_key] = _labels(labels)
+    return _base(control, value, score, **_image_extra(image_width, image_height))
+
+
+def mask_to_rle(mask: np.ndarray) -> list[int]:
+    """Label Studio brush RLE for a 2-D boolean/0-1/0-255 mask (label-studio-sdk's encoder)."""
+    import numpy as np
+    from label_studio_sdk.converter.brush import mask2rle
+
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise ValueError(f"a mask must be 2-D, got shape {arr.shape}")
+    arr = np.where(arr > (0 if arr.dtype == bool or arr.max() <= 1 else 127), 255, 0).astype(np.uint8)
+    return mask2rle(arr)
+
+
+def rle_to_mask(rle: list[int], width: int, height: int) -> np.ndarray:
+    """Decode Label Studio brush RLE back to a (height, width) uint8 mask (0/255)."""
+    import numpy as np
+    from label_studio_sdk.converter.brush import decode_rle
+
+    flat = np.asarray(decode_rle(rle), dtype=np.uint8)
+    return flat.reshape(height, width, 4)[:, :, 3]
+
+
+def brush(control: ControlInfo, labels: str | Sequence[str], mask: np.ndarray, score: float | None = None) -> dict:
+    """A brush (mask) region, RLE-encoded; the mask's shape is the image size."""
+    height, width = mask.shape[:2]
+    value: dict[str, Any] = {"format": "rle", "rle": mask_to_rle(mask)}
+    value[control.value_key] = _labels(labels)
+    return _base(control, value, score, **_image_extra(width, height))
+
+
+def keypoint(control: ControlInfo, labels: str | Sequence[str], x: float, y: float, image_width: int,
+             image_height: int, score: float | None = None, width: float = 0.5) -> dict:
+    """A keypoint at pixel ``(x, y)``."""
+    value: dict[str, Any] = {"x": _pct(x, image_width), "y": _pct(y, image_height), "width": width}
+    if control.tag.endswith("Labels"):
+        value[control.value_key] = _labels(labels)
+    return _base(control, value, score, **_image_extra(image_width, image_height))
+
+
+def span(control: ControlInfo, labels: str | Sequence[str], start: int, end: int, text: str,
+         score: float | None = None) -> dict:
+    """A text span by character offsets into the task text (``text`` is that text)."""
+    if not 0 <= start < end <= len(text):
+        raise ValueError(f"span [{start}, {end}) is outside the text of length {len(text)}")
+    value = {"start": int(start), "end": int(end), "text": text[start:end], control.value_key: _labels(labels)}
+    return _base(control, value, score)
+
+
+def find_spans(text: str, needle: str, case_sensitive: bool = False) -> list[tuple[int, int]]:
+    """All non-overlapping (start, end) offsets of ``needle`` in ``text``."""
+    if not needle:
+        return []
+    hay, pat = (text, needle) if case_sensitive else (text.lower(), needle.lower())
+    found, pos = [], hay.find(pat)
+    while pos != -1:
+        found.append((pos, pos + len(pat)))
+        pos = hay.find(pat, pos + len(pat))
+    return found
+
+
+def choices(control: ControlInfo, selected: str | Sequence[str], score: float | None = None) -> dict:
+    """A Choices result (one or several of the control's choices)."""
+    return _base(control, {"choices": _labels(selected)}, score)
+
+
+def textarea(control: ControlInfo, text: str | Sequence[str], score: float | None = None) -> dict:
+    """A TextArea result; ``text`` is one string or several lines."""
+    return _base(control, {"text": _labels(text)}, score)
+
+
+def rating(control: ControlInfo, value: int, score: float | None = None) -> dict:
+    return _base(control, {"rating": int(value)}, score)
+
+
+def number(control: ControlInfo, value: float, score: float | None = None) -> dict:
+    return _base(control, {"number": value}, score)
+
+
+def taxonomy(control: ControlInfo, paths: Sequence[Sequence[str]], score: float | None = None) -> dict:
+    return _base(control, {"taxonomy": [list(p) for p in paths]}, score)
+
+
+def video_rectangle(control: ControlInfo, labels: str | Sequence[str],
+                    frames: Iterable[tuple[int, float, float, float, float]], image_width: int,
+                    image_height: int, frames_count: int, duration: float | None = None,
+                    score: float | None = None) -> dict:
+    """One tracked object as a VideoRectangle sequence.
+
+    ``frames`` holds (frame number starting at 1, x, y, w, h) in pixels; the sequence ends
+    (``enabled: false``) at the last frame seen, so Label Studio does not extend it."""
+    seq = []
+    items = sorted(frames)
+    for i, (frame, x, y, w, h) in enumerate(items):
+        last = i == len(items) - 1
+        nxt = items[i + 1][0] if not last else None
+        seq.append({
+            "frame": int(frame), "enabled": not last and nxt == frame + 1,
+            "x": _pct(x, image_width), "y": _pct(y, image_height),
+            "width": _pct(w, image_width), "height": _pct(h, image_height), "rotation": 0,
+            "time": (frame - 1) * (duration / frames_count) if duration and frames_count else None,
+        })
+    for item in seq:
+        if item["time"] is None:
+            item.pop("time")
+    value: dict[str, Any] = {"sequence": seq, "framesCount": int(frames_count)}
+    if duration:
+        value["duration"] = float(duration)
+    value["labels"] = _labels(labels)
+    return _base(control, value, score)

@@ -1,0 +1,171 @@
+"""The per-process wiring of one backend: settings, state, jobs, media, metrics, predictor.
+
+The server, ``prelabel predict`` and ``prelabel worker`` each build one Runtime; the backend
+instance and its weights live here for the life of the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from prelabel import lsclient
+from prelabel.artifacts import ArtifactStore
+from prelabel.backend import Backend, PredictContext, Project, Task
+from prelabel.jobs import InProcessRunner, JobContext, JobRunner, JobStore
+from prelabel.labelconfig import ParsedConfig, parse_label_config
+from prelabel.media import MediaFetcher
+from prelabel.metrics import Metrics
+from prelabel.settings import BackendSettings, CoreSettings
+from prelabel.state import ProjectState, open_state
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROJECT = "default"
+
+
+def project_id_of(key: str | int | None) -> str:
+    """Label Studio sends ``"<id>.<created timestamp>"`` to /setup and /predict, and the
+    bare integer id in webhooks; state is keyed by the id alone so both agree."""
+    if key is None or str(key).strip() == "":
+        return DEFAULT_PROJECT
+    return str(key).split(".", 1)[0].strip()
+
+
+class Runtime:
+    def __init__(self, backend_class: type[Backend], core: CoreSettings | None = None,
+                 settings: BackendSettings | None = None, runner: str = "auto"):
+        self.core = core or CoreSettings()
+        self.core.prelabel_home.mkdir(parents=True, exist_ok=True)
+        self.backend = backend_class(settings, self.core)
+        self.state = open_state(self.core)
+        self.jobs = JobStore(self.state)
+        self.media = MediaFetcher(self.core)
+        self.artifacts = ArtifactStore(self.core.prelabel_home / "models" / backend_class.backend_id,
+                                       backend_class.backend_id)
+        self.metrics = Metrics(backend_class.backend_id)
+        self.job_handlers: dict[str, Callable[[JobContext], dict]] = {}
+        if backend_class.trainable:
+            from prelabel.training import run_training
+
+            self.job_handlers["train"] = run_training
+        self.runner: JobRunner = self._make_runner(runner)
+        self.ready = threading.Event()
+        self.setup_error: str | None = None
+        self.setup_seconds: float | None = None
+        self.inflight = 0  # /predict requests being served; only touched on the event loop
+        from prelabel.predict import Predictor
+
+        self.predictor = Predictor(self)
+
+    def _make_runner(self, kind: str) -> JobRunner:
+        if kind not in ("auto", "inprocess"):
+            raise ValueError(f"unknown job runner {kind!r}")
+        return InProcessRunner(self)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Mark jobs orphaned by a dead process, then load the model (blocking)."""
+        for job in self.jobs.mark_orphans_interrupted():
+            log.warning("job %s (%s) was interrupted by a restart", job.id, job.kind)
+        started = time.perf_counter()
+        try:
+            self.backend.setup()
+        except Exception as exc:
+            self.setup_error = f"{type(exc).__name__}: {exc}"
+            log.exception("setup of %s failed", self.backend.backend_id)
+            raise
+        self.setup_seconds = time.perf_counter() - started
+        self.ready.set()
+        log.info("%s ready in %.2fs", self.backend.backend_id, self.setup_seconds)
+
+    def start_in_background(self) -> threading.Thread:
+        def target() -> None:
+            try:
+                self.start()
+            except Exception:
+                pass  # recorded in setup_error; /health reports it
+
+        thread = threading.Thread(target=target, name="prelabel-setup", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        self.runner.shutdown(wait=False)
+        self.media.close()
+        self.state.close()
+
+    # -- projects ---------------------------------------------------------------------------
+    def project_state(self, project_id: str) -> ProjectState:
+        return self.state.project(project_id)
+
+    def remember_project(self, key: str, xml: str, hostname: str | None = None,
+                         access_token: str | None = None) -> Project:
+        pid = project_id_of(key)
+        config = parse_label_config(xml)
+        st = self.project_state(pid)
+        if st.get("label_config") != xml:
+            st.set("label_config", xml)
+        if hostname and st.get("hostname") != hostname:
+            st.set("hostname", hostname)
+        if access_token and st.get("access_token") != access_token:
+            st.set("access_token", access_token)
+        return Project(id=pid, key=str(key), config=config, hostname=hostname, access_token=access_token)
+
+    def project(self, key: str | None, xml: str | None = None) -> Project:
+        """The project for a request: its config from the request, else the one /setup stored,
+        else the backend's ``default_label_config``."""
+        pid = project_id_of(key)
+        st = self.project_state(pid)
+        xml = xml or st.get("label_config") or getattr(self.backend, "default_label_config", None)
+        if not xml:
+            raise LookupError(
+                f"no label config for project {pid!r}: send label_config with the request, or connect the "
+                "backend to the project in Label Studio first (that calls /setup)")
+        return Project(id=pid, key=str(key or pid), config=parse_label_config(xml),
+                       hostname=st.get("hostname"), access_token=st.get("access_token"))
+
+    def config_of(self, project_id: str) -> ParsedConfig | None:
+        xml = self.project_state(project_id).get("label_config")
+        return parse_label_config(xml) if xml else None
+
+    def model_version(self, project_id: str) -> str:
+        version, _ = self.artifacts.current(self.project_state(project_id))
+        return version or self.backend.model_version()
+
+    def model_dir(self, project_id: str) -> Path | None:
+        return self.artifacts.current(self.project_state(project_id))[1]
+
+    def versions(self) -> list[str]:
+        found: list[tuple[float, str]] = []
+        for ns in self.state.namespaces("project:"):
+            for v in self.state.get(ns, "versions", []) or []:
+                found.append((v.get("created_at", 0), v["version"]))
+        return [self.backend.model_version()] + [v for _, v in sorted(found)]
+
+    def media_for(self, project: Project, params: dict[str, Any] | None = None) -> MediaFetcher:
+        params = params or {}
+        return self.media.bind(project.hostname, project.access_token, params.get("login"), params.get("password"))
+
+    def label_studio(self, project_id: str) -> Any:
+        """An sdk client for the project's Label Studio (env settings first, then /setup's)."""
+        st = self.project_state(project_id)
+        url = self.core.label_studio_url or st.get("hostname")
+        key = self.core.label_studio_api_key.get_secret_value() if self.core.label_studio_api_key else None
+        return lsclient.connect(url, key or st.get("access_token"))
+
+    # -- prediction -------------------------------------------------------------------------
+    def context(self, project: Project, params: dict[str, Any] | None = None,
+                logger: logging.Logger | logging.LoggerAdapter | None = None) -> PredictContext:
+        return PredictContext(
+            project=project, model_version=self.model_version(project.id), model_dir=self.model_dir(project.id),
+            media=self.media_for(project, params), state=self.project_state(project.id), params=params or {},
+            log=logger or logging.getLogger("prelabel.predict"),
+        )
+
+    async def predict(self, tasks: list[Task], project: Project, params: dict[str, Any] | None = None,
+                      logger: logging.Logger | logging.LoggerAdapter | None = None) -> list[dict]:
+        return await self.predictor.predict(tasks, self.context(project, params, logger))

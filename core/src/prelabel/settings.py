@@ -1,0 +1,59 @@
+"""Settings read from the environment: the core's own, and the base class for plugins'."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BackendSettings(BaseSettings):
+    """Base for a plugin's settings. Fields are read from environment variables of the same
+    name (case-insensitive); passing an unknown keyword is an error, so typos fail loudly."""
+
+    model_config = SettingsConfigDict(extra="forbid", case_sensitive=False, populate_by_name=True)
+
+
+def _default_home() -> Path:
+    return Path.home() / ".prelabel"
+
+
+class CoreSettings(BaseSettings):
+    """Settings every backend shares (server, Label Studio access, media, state, jobs)."""
+
+    model_config = SettingsConfigDict(extra="forbid", case_sensitive=False, populate_by_name=True)
+
+    prelabel_home: Path = Field(default_factory=_default_home, description="State, models, caches.")
+    label_studio_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST", "label_studio_url"),
+        description="Base URL of Label Studio; else the hostname /setup sent.",
+    )
+    label_studio_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN", "label_studio_api_key"
+        ),
+        description="Personal access token (JWT) or legacy token; else the token /setup sent.",
+    )
+    local_files_document_root: Path | None = None
+    redis_url: str | None = None
+    basic_auth_user: str | None = None
+    basic_auth_pass: SecretStr | None = None
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", description="json or text")
+    media_max_bytes: int = 200 * 1024 * 1024
+    media_timeout: float = 30.0
+    media_cache_max_bytes: int = 2 * 1024 * 1024 * 1024
+    max_inflight: int = Field(default=64, description="Concurrent /predict requests per process.")
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, description="Largest accepted request body.")
+    train_every_n: int = Field(default=0, description="Train after every N new annotations (0: off).")
+
+    @property
+    def state_path(self) -> Path:
+        return self.prelabel_home / "state.sqlite3"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.basic_auth_user and self.basic_auth_pass)

@@ -1,0 +1,206 @@
+"""Per-project key/value state: SQLite in PRELABEL_HOME by default, Redis when REDIS_URL is set.
+
+Values are JSON. Every read goes to the store (no per-process cache), so several processes or
+replicas sharing one store always agree on, for example, the current model version.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from prelabel.settings import CoreSettings
+
+
+class StateStore(ABC):
+    """Namespaced JSON key/value store."""
+
+    @abstractmethod
+    def get(self, ns: str, key: str, default: Any = None) -> Any: ...
+
+    @abstractmethod
+    def set(self, ns: str, key: str, value: Any) -> None: ...
+
+    @abstractmethod
+    def delete(self, ns: str, key: str) -> None: ...
+
+    @abstractmethod
+    def items(self, ns: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def incr(self, ns: str, key: str, amount: int = 1) -> int:
+        """Atomically add ``amount`` to an integer value and return the new value."""
+
+    @abstractmethod
+    def namespaces(self, prefix: str = "") -> list[str]: ...
+
+    def set_if_absent(self, ns: str, key: str, value: Any) -> bool:
+        """Store ``value`` only if ``key`` is unset; True when this call stored it."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def project(self, project_id: str) -> ProjectState:
+        return ProjectState(self, str(project_id))
+
+
+class ProjectState:
+    """The state of one project (namespace ``project:<id>``)."""
+
+    def __init__(self, store: StateStore, project_id: str):
+        self.store = store
+        self.project_id = project_id
+        self.ns = f"project:{project_id}"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.store.get(self.ns, key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.store.set(self.ns, key, value)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(self.ns, key)
+
+    def items(self) -> dict[str, Any]:
+        return self.store.items(self.ns)
+
+    def incr(self, key: str, amount: int = 1) -> int:
+        return self.store.incr(self.ns, key, amount)
+
+
+class SQLiteStateStore(StateStore):
+    """SQLite in WAL mode; one connection per thread; safe across processes."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+                " updated REAL NOT NULL, PRIMARY KEY (ns, key))"
+            )
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    def get(self, ns: str, key: str, default: Any = None) -> Any:
+        row = self._conn().execute("SELECT value FROM kv WHERE ns=? AND key=?", (ns, key)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set(self, ns: str, key: str, value: Any) -> None:
+        self._conn().execute(
+            "INSERT INTO kv (ns, key, value, updated) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(ns, key) DO UPDATE SET value=excluded.value, updated=excluded.updated",
+            (ns, key, json.dumps(value), time.time()),
+        )
+
+    def set_if_absent(self, ns: str, key: str, value: Any) -> bool:
+        cur = self._conn().execute(
+            "INSERT OR IGNORE INTO kv (ns, key, value, updated) VALUES (?, ?, ?, ?)",
+            (ns, key, json.dumps(value), time.time()),
+        )
+        return cur.rowcount == 1
+
+    def delete(self, ns: str, key: str) -> None:
+        self._conn().execute("DELETE FROM kv WHERE ns=? AND key=?", (ns, key))
+
+    def items(self, ns: str) -> dict[str, Any]:
+        rows = self._conn().execute("SELECT key, value FROM kv WHERE ns=? ORDER BY updated", (ns,)).fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    def incr(self, ns: str, key: str, amount: int = 1) -> int:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT value FROM kv WHERE ns=? AND key=?", (ns, key)).fetchone()
+            new = (int(json.loads(row[0])) if row else 0) + amount
+            conn.execute(
+                "INSERT INTO kv (ns, key, value, updated) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(ns, key) DO UPDATE SET value=excluded.value, updated=excluded.updated",
+                (ns, key, json.dumps(new), time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return new
+
+    def namespaces(self, prefix: str = "") -> list[str]:
+        rows = self._conn().execute(
+            "SELECT DISTINCT ns FROM kv WHERE substr(ns, 1, ?) = ? ORDER BY ns", (len(prefix), prefix)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class RedisStateStore(StateStore):
+    """Redis hashes, one per namespace, under ``<prefix>:<ns>``."""
+
+    def __init__(self, url: str, prefix: str = "prelabel"):
+        try:
+            import redis
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError('REDIS_URL is set but redis is not installed: pip install "prelabel[redis]"') from exc
+        self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, retry_on_timeout=True)
+        self.prefix = prefix
+
+    def _k(self, ns: str) -> str:
+        return f"{self.prefix}:{ns}"
+
+    def get(self, ns: str, key: str, default: Any = None) -> Any:
+        raw = self.client.hget(self._k(ns), key)
+        return json.loads(raw) if raw is not None else default
+
+    def set(self, ns: str, key: str, value: Any) -> None:
+        pipe = self.client.pipeline()
+        pipe.hset(self._k(ns), key, json.dumps(value))
+        pipe.sadd(f"{self.prefix}::namespaces", ns)
+        pipe.execute()
+
+    def set_if_absent(self, ns: str, key: str, value: Any) -> bool:
+        stored = bool(self.client.hsetnx(self._k(ns), key, json.dumps(value)))
+        self.client.sadd(f"{self.prefix}::namespaces", ns)
+        return stored
+
+    def delete(self, ns: str, key: str) -> None:
+        self.client.hdel(self._k(ns), key)
+
+    def items(self, ns: str) -> dict[str, Any]:
+        return {k.decode(): json.loads(v) for k, v in self.client.hgetall(self._k(ns)).items()}
+
+    def incr(self, ns: str, key: str, amount: int = 1) -> int:
+        self.client.sadd(f"{self.prefix}::namespaces", ns)
+        return int(self.client.hincrby(self._k(ns), key, amount))
+
+    def namespaces(self, prefix: str = "") -> list[str]:
+        names = (n.decode() for n in self.client.smembers(f"{self.prefix}::namespaces"))
+        return sorted(n for n in names if n.startswith(prefix))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_state(core: CoreSettings) -> StateStore:
+    """Redis when ``REDIS_URL`` is set, else SQLite at ``PRELABEL_HOME/state.sqlite3``."""
+    if core.redis_url:
+        return RedisStateStore(core.redis_url)
+    return SQLiteStateStore(core.state_path)

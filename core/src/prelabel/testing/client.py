@@ -1,0 +1,50 @@
+"""Build a Runtime and an in-process ASGI client for a backend, for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from prelabel.backend import Backend
+from prelabel.runtime import Runtime
+from prelabel.settings import CoreSettings
+
+
+@contextlib.contextmanager
+def patched_env(env: dict[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update({k: str(v) for k, v in env.items()})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def make_runtime(backend_class: type[Backend], home: Path, settings: dict[str, Any] | None = None,
+                 **core: Any) -> Runtime:
+    """A Runtime with its state under ``home``; ``core`` overrides CoreSettings fields."""
+    core_settings = CoreSettings(prelabel_home=home, log_format="text", **core)
+    backend_settings = backend_class.Settings(**(settings or {}))
+    return Runtime(backend_class, core_settings, backend_settings)
+
+
+@contextlib.contextmanager
+def serve_in_process(runtime: Runtime, wait_ready: float | None = 120.0) -> Iterator[Any]:
+    """A Starlette TestClient on the app; by default waits until the model is loaded."""
+    from fastapi.testclient import TestClient
+
+    from prelabel.server.app import create_app
+
+    app = create_app(runtime)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        if wait_ready:
+            if not runtime.ready.wait(wait_ready):
+                raise TimeoutError(f"{runtime.backend.backend_id} did not load within {wait_ready}s: "
+                                   f"{runtime.setup_error or 'still loading'}")
+        yield client

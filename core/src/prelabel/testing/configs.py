@@ -1,0 +1,103 @@
+"""A library of label configs for tests, named by what they label."""
+
+TEXT_CHOICES = """<View>
+  <Text name="text" value="$text"/>
+  <Choices name="sentiment" toName="text" choice="single">
+    <Choice value="positive"/>
+    <Choice value="negative"/>
+    <Choice value="neutral"/>
+  </Choices>
+</View>"""
+
+TEXT_CHOICES_MULTIPLE = """<View>
+  <Text name="text" value="$text"/>
+  <Choices name="topics" toName="text" choice="multiple">
+    <Choice value="sports"/>
+    <Choice value="politics"/>
+    <Choice value="tech"/>
+  </Choices>
+</View>"""
+
+TEXT_NER = """<View>
+  <Labels name="label" toName="text">
+    <Label value="Person" predicted_values="PER,person"/>
+    <Label value="Organization" predicted_values="ORG"/>
+    <Label value="Location" predicted_values="LOC,GPE"/>
+  </Labels>
+  <Text name="text" value="$text"/>
+</View>"""
+
+TEXT_TEXTAREA = """<View>
+  <Text name="text" value="$text"/>
+  <TextArea name="label" toName="text" editable="true"/>
+</View>"""
+
+IMAGE_RECTANGLES = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image" model_score_threshold="0.25">
+    <Label value="Car" predicted_values="car,truck"/>
+    <Label value="Person" predicted_values="person"/>
+  </RectangleLabels>
+</View>"""
+
+IMAGE_POLYGONS = """<View>
+  <Image name="image" value="$image"/>
+  <PolygonLabels name="label" toName="image">
+    <Label value="Car"/>
+    <Label value="Person"/>
+  </PolygonLabels>
+</View>"""
+
+IMAGE_BRUSH = """<View>
+  <Image name="image" value="$image"/>
+  <BrushLabels name="label" toName="image">
+    <Label value="Car"/>
+    <Label value="Person"/>
+  </BrushLabels>
+</View>"""
+
+IMAGE_KEYPOINTS = """<View>
+  <Image name="image" value="$image"/>
+  <KeyPointLabels name="kp" toName="image">
+    <Label value="nose"/>
+    <Label value="left_eye"/>
+  </KeyPointLabels>
+</View>"""
+
+IMAGE_CHOICES = """<View>
+  <Image name="image" value="$image"/>
+  <Choices name="class" toName="image">
+    <Choice value="cat"/>
+    <Choice value="dog"/>
+  </Choices>
+</View>"""
+
+VIDEO_RECTANGLES = """<View>
+  <Labels name="videoLabels" toName="video">
+    <Label value="Car"/>
+    <Label value="Person"/>
+  </Labels>
+  <Video name="video" value="$video"/>
+  <VideoRectangle name="box" toName="video"/>
+</View>"""
+
+AUDIO_RATING = """<View>
+  <Audio name="audio" value="$audio"/>
+  <Rating name="rating" toName="audio"/>
+</View>"""
+
+INVALID_XML = "<View><Text name='text' value='$text'/"
+
+ALL = {
+    "text_choices": TEXT_CHOICES,
+    "text_choices_multiple": TEXT_CHOICES_MULTIPLE,
+    "text_ner": TEXT_NER,
+    "text_textarea": TEXT_TEXTAREA,
+    "image_rectangles": IMAGE_RECTANGLES,
+    "image_polygons": IMAGE_POLYGONS,
+    "image_brush": IMAGE_BRUSH,
+    "image_keypoints": IMAGE_KEYPOINTS,
+    "image_choices": IMAGE_CHOICES,
+    "video_rectangles": VIDEO_RECTANGLES,
+    "audio_rating": AUDIO_RATING,
+}

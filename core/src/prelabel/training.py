@@ -1,0 +1,33 @@
+"""The ``train`` job: run the backend's fit in a fresh workdir and promote it on success."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prelabel import lsclient
+from prelabel.jobs import JobContext
+
+
+def training_tasks(ctx: JobContext) -> list[dict]:
+    """The annotated tasks to train on: those the legacy /train call carried, else the
+    project's annotated tasks fetched from Label Studio (webhooks are only a trigger)."""
+    if ctx.params.get("tasks"):
+        return list(ctx.params["tasks"])
+    client = ctx.runtime.label_studio(ctx.project)
+    return lsclient.annotated_tasks(client, ctx.project)
+
+
+def run_training(ctx: JobContext) -> dict[str, Any]:
+    runtime = ctx.runtime
+    store = runtime.artifacts
+    workdir = store.new_workdir(ctx.project, ctx.job.id)
+    ctx.workdir = workdir
+    try:
+        result = runtime.backend.fit(ctx) or {}
+        ctx.check_cancelled()
+        version = store.promote(runtime.project_state(ctx.project), workdir, ctx.job.id, result)
+    except BaseException:
+        store.discard(workdir)  # a failed or cancelled run never becomes a version
+        raise
+    ctx.log.info("project %s now serves %s", ctx.project, version)
+    return {**result, "model_version": version}
