@@ -59,6 +59,10 @@ else
     "$VENV/bin/python" -m pip install "label-studio==$LS_VERSION"
 fi
 
+# Keep the venv out of git even without a .gitignore entry (uv writes this itself,
+# python3.11 -m venv does not).
+[[ -f "$VENV/.gitignore" ]] || printf '*\n' > "$VENV/.gitignore"
+
 current="$(installed_version)"
 if [[ "$current" != "$LS_VERSION" || ! -x "$LS_BIN" ]]; then
     log "ERROR: expected label-studio $LS_VERSION at $LS_BIN, found '${current:-nothing}'"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, ClassVar, Sequence, Union
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -15,6 +16,7 @@ from prelabel.settings import BackendSettings, CoreSettings
 if TYPE_CHECKING:
     from prelabel.jobs import JobContext
     from prelabel.media import MediaFetcher
+    from prelabel.metrics import Metrics
     from prelabel.state import ProjectState
 
 
@@ -47,7 +49,7 @@ class TaskError(Exception):
     The message should say what the user can do about it; the task gets an empty result."""
 
 
-PredictOutput = Union[Prediction, list, dict, None, BaseException]
+PredictOutput = Prediction | list | dict | None | BaseException
 
 
 @dataclass
@@ -108,6 +110,9 @@ class Backend:
     version: ClassVar[str] = "0"
     Settings: ClassVar[type[BackendSettings]] = BackendSettings
     default_label_config: ClassVar[str | None] = None
+    #: the process's Prometheus metrics, set by the Runtime (None outside one): a backend may
+    #: register its own counters on ``metrics.registry`` so /metrics shows them
+    metrics: Metrics | None = None
 
     def __init__(self, settings: BackendSettings | None = None, core: CoreSettings | None = None):
         self.settings = settings if settings is not None else self.Settings()

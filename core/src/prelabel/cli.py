@@ -34,9 +34,10 @@ def load_settings(backend_class):  # noqa: ANN001, ANN201
         settings = backend_class.Settings()
         backend_class.preflight(settings, core)
     except pydantic.ValidationError as exc:
-        raise click.ClickException(f"{backend_class.backend_id}: invalid settings\n{settings_error_message(exc)}")
+        raise click.ClickException(
+            f"{backend_class.backend_id}: invalid settings\n{settings_error_message(exc)}") from None
     except ValueError as exc:
-        raise click.ClickException(f"{backend_class.backend_id}: {exc}")
+        raise click.ClickException(f"{backend_class.backend_id}: {exc}") from None
     return core, settings
 
 
@@ -44,7 +45,7 @@ def resolve_backend(spec: str):  # noqa: ANN201
     try:
         return load_backend_class(spec)
     except (PluginError, ImportError) as exc:
-        raise click.ClickException(str(exc))
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -124,7 +125,7 @@ def new(name: str, directory: str) -> None:
     try:
         path = scaffold_plugin(name, directory)
     except (ValueError, FileExistsError) as exc:
-        raise click.ClickException(str(exc))
+        raise click.ClickException(str(exc)) from None
     click.echo(f"created {path}\nnext: pip install -e {path} && pytest {path}/tests")
 
 

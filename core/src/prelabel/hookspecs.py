@@ -7,7 +7,8 @@ keyword arguments, and a hookimpl may accept fewer arguments than its spec.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 

@@ -70,7 +70,8 @@ class TokenCache:
         try:
             resp = self.client.post(url, json={"refresh": token}, follow_redirects=False)
         except httpx.HTTPError as exc:
-            raise LabelStudioAuthError(f"could not reach Label Studio at {base_url} to refresh the token: {exc}") from exc
+            raise LabelStudioAuthError(
+                f"could not reach Label Studio at {base_url} to refresh the token: {exc}") from exc
         if resp.status_code != 200 or "access" not in resp.text:
             raise LabelStudioAuthError(
                 f"Label Studio refused the personal access token ({resp.status_code} at {url}): "

@@ -160,7 +160,8 @@ class MediaFetcher:
     def _resolve(self, url: str, task_id: int | None) -> str:
         if url.startswith(CLOUD_SCHEMES):
             if task_id is None:
-                raise MediaError(f"{url}: cloud storage files are presigned by Label Studio per task; the task has no id")
+                raise MediaError(f"{url}: cloud storage files are presigned by Label Studio per task; "
+                                 "the task has no id")
             encoded = base64.urlsafe_b64encode(url.encode()).decode()
             return f"{self._require_ls(url)}/tasks/{task_id}/presign/?fileuri={encoded}"
         scheme = urlsplit(url).scheme.lower()
@@ -223,11 +224,13 @@ class MediaFetcher:
                         if total > limit:
                             raise MediaError(f"{target}: more than MEDIA_MAX_BYTES={limit} bytes; refused")
                         if time.monotonic() - started > self.core.media_timeout:
-                            raise MediaError(f"{target}: download took longer than MEDIA_TIMEOUT={self.core.media_timeout}s")
+                            raise MediaError(
+                                f"{target}: download took longer than MEDIA_TIMEOUT={self.core.media_timeout}s")
                         chunks.append(chunk)
                     return b"".join(chunks)
             except httpx.TimeoutException as exc:
-                raise MediaError(f"{target}: timed out after {self.core.media_timeout}s ({type(exc).__name__})") from exc
+                raise MediaError(
+                    f"{target}: timed out after {self.core.media_timeout}s ({type(exc).__name__})") from exc
             except httpx.HTTPError as exc:
                 raise MediaError(f"{target}: could not download: {exc}") from exc
         raise MediaError(f"{url}: more than {MAX_REDIRECTS} redirects")

@@ -12,7 +12,8 @@ import asyncio
 import inspect
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -101,13 +102,13 @@ class Predictor:
             done = await asyncio.gather(*(self._run_batch([tasks[i] for i in b], ctx) for b in batches))
         else:
             done = [await self._run_batch([tasks[i] for i in b], ctx) for b in batches]
-        for batch, outs in zip(batches, done):
-            for i, out in zip(batch, outs):
+        for batch, outs in zip(batches, done, strict=True):
+            for i, out in zip(batch, outs, strict=True):
                 outputs[i] = out
 
         metrics = self.runtime.metrics
         results = []
-        for task, out in zip(tasks, outputs):
+        for task, out in zip(tasks, outputs, strict=True):
             item: dict[str, Any]
             if isinstance(out, BaseException):
                 reason = "task_error" if isinstance(out, TaskError) else type(out).__name__

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from prelabel import lsclient
 from prelabel.artifacts import ArtifactStore
@@ -47,6 +48,7 @@ class Runtime:
         self.artifacts = ArtifactStore(self.core.prelabel_home / "models" / backend_class.backend_id,
                                        backend_class.backend_id)
         self.metrics = Metrics(backend_class.backend_id)
+        self.backend.metrics = self.metrics
         self.job_handlers: dict[str, Callable[[JobContext], dict]] = {}
         if backend_class.trainable:
             from prelabel.training import run_training
@@ -145,6 +147,11 @@ class Runtime:
             for v in self.state.get(ns, "versions", []) or []:
                 found.append((v.get("created_at", 0), v["version"]))
         return [self.backend.model_version()] + [v for _, v in sorted(found)]
+
+    def trained_projects(self) -> list[str]:
+        """Projects that have a trained version (for /health of trainable backends)."""
+        return [ns.split(":", 1)[1] for ns in self.state.namespaces("project:")
+                if self.state.get(ns, "model_version")]
 
     def media_for(self, project: Project, params: dict[str, Any] | None = None) -> MediaFetcher:
         params = params or {}

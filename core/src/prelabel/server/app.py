@@ -19,7 +19,14 @@ from prelabel.jobs import Job
 from prelabel.labelconfig import LabelConfigError, ParsedConfig
 from prelabel.runtime import Runtime, project_id_of
 from prelabel.server.middleware import PrelabelMiddleware
-from prelabel.server.models import JobRequest, PredictRequest, PredictResponse, SetupRequest, TrainRequest, WebhookRequest
+from prelabel.server.models import (
+    JobRequest,
+    PredictRequest,
+    PredictResponse,
+    SetupRequest,
+    TrainRequest,
+    WebhookRequest,
+)
 
 log = logging.getLogger("prelabel.server")
 
@@ -96,8 +103,12 @@ def create_app(runtime: Runtime, start_setup: bool = True) -> FastAPI:
             return JSONResponse({"status": "ERROR", "error": runtime.setup_error}, status_code=503)
         if not runtime.ready.is_set():
             return JSONResponse({"status": "LOADING", "plugin": backend.backend_id}, status_code=503)
-        return JSONResponse({"status": "UP", "model_class": type(backend).__name__, "plugin": backend.backend_id,
-                             "model_version": backend.model_version(), **backend.health()})
+        body = {"status": "UP", "model_class": type(backend).__name__, "plugin": backend.backend_id,
+                "model_version": backend.model_version()}
+        if backend.trainable:
+            trained = runtime.trained_projects()
+            body.update(trained=bool(trained), trained_projects=trained)
+        return JSONResponse({**body, **backend.health()})
 
     @app.post("/setup", summary="Label Studio connects a project: store its config, return the model version")
     async def setup(body: SetupRequest) -> JSONResponse:

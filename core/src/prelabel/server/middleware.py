@@ -65,6 +65,28 @@ class PrelabelMiddleware:
             return False
         return secrets.compare_digest(given, self.auth or b"")
 
+    async def _buffered(self, receive: Any) -> Any:
+        messages, total = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            total += len(message.get("body", b""))
+            if total > self.max_body:
+                raise BodyTooLarge()
+            if not message.get("more_body"):
+                break
+        replay = iter(messages)
+
+        async def replay_receive() -> dict:
+            try:
+                return next(replay)
+            except StopIteration:
+                return await receive()
+
+        return replay_receive
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -86,17 +108,6 @@ class PrelabelMiddleware:
                 message = {**message, "headers": list(message.get("headers", [])) + [rid_header]}
             await send(message)
 
-        received = 0
-
-        async def receive_wrapper() -> dict:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise BodyTooLarge()
-            return message
-
         try:
             if self.auth is not None and not self._authorized(headers):
                 await _send_json(send_wrapper, 401, {"error": "authentication required: this backend uses HTTP "
@@ -108,12 +119,15 @@ class PrelabelMiddleware:
                 await _send_json(send_wrapper, 413, {"error": f"request body of {int(length)} bytes is larger than "
                                                      f"MAX_BODY_BYTES={self.max_body}"})
                 return
-            try:
-                await self.app(scope, receive_wrapper, send_wrapper)
-            except BodyTooLarge:
-                if not status_holder["started"]:
+            if not length.isdigit() and method in ("POST", "PUT", "PATCH"):
+                # no declared length (chunked): read it here, within the limit, then replay it
+                try:
+                    receive = await self._buffered(receive)
+                except BodyTooLarge:
                     await _send_json(send_wrapper, 413, {"error": f"request body is larger than "
                                                          f"MAX_BODY_BYTES={self.max_body}"})
+                    return
+            await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             status = status_holder["status"]

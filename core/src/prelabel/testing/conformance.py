@@ -106,7 +106,8 @@ class BackendConformanceTests:
         with TestClient(create_app(runtime, start_setup=False)) as c:
             resp = c.get("/health")
             assert resp.status_code == 503 and resp.json()["status"] == "LOADING"
-            assert c.post("/predict", json={"tasks": self.tasks[:1], "label_config": self.label_config}).status_code == 503
+            early = c.post("/predict", json={"tasks": self.tasks[:1], "label_config": self.label_config})
+            assert early.status_code == 503 and early.headers["retry-after"]
             runtime.start()
             resp = c.get("/health")
             assert resp.status_code == 200, resp.text

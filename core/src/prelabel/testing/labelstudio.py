@@ -34,7 +34,7 @@ import socket
 import sqlite3
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from pathlib import Path
 from types import TracebackType
@@ -140,6 +140,27 @@ def _port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM when its parent dies (Linux).
+
+    ``atexit`` does not run when a test runner is killed (CI timeout, SIGKILL); without
+    this, LS would keep running in its own session. ``prctl`` is looked up here, in the
+    parent, so that the child only makes one foreign call between fork and exec.
+    ``None`` where prctl is missing.
+    """
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_pdeathsig() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return set_pdeathsig
 
 
 def copy_data_dir(src: Path, dst: Path) -> None:
@@ -354,6 +375,7 @@ class LabelStudioServer:
                 env=self.environment(),
                 cwd=self.data_dir,
                 start_new_session=True,  # own process group: stop() kills all of it
+                preexec_fn=_parent_death_signal(),  # noqa: PLW1509 - see there
             )
         atexit.register(self.stop)
         try:

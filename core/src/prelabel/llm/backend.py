@@ -1,0 +1,124 @@
+"""LLMBackend: the Backend every OpenAI-compatible plugin subclasses.
+
+A plugin declares its id, port, title and a :class:`~prelabel.llm.settings.LLMSettings`
+subclass; this class does the rest: supported controls, prompts, concurrent calls through
+the engine, mapping answers to regions, and one actionable error per failed task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from prelabel.backend import Backend, PredictContext, Prediction, Task, TaskError
+from prelabel.labelconfig import ControlInfo, ParsedConfig
+from prelabel.llm import errors
+from prelabel.llm.answer import extract_json, to_regions
+from prelabel.llm.engine import LLMEngine, require_openai
+from prelabel.llm.prompt import build_messages
+from prelabel.llm.schema import CONTROL_TAGS, OBJECT_TAGS, TaskSpec, can_fill, task_spec
+from prelabel.llm.settings import LLMSettings
+from prelabel.settings import CoreSettings
+
+PROMPT_STATE_KEY = "llm_prompt"
+
+
+class LLMBackend(Backend):
+    """Choices, Labels (spans), TextArea, Rating, Number and Taxonomy on Text, by an LLM."""
+
+    control_tags: ClassVar[frozenset[str]] = CONTROL_TAGS
+    object_tags: ClassVar[frozenset[str]] = OBJECT_TAGS
+    # one batch per request: concurrency comes from the engine's semaphore (MAX_CONCURRENT)
+    max_batch_size: ClassVar[int] = 10_000
+    Settings: ClassVar[type[LLMSettings]] = LLMSettings
+    settings: LLMSettings
+
+    @classmethod
+    def preflight(cls, settings: LLMSettings, core: CoreSettings) -> None:  # noqa: ARG003
+        problems = settings.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def setup(self) -> None:
+        require_openai()
+        registry = self.metrics.registry if getattr(self, "metrics", None) is not None else None
+        self.engine = LLMEngine(self.settings, registry)
+
+    def model_version(self) -> str:
+        return self.settings.model
+
+    def health(self) -> dict[str, Any]:
+        return {"model": self.settings.model}
+
+    def supported_controls(self, config: ParsedConfig) -> list[ControlInfo]:
+        return [c for c in config.controls if can_fill(c)]
+
+    # -- prompts ------------------------------------------------------------------------------
+    def instruction(self, spec: TaskSpec, ctx: PredictContext) -> tuple[str | None, list[dict]]:
+        """The task instruction and, for an interactive call, the prompt regions to echo back.
+
+        An interactive prompt (text typed in a ``prompt`` TextArea) wins and becomes the
+        project's prompt for later batch predictions; then the project's stored prompt; then
+        LLM_PROMPT."""
+        names = {c.name for c in spec.prompt_inputs}
+        typed = [r for r in ctx.context_regions("textarea") if r.get("from_name") in names]
+        text = "\n".join(t for r in typed for t in (r.get("value") or {}).get("text") or [] if str(t).strip())
+        if text:
+            if ctx.state.get(PROMPT_STATE_KEY) != text:
+                ctx.state.set(PROMPT_STATE_KEY, text)
+            return text, typed
+        return ctx.state.get(PROMPT_STATE_KEY) or self.settings.llm_prompt, []
+
+    # -- predict ------------------------------------------------------------------------------
+    async def predict(self, tasks: list[Task], ctx: PredictContext) -> list[Prediction | TaskError]:
+        spec = task_spec(ctx.config, self.supported_controls(ctx.config))
+        instruction, echo = self.instruction(spec, ctx)
+        return list(await asyncio.gather(*(self.predict_task(t, spec, instruction, echo, ctx) for t in tasks)))
+
+    async def predict_task(self, task: Task, spec: TaskSpec, instruction: str | None, echo: list[dict],
+                           ctx: PredictContext) -> Prediction | TaskError:
+        texts = {o.name: task.data.get(o.data_key or "") for o in spec.objects}
+        empty = [o.data_key for o in spec.objects if texts[o.name] is None or not str(texts[o.name]).strip()]
+        if empty:
+            return TaskError(f"task {task.id}: no text to label: data field(s) {', '.join(map(repr, empty))} are "
+                             f"empty (the label config reads {[o.value for o in spec.objects]}; the task has "
+                             f"{sorted(task.data)})")
+        texts = {k: str(v) for k, v in texts.items()}
+        messages = build_messages(spec, task.data, instruction, self.settings.llm_system_prompt)
+        try:
+            outcome = await self.engine.ask(messages, spec.schema, extract_json)
+        except errors.LLMError as exc:
+            return exc
+        result, problems = to_regions(spec, outcome.value, texts)
+        for problem in problems:
+            ctx.log.warning("task %s: dropped from the answer: %s", task.id, problem)
+        u = outcome.usage
+        ctx.log.info("task %s: %s, %d regions, tokens prompt=%d completion=%d total=%d%s", task.id,
+                     self.settings.model, len(result), u.prompt_tokens, u.completion_tokens, u.total_tokens,
+                     " (cached)" if outcome.cached else "",
+                     extra={"task_id": task.id, "prompt_tokens": u.prompt_tokens,
+                            "completion_tokens": u.completion_tokens, "cached": outcome.cached})
+        return Prediction(result=[*result, *[{k: v for k, v in r.items() if k != "id"} for r in echo]])
+
+    # -- prelabel doctor ------------------------------------------------------------------------
+    @classmethod
+    def doctor_checks(cls, settings: LLMSettings) -> list[tuple[str, bool, str]]:
+        """The provider check for ``prelabel doctor``: a one-token request."""
+        try:
+            require_openai()
+        except ImportError as exc:
+            return [("openai SDK", False, str(exc))]
+        engine = LLMEngine(settings)
+
+        async def ping() -> tuple[str, float]:
+            try:
+                return await engine.ping()
+            finally:
+                await engine.aclose()
+
+        try:
+            _, seconds = asyncio.run(ping())
+        except errors.LLMError as exc:
+            return [("provider", False, str(exc))]
+        return [("provider", True, f"{settings.model} answered at {settings.base_url} in {seconds * 1000:.0f} ms")]
+

@@ -1,0 +1,295 @@
+"""The OpenAI-compatible engine: one pooled async client per process, bounded concurrency,
+retries with backoff, a response-format fallback, a bounded answer cache and token metrics.
+
+Everything provider-facing goes through :meth:`LLMEngine.ask`, which returns a parsed answer
+or raises :class:`~prelabel.llm.errors.LLMError` with an actionable message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import json
+import logging
+import random
+import time
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Generic, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from prelabel.llm import errors
+from prelabel.llm.answer import MalformedAnswer
+from prelabel.llm.settings import LLMSettings
+
+log = logging.getLogger("prelabel.llm")
+
+T = TypeVar("T")
+FORMATS = ("json_schema", "json_object", "none")
+CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+def require_openai() -> Any:
+    """The ``openai`` module, or an ImportError that says what to install."""
+    try:
+        import openai
+    except ImportError as exc:
+        raise ImportError('the LLM engine needs the openai SDK: pip install "prelabel[llm]"') from exc
+    return openai
+
+
+class LLMMetrics:
+    """Token and call counters, registered once per registry (so /metrics shows them)."""
+
+    _by_registry: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __init__(self, registry: CollectorRegistry):
+        self.calls = Counter("prelabel_llm_calls", "Provider calls by outcome (ok, error, retry, cached)",
+                             ["outcome"], registry=registry)
+        self.tokens = Counter("prelabel_llm_tokens", "Tokens used, by kind (prompt, completion)",
+                              ["model", "kind"], registry=registry)
+        self.retries = Counter("prelabel_llm_retries", "Retried provider calls, by reason", ["reason"],
+                               registry=registry)
+        self.seconds = Histogram("prelabel_llm_call_seconds", "Provider call latency", buckets=CALL_BUCKETS,
+                                 registry=registry)
+
+    @classmethod
+    def for_registry(cls, registry: CollectorRegistry | None) -> LLMMetrics:
+        registry = registry if registry is not None else CollectorRegistry()
+        found = cls._by_registry.get(registry)
+        if found is None:
+            found = cls._by_registry[registry] = cls(registry)
+        return found
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, usage: Any) -> None:
+        if usage is not None:
+            self.prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
+            self.completion_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
+
+
+@dataclass
+class Outcome(Generic[T]):
+    """A parsed answer with what it cost: tokens, attempts, and whether it came from the cache."""
+
+    value: T
+    usage: Usage = field(default_factory=Usage)
+    attempts: int = 1
+    cached: bool = False
+
+
+class AnswerCache:
+    """A bounded LRU of parsed answers keyed by (model, messages, schema)."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._items: OrderedDict[str, Any] = OrderedDict()
+
+    def get(self, key: str) -> Any:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        return None
+
+    def put(self, key: str, value: Any) -> None:
+        if self.maxsize <= 0:
+            return
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.maxsize:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class _LoopState:
+    """The client, semaphore and in-flight table of one event loop (a process serves on one)."""
+
+    loop: asyncio.AbstractEventLoop
+    client: Any
+    semaphore: asyncio.Semaphore
+    inflight: dict[str, asyncio.Future] = field(default_factory=dict)
+
+
+class LLMEngine:
+    def __init__(self, settings: LLMSettings, registry: CollectorRegistry | None = None):
+        self.settings = settings
+        self.metrics = LLMMetrics.for_registry(registry)
+        self.cache = AnswerCache(settings.llm_cache_size)
+        mode = settings.llm_response_format
+        self.response_format = "json_schema" if mode == "auto" else mode
+        self._state: _LoopState | None = None
+
+    # -- the client -------------------------------------------------------------------------
+    def _make_client(self) -> Any:
+        openai = require_openai()
+        # keep-alive pool; HTTP/2 where the provider negotiates it (needs h2: httpx[http2])
+        http2 = self.settings.llm_http2 and importlib.util.find_spec("h2") is not None
+        http_client = openai.DefaultAsyncHttpxClient(http2=http2)
+        return openai.AsyncOpenAI(api_key=self.settings.api_key, base_url=self.settings.base_url,
+                                  timeout=self.settings.timeout, max_retries=0, http_client=http_client)
+
+    def state(self) -> _LoopState:
+        """This loop's pooled client; a new loop (tests, ``asyncio.run``) gets its own."""
+        loop = asyncio.get_running_loop()
+        if self._state is None or self._state.loop is not loop:
+            self._state = _LoopState(loop, self._make_client(), asyncio.Semaphore(self.settings.max_concurrent))
+        return self._state
+
+    async def aclose(self) -> None:
+        if self._state is not None and self._state.loop is asyncio.get_running_loop():
+            await self._state.client.close()
+        self._state = None
+
+    # -- one call ---------------------------------------------------------------------------
+    def _request(self, messages: list[dict], schema: dict | None, fmt: str) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"model": self.settings.model, "messages": messages,
+                                  "temperature": self.settings.llm_temperature,
+                                  "max_tokens": self.settings.llm_max_tokens, "timeout": self.settings.timeout}
+        if fmt == "json_schema" and schema is not None:
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "label_studio_result", "schema": schema, "strict": True}}
+        elif fmt in ("json_schema", "json_object"):
+            kwargs["response_format"] = {"type": "json_object"}
+        return kwargs
+
+    async def _create(self, state: _LoopState, messages: list[dict], schema: dict | None) -> Any:
+        """One completion; in ``auto`` mode a 400/422 steps down json_schema -> json_object ->
+        prompt only, and the first format the provider accepts is kept for later calls."""
+        openai = require_openai()
+        auto = self.settings.llm_response_format == "auto"
+        order = FORMATS[FORMATS.index(self.response_format):] if auto else (self.response_format,)
+        for fmt in order:
+            try:
+                response = await state.client.chat.completions.create(**self._request(messages, schema, fmt))
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if fmt == order[-1]:
+                    raise
+                log.info("%s refused response_format=%s (%s); trying the next format", self.settings.provider,
+                         fmt, errors.error_text(exc))
+                continue
+            if fmt != self.response_format:
+                log.warning("%s does not accept response_format=%s; using %s from now on",
+                            self.settings.provider, self.response_format, fmt)
+                self.response_format = fmt
+            return response
+        raise AssertionError("unreachable")
+
+    def _delay(self, exc: BaseException, attempt: int) -> float | None:
+        """Seconds before the next attempt: Retry-After when given (None if it is longer than
+        LLM_BACKOFF_MAX: then give up), else exponential backoff with jitter."""
+        s = self.settings
+        asked = errors.retry_after(exc)
+        if asked is not None:
+            return asked + random.uniform(0, 0.1 * max(asked, 0.1)) if asked <= s.llm_backoff_max else None
+        step = min(s.llm_backoff_max, s.llm_backoff_base * 2 ** (attempt - 1))
+        return step / 2 + random.uniform(0, step / 2)
+
+    async def _ask(self, state: _LoopState, messages: list[dict], schema: dict | None,
+                   parse: Callable[[str], T]) -> Outcome[T]:
+        openai = require_openai()
+        s, usage, attempts, reasked = self.settings, Usage(), 0, False
+        while True:
+            attempts += 1
+            try:
+                async with state.semaphore:
+                    started = time.perf_counter()
+                    try:
+                        response = await self._create(state, messages, schema)
+                    finally:
+                        self.metrics.seconds.observe(time.perf_counter() - started)
+            except openai.APIError as exc:
+                delay = self._delay(exc, attempts) if errors.is_retryable(exc) else None
+                if delay is None or attempts > s.llm_max_retries:
+                    self.metrics.calls.labels(outcome="error").inc()
+                    raise errors.describe(exc, s, attempts) from exc
+                reason = "timeout" if errors.is_timeout(exc) else str(errors.status_of(exc) or "connection")
+                log.warning("%s call failed (%s); retry %d/%d in %.2fs", s.provider, errors.error_text(exc),
+                            attempts, s.llm_max_retries, delay)
+                self.metrics.calls.labels(outcome="retry").inc()
+                self.metrics.retries.labels(reason=reason).inc()
+                await asyncio.sleep(delay)
+                continue
+            usage.add(getattr(response, "usage", None))
+            choices = getattr(response, "choices", None) or []
+            content = choices[0].message.content if choices and choices[0].message else None
+            try:
+                value = parse(content or "")
+            except MalformedAnswer as exc:
+                if not reasked and attempts <= s.llm_max_retries:
+                    reasked = True  # one more try: sampling may give well-formed JSON
+                    log.warning("%s answer is not the JSON asked for (%s); asking again", s.provider, exc)
+                    self.metrics.retries.labels(reason="malformed").inc()
+                    continue
+                self.metrics.calls.labels(outcome="error").inc()
+                raise errors.malformed(s, exc, attempts) from exc
+            self.metrics.calls.labels(outcome="ok").inc()
+            self.metrics.tokens.labels(model=s.model, kind="prompt").inc(usage.prompt_tokens)
+            self.metrics.tokens.labels(model=s.model, kind="completion").inc(usage.completion_tokens)
+            return Outcome(value, usage, attempts)
+
+    def cache_key(self, messages: list[dict], schema: dict | None) -> str:
+        blob = json.dumps([self.settings.model, messages, schema], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    async def ask(self, messages: list[dict], schema: dict | None, parse: Callable[[str], T]) -> Outcome[T]:
+        """The parsed answer to ``messages``. Identical requests are not sent twice: a cached
+        answer, or the one already in flight, is shared (``cached=True``, no tokens)."""
+        key = self.cache_key(messages, schema)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.metrics.calls.labels(outcome="cached").inc()
+            return Outcome(hit, Usage(), 0, cached=True)
+        state = self.state()
+        pending = state.inflight.get(key)
+        if pending is not None:
+            outcome = await asyncio.shield(pending)
+            self.metrics.calls.labels(outcome="cached").inc()
+            return replace(outcome, usage=Usage(), attempts=0, cached=True)
+        future: asyncio.Future = state.loop.create_future()
+        state.inflight[key] = future
+        try:
+            outcome = await self._ask(state, messages, schema, parse)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: nobody may be waiting
+            raise
+        else:
+            future.set_result(outcome)
+            self.cache.put(key, outcome.value)
+            return outcome
+        finally:
+            state.inflight.pop(key, None)
+
+    async def ping(self) -> tuple[str, float]:
+        """A one-token request without retries (``prelabel doctor``): (reply, seconds).
+        Raises :class:`LLMError` with the actionable message on failure."""
+        openai = require_openai()
+        state = self.state()
+        started = time.perf_counter()
+        try:
+            response = await state.client.chat.completions.create(
+                model=self.settings.model, messages=[{"role": "user", "content": "Reply with OK."}],
+                max_tokens=1, timeout=min(self.settings.timeout, 30.0))
+        except openai.APIError as exc:
+            raise errors.describe(exc, self.settings) from exc
+        choices = getattr(response, "choices", None) or []
+        text = (choices[0].message.content or "") if choices and choices[0].message else ""
+        return text, time.perf_counter() - started

@@ -1,0 +1,209 @@
+"""Endpoint behaviour beyond the conformance suite, with small purpose-built backends."""
+
+import base64
+import json
+import logging
+import threading
+import time
+
+import pytest
+
+from prelabel import Backend, Prediction, TaskError
+from prelabel.logsetup import JsonFormatter, RequestIdFilter, request_id_var
+from prelabel.regions import choices, rectangle
+from prelabel.testing import configs
+from prelabel.testing.client import make_runtime, serve_in_process
+from prelabel.testing.images import data_uri, png_bytes
+
+
+class ImageBoxBackend(Backend):
+    """Fetches each image through core media and returns one box of the whole image."""
+
+    backend_id = "image_box"
+    control_tags = frozenset({"RectangleLabels"})
+    object_tags = frozenset({"Image"})
+    max_batch_size = 4
+
+    def predict(self, tasks, ctx):
+        control = ctx.config.first(self.control_tags, self.object_tags)
+        out = []
+        for task in tasks:
+            raw = ctx.media.fetch(task.data[control.object.data_key], task.id)
+            width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+            out.append([rectangle(control, "Car", 0, 0, width, height, width, height, score=0.8)])
+        return out
+
+
+class TrickyTextBackend(Backend):
+    """Raises on 'boom' (sinking its batch), returns unknown labels on 'boat', counts
+    concurrent calls, and returns too few results on 'short'."""
+
+    backend_id = "tricky"
+    control_tags = frozenset({"Choices"})
+    object_tags = frozenset({"Text"})
+    max_batch_size = 3
+    calls: list = []
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def predict(self, tasks, ctx):
+        cls = type(self)
+        with cls.lock:
+            cls.active += 1
+            cls.peak = max(cls.peak, cls.active)
+        try:
+            cls.calls.append([t.id for t in tasks])
+            time.sleep(0.01)
+            control = ctx.config.first(self.control_tags)
+            texts = [t.data["text"] for t in tasks]
+            if any("boom" in t for t in texts):
+                raise RuntimeError("model exploded")
+            if any("short" in t for t in texts):
+                return []
+            out = []
+            for text in texts:
+                if "bad" in text:
+                    out.append(TaskError("this task is bad"))
+                elif "boat" in text:
+                    out.append(Prediction([{**choices(control, "positive"), "value": {"choices": ["boat"]}}]))
+                else:
+                    out.append(Prediction([choices(control, "positive", score=0.7)]))
+            return out
+        finally:
+            with cls.lock:
+                cls.active -= 1
+
+
+def predict(client, tasks, config=configs.TEXT_CHOICES, **extra):
+    return client.post("/predict", json={"tasks": tasks, "label_config": config, "project": "1.1", **extra})
+
+
+@pytest.fixture
+def tricky(tmp_path):
+    TrickyTextBackend.calls = []
+    TrickyTextBackend.peak = 0
+    rt = make_runtime(TrickyTextBackend, tmp_path / "h")
+    with serve_in_process(rt) as c:
+        yield c
+
+
+def test_a_task_that_sinks_its_batch_is_isolated(tricky):
+    tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(["ok", "boom", "fine", "also ok"])]
+    results = predict(tricky, tasks).json()["results"]
+    assert [bool(r["result"]) for r in results] == [True, False, True, True]
+    assert "model exploded" in results[1]["error"]
+    assert TrickyTextBackend.calls[:2] == [[0, 1, 2], [0]]  # batch failed, then one by one
+
+
+def test_task_error_and_foreign_labels(tricky):
+    tasks = [{"id": 1, "data": {"text": "bad"}}, {"id": 2, "data": {"text": "boat"}}, {"id": 3, "data": {"text": "x"}}]
+    results = predict(tricky, tasks).json()["results"]
+    assert results[0] == {"result": [], "score": None, "model_version": results[0]["model_version"],
+                          "error": "this task is bad"}
+    assert results[1]["result"] == [] and "error" not in results[1]  # 'boat' is not a project label
+    assert results[2]["score"] == 0.7  # the mean of region scores when predict gives none
+
+
+def test_wrong_result_count_is_reported_per_task(tricky):
+    results = predict(tricky, [{"id": 1, "data": {"text": "short"}}, {"id": 2, "data": {"text": "x"}}]).json()
+    assert len(results["results"]) == 2
+    assert all("returned 0 results for 2 tasks" in r["error"] for r in results["results"])
+
+
+def test_sync_predict_is_serialized(tricky):
+    tasks = [{"id": i, "data": {"text": "x"}} for i in range(3)]
+    threads = [threading.Thread(target=predict, args=(tricky, tasks)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(TrickyTextBackend.calls) == 8 and TrickyTextBackend.peak == 1
+
+
+def test_overload_is_503_with_retry_after(tmp_path):
+    rt = make_runtime(TrickyTextBackend, tmp_path / "h", max_inflight=0)
+    with serve_in_process(rt) as c:
+        resp = predict(c, [{"id": 1, "data": {"text": "x"}}])
+        assert resp.status_code == 503 and resp.headers["retry-after"] == "1"
+        assert "MAX_INFLIGHT" in resp.json()["error"]
+        assert "prelabel_rejected_total 1.0" in c.get("/metrics").text
+
+
+def test_oversized_body_is_413(tmp_path):
+    rt = make_runtime(TrickyTextBackend, tmp_path / "h", max_body_bytes=2000)
+    with serve_in_process(rt) as c:
+        resp = predict(c, [{"id": 1, "data": {"text": "x" * 5000}}])
+        assert resp.status_code == 413 and "MAX_BODY_BYTES" in resp.json()["error"]
+
+        def chunks():  # no content-length: the limit is enforced while reading
+            yield b'{"tasks": [{"id": 1, "data": {"text": "'
+            for _ in range(10):
+                yield b"y" * 500
+            yield b'"}}]}'
+
+        resp = c.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+        assert resp.status_code == 413
+
+
+@pytest.fixture
+def images(tmp_path):
+    rt = make_runtime(ImageBoxBackend, tmp_path / "h")
+    with serve_in_process(rt) as c:
+        yield c
+
+
+def test_unreachable_media_fails_only_its_task(images):
+    tasks = [{"id": 1, "data": {"image": data_uri(png_bytes(40, 20))}},
+             {"id": 2, "data": {"image": "http://127.0.0.1:9/missing.png"}},
+             {"id": 3, "data": {"image": "/data/upload/1/x.png"}},
+             {"id": 4, "data": {"image": data_uri(png_bytes(10, 30))}}]
+    results = predict(images, tasks, configs.IMAGE_RECTANGLES).json()["results"]
+    assert results[0]["result"][0]["original_width"] == 40
+    assert "could not download" in results[1]["error"]
+    assert "LABEL_STUDIO_URL" in results[2]["error"]
+    assert results[3]["result"][0]["original_height"] == 30
+
+
+def test_setup_hostname_is_used_for_relative_media(images):
+    resp = images.post("/setup", json={"project": "1.1", "schema": configs.IMAGE_RECTANGLES,
+                                       "hostname": "http://127.0.0.1:9", "access_token": "tok"})
+    assert resp.status_code == 200
+    results = predict(images, [{"id": 3, "data": {"image": "/data/upload/1/x.png"}}], configs.IMAGE_RECTANGLES)
+    assert "http://127.0.0.1:9/data/upload/1/x.png" in results.json()["results"][0]["error"]
+
+
+def test_project_key_and_webhook_id_share_state(tricky):
+    tricky.post("/setup", json={"project": "12.1795239193", "schema": configs.TEXT_CHOICES})
+    resp = tricky.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "12.999"})
+    assert resp.status_code == 200  # same project id, config found
+
+
+def test_legacy_train_on_untrainable_backend(tricky):
+    resp = tricky.post("/train", json={"annotations": [], "project": "1.1"})
+    assert resp.status_code == 400 and "not trainable" in resp.json()["error"]
+
+
+def test_unknown_webhook_action_is_ignored(tricky):
+    assert tricky.post("/webhook", json={"action": "TASKS_DELETED", "project": {"id": 1}}).json()["status"] == "ignored"
+    assert tricky.post("/webhook", json={"action": "X", "project": None}).json()["status"] == "ignored"
+
+
+def test_json_log_lines_carry_the_request_id():
+    record = logging.LogRecord("prelabel.test", logging.ERROR, __file__, 1, "task %s failed", (5,), None)
+    token = request_id_var.set("rid-42")
+    try:
+        RequestIdFilter().filter(record)
+    finally:
+        request_id_var.reset(token)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "task 5 failed" and line["request_id"] == "rid-42" and line["level"] == "ERROR"
+
+
+def test_wrong_auth_scheme_is_refused(tmp_path):
+    rt = make_runtime(TrickyTextBackend, tmp_path / "h", basic_auth_user="u", basic_auth_pass="p")
+    with serve_in_process(rt) as c:
+        assert c.get("/health", headers={"Authorization": "Bearer u:p"}).status_code == 401
+        assert c.get("/health", headers={"Authorization": "Basic !!!"}).status_code == 401
+        ok = "Basic " + base64.b64encode(b"u:p").decode()
+        assert c.get("/health", headers={"Authorization": ok}).status_code == 200

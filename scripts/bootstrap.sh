@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Create (or update) the development environment: .venv with core and the light plugins,
+# Label Studio in .venv-ls (for end-to-end tests and the demo), and redis-server.
+# Idempotent: a second run only checks what is there. Usage: scripts/bootstrap.sh [--no-ls] [--no-redis]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+WITH_LS=1
+WITH_REDIS=1
+for arg in "$@"; do
+    case "$arg" in
+        --no-ls) WITH_LS=0 ;;
+        --no-redis) WITH_REDIS=0 ;;
+        *) echo "unknown option $arg" >&2; exit 2 ;;
+    esac
+done
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+if ! command -v uv >/dev/null 2>&1; then
+    log "installing uv (fast, reproducible installs)"
+    python3 -m pip install -q uv
+fi
+
+# The light packages share one environment; heavy model plugins (torch, paddle) get their own.
+LIGHT_PLUGINS="text_classifier kimi modelscope_qwen"
+args=(-e "core[llm,redis,testing]")
+for p in $LIGHT_PLUGINS; do
+    [[ -f "plugins/$p/pyproject.toml" ]] && args+=(-e "plugins/$p")
+done
+
+[[ -x .venv/bin/python ]] || uv venv -q -p 3.11 .venv
+stamp=.venv/.prelabel-installed
+sources=$(cat core/pyproject.toml plugins/*/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+if [[ ! -f $stamp || "$(cat $stamp)" != "$sources" ]]; then
+    log "installing ${args[*]}"
+    VIRTUAL_ENV=.venv uv pip install -q "${args[@]}" ruff pytest pytest-timeout
+    echo "$sources" > $stamp
+fi
+
+if [[ $WITH_REDIS == 1 ]] && ! command -v redis-server >/dev/null 2>&1; then
+    log "installing redis-server (apt)"
+    if [[ $(id -u) == 0 ]]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+        log "not root: install redis-server yourself (sudo apt-get install redis-server)"
+    fi
+fi
+
+if [[ $WITH_LS == 1 ]]; then
+    scripts/install-label-studio.sh >/dev/null
+fi
+log "ready: .venv$( [[ $WITH_LS == 1 ]] && echo ', .venv-ls' )"
