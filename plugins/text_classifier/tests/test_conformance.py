@@ -1,6 +1,6 @@
-from prelabel.testing import BackendConformanceTests
-
 from prelabel_text_classifier import TextClassifier
+
+from prelabel.testing import BackendConformanceTests
 
 from .corpus import annotated_tasks
 

@@ -1,11 +1,10 @@
 import time
 
 import pytest
+from prelabel_text_classifier import TextClassifier
 
 from prelabel.testing import configs
 from prelabel.testing.client import make_runtime, serve_in_process
-
-from prelabel_text_classifier import TextClassifier
 
 from .corpus import annotated_tasks, labeled_texts
 
@@ -100,7 +99,8 @@ def test_too_few_or_one_sided_annotations_fail_clearly_and_keep_the_version(clie
     one_label = [t for t in annotated_tasks(12) if t["annotations"][0]["result"][0]["value"]["choices"] == ["neutral"]]
     job = wait_job(client, client.post("/train", json={"annotations": one_label, "project": "5.1"}).json()["job"])
     assert job["status"] == "failed" and "at least two different choices" in job["error"]
-    job = wait_job(client, client.post("/train", json={"annotations": annotated_tasks(2), "project": "5.1"}).json()["job"])
+    resp = client.post("/train", json={"annotations": annotated_tasks(2), "project": "5.1"})
+    job = wait_job(client, resp.json()["job"])
     assert job["status"] == "failed" and "need at least 4" in job["error"]
     assert setup(client) == version
 

@@ -173,10 +173,10 @@ def examples(tasks: list[dict], control_name: str, data_key: str) -> tuple[list[
 
 def build_model(texts: list[str], targets: list[list[str]], multiple: bool, settings: Settings):  # noqa: ANN201
     """A fitted pipeline (word + character n-gram TF-IDF, logistic regression) and its labels."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline, make_union
-    from sklearn.feature_extraction.text import TfidfVectorizer
 
     features = make_union(
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=settings.max_features),
