@@ -51,9 +51,10 @@ class ArtifactStore:
         state.set("model_dir", str(final))
         return version
 
-    def current(self, state: ProjectState) -> tuple[str | None, Path | None]:
-        version = state.get("model_version")
-        path = state.get("model_dir")
+    @staticmethod
+    def current(values: dict[str, Any]) -> tuple[str | None, Path | None]:
+        """(version, directory) of the trained model in a project's state values, if any."""
+        version, path = values.get("model_version"), values.get("model_dir")
         if version and path and Path(path).is_dir():
             return version, Path(path)
         return None, None

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
 from prelabel.labelconfig import ControlInfo, ParsedConfig
 from prelabel.settings import BackendSettings, CoreSettings
 
@@ -20,16 +18,43 @@ if TYPE_CHECKING:
     from prelabel.state import ProjectState
 
 
-class Task(BaseModel):
-    """A Label Studio task as /predict sends it; unknown keys are kept."""
+class Task:
+    """A Label Studio task as /predict sends it: ``id``, ``data`` and the raw dict.
 
-    model_config = ConfigDict(extra="allow")
+    Other keys (``annotations``, ``meta``, ``file_upload``...) read as attributes, None when
+    absent. A plain class rather than a pydantic model: /predict builds hundreds per request.
+    """
 
-    id: int | None = None
-    data: dict[str, Any]
-    meta: dict[str, Any] | None = None
-    annotations: list[Any] | None = None
-    predictions: list[Any] | None = None
+    __slots__ = ("id", "data", "raw")
+
+    def __init__(self, id: int | None, data: dict[str, Any], raw: dict[str, Any] | None = None):
+        self.id = id
+        self.data = data
+        self.raw = raw if raw is not None else {"id": id, "data": data}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Task:
+        """Check the shape Label Studio sends; ValueError says what is wrong."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"a task must be an object, got {type(raw).__name__}")
+        data = raw.get("data")
+        if not isinstance(data, dict):
+            raise ValueError("a task needs a 'data' object" + ("" if data is None else f", got {type(data).__name__}"))
+        tid = raw.get("id")
+        if tid is not None and (isinstance(tid, bool) or not isinstance(tid, int)):
+            if isinstance(tid, str) and tid.isdigit():
+                tid = int(tid)
+            else:
+                raise ValueError(f"task id must be an integer, got {tid!r}")
+        return cls(tid, data, raw)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self.raw.get(name)
+
+    def __repr__(self) -> str:
+        return f"Task(id={self.id!r}, data keys={sorted(self.data)})"
 
 
 @dataclass
@@ -61,6 +86,8 @@ class Project:
     config: ParsedConfig
     hostname: str | None = None
     access_token: str | None = None
+    trained_version: str | None = None
+    trained_dir: Path | None = None
 
 
 @dataclass

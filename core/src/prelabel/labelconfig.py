@@ -56,6 +56,10 @@ class ControlInfo:
     attrs: dict[str, str] = field(hash=False, compare=False)
     label_attrs: dict[str, dict[str, str]] = field(hash=False, compare=False)
 
+    @cached_property
+    def label_set(self) -> frozenset[str]:
+        return frozenset(self.labels)
+
     @property
     def type(self) -> str:
         """The result ``type`` Label Studio expects (``rectanglelabels``, ``choices``...)."""
@@ -133,9 +137,19 @@ class ParsedConfig:
     controls: tuple[ControlInfo, ...]
     objects: tuple[ObjectInfo, ...]
     interface: Any = field(hash=False, compare=False, repr=False)
+    by_name: dict[str, ControlInfo] = field(default_factory=dict, hash=False, compare=False, repr=False)
+
+    checks: dict[str, tuple] = field(default_factory=dict, hash=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.by_name.update({c.name: c for c in self.controls})
+        # per control: (allowed to_names, value key whose labels are checked or None, allowed labels)
+        for c in self.controls:
+            checked = c.tag in LABEL_VALUE_TAGS and bool(c.labels)
+            self.checks[c.name] = (frozenset(c.to_name), c.value_key if checked else None, c.label_set)
 
     def control(self, name: str) -> ControlInfo | None:
-        return next((c for c in self.controls if c.name == name), None)
+        return self.by_name.get(name)
 
     def find(self, control_tags: Iterable[str], object_tags: Iterable[str] | None = None) -> list[ControlInfo]:
         """Controls with one of ``control_tags`` that label an object of ``object_tags``."""
@@ -162,25 +176,30 @@ class ParsedConfig:
         """
         kept: list[dict] = []
         problems: list[str] = []
+        checks = self.checks
         for region in result:
-            if not isinstance(region, dict):
+            if type(region) is not dict:
                 problems.append(f"region {region!r} is not an object")
                 continue
-            control = self.control(str(region.get("from_name", "")))
-            if control is None:
-                problems.append(f"region names from_name={region.get('from_name')!r}, not a control of this config")
+            name = region.get("from_name")
+            check = checks.get(name) if isinstance(name, str) else None
+            if check is None:
+                problems.append(f"region names from_name={name!r}, not a control of this config")
                 continue
-            if region.get("to_name") not in control.to_name:
-                problems.append(f"region to_name={region.get('to_name')!r} is not a target of {control.name}")
+            to_names, key, allowed = check
+            if region.get("to_name") not in to_names:
+                problems.append(f"region to_name={region.get('to_name')!r} is not a target of {name}")
                 continue
             value = region.get("value")
-            key = control.value_key
-            if control.tag in LABEL_VALUE_TAGS and control.labels and isinstance(value, dict) and key in value:
+            if key is not None and type(value) is dict and key in value:
                 labels = value[key]
-                good = [lab for lab in labels if lab in control.labels]
-                if len(good) != len(labels):
-                    bad = [lab for lab in labels if lab not in control.labels]
-                    problems.append(f"{control.name}: labels {bad} are not in the project's labels")
+                if type(labels) is not list:
+                    problems.append(f"{name}: {key} must be a list, got {labels!r}")
+                    continue
+                if not allowed.issuperset(labels):
+                    good = [lab for lab in labels if lab in allowed]
+                    bad = [lab for lab in labels if lab not in allowed]
+                    problems.append(f"{name}: labels {bad} are not in the project's labels")
                     if not good:
                         continue
                     region = {**region, "value": {**value, key: good}}

@@ -8,7 +8,7 @@ size) come out. Every builder takes the ``ControlInfo`` it fills, so ``from_name
 from __future__ import annotations
 
 import math
-import uuid
+import random
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +18,11 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+_ids = random.Random()  # seeded from os.urandom; ids need only be unique within a task's result
+
+
 def region_id() -> str:
-    return uuid.uuid4().hex[:10]
+    return f"{_ids.getrandbits(40):010x}"
 
 
 def _base(control: ControlInfo, value: dict, score: float | None = None, to_name: str | None = None,

@@ -119,27 +119,28 @@ class Runtime:
 
     def project(self, key: str | None, xml: str | None = None) -> Project:
         """The project for a request: its config from the request, else the one /setup stored,
-        else the backend's ``default_label_config``."""
+        else the backend's ``default_label_config``. One state read per request."""
         pid = project_id_of(key)
-        st = self.project_state(pid)
-        xml = xml or st.get("label_config") or getattr(self.backend, "default_label_config", None)
+        values = self.project_state(pid).items()
+        xml = xml or values.get("label_config") or self.backend.default_label_config
         if not xml:
             raise LookupError(
                 f"no label config for project {pid!r}: send label_config with the request, or connect the "
                 "backend to the project in Label Studio first (that calls /setup)")
-        return Project(id=pid, key=str(key or pid), config=parse_label_config(xml),
-                       hostname=st.get("hostname"), access_token=st.get("access_token"))
+        version, path = self.artifacts.current(values)
+        return Project(id=pid, key=str(key or pid), config=parse_label_config(xml), hostname=values.get("hostname"),
+                       access_token=values.get("access_token"), trained_version=version, trained_dir=path)
 
     def config_of(self, project_id: str) -> ParsedConfig | None:
         xml = self.project_state(project_id).get("label_config")
         return parse_label_config(xml) if xml else None
 
     def model_version(self, project_id: str) -> str:
-        version, _ = self.artifacts.current(self.project_state(project_id))
+        version, _ = self.artifacts.current(self.project_state(project_id).items())
         return version or self.backend.model_version()
 
     def model_dir(self, project_id: str) -> Path | None:
-        return self.artifacts.current(self.project_state(project_id))[1]
+        return self.artifacts.current(self.project_state(project_id).items())[1]
 
     def versions(self) -> list[str]:
         found: list[tuple[float, str]] = []
@@ -168,7 +169,8 @@ class Runtime:
     def context(self, project: Project, params: dict[str, Any] | None = None,
                 logger: logging.Logger | logging.LoggerAdapter | None = None) -> PredictContext:
         return PredictContext(
-            project=project, model_version=self.model_version(project.id), model_dir=self.model_dir(project.id),
+            project=project, model_version=project.trained_version or self.backend.model_version(),
+            model_dir=project.trained_dir,
             media=self.media_for(project, params), state=self.project_state(project.id), params=params or {},
             log=logger or logging.getLogger("prelabel.predict"),
         )

@@ -24,13 +24,7 @@ from types import ModuleType
 
 import pytest
 
-_HARNESS_FILE = (
-    Path(__file__).resolve().parents[2]
-    / "src"
-    / "prelabel"
-    / "testing"
-    / "labelstudio.py"
-)
+_HARNESS_FILE = Path(__file__).resolve().parents[2] / "src" / "prelabel" / "testing" / "labelstudio.py"
 _FALLBACK_NAME = "_prelabel_e2e_labelstudio"
 INSTALL_HINT = "run scripts/install-label-studio.sh"
 
@@ -58,9 +52,7 @@ def _load_harness() -> ModuleType:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "e2e: end-to-end test against a real Label Studio (slow)"
-    )
+    config.addinivalue_line("markers", "e2e: end-to-end test against a real Label Studio (slow)")
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +66,7 @@ def label_studio_executable(ls_harness: ModuleType) -> Path:
     """The ``label-studio`` executable; skips the test when it is not installed."""
     executable = ls_harness.find_label_studio_executable()
     if executable is None or not executable.is_file():
-        pytest.skip(
-            f"{INSTALL_HINT} (no label-studio executable found: {executable or '.venv-ls missing'})"
-        )
+        pytest.skip(f"{INSTALL_HINT} (no label-studio executable found: {executable or '.venv-ls missing'})")
     return executable
 
 
@@ -88,9 +78,7 @@ def label_studio(
 ) -> Iterator[object]:
     """One running ``LabelStudioServer`` for the whole session."""
     persistent = os.environ.get("PRELABEL_E2E_LS_DATA_DIR")
-    data_dir = (
-        Path(persistent) if persistent else tmp_path_factory.mktemp("label-studio")
-    )
+    data_dir = Path(persistent) if persistent else tmp_path_factory.mktemp("label-studio")
     server = ls_harness.LabelStudioServer(data_dir, executable=label_studio_executable)
     server.start(timeout=float(os.environ.get("PRELABEL_E2E_LS_TIMEOUT", "300")))
     try:

@@ -47,9 +47,7 @@ def _whoami_status(ls: Any, authorization: str | None) -> int:
 
 
 def _refresh(ls: Any, pat: str) -> httpx.Response:
-    return httpx.post(
-        f"{ls.url}/api/token/refresh/", json={"refresh": pat}, trust_env=False
-    )
+    return httpx.post(f"{ls.url}/api/token/refresh/", json={"refresh": pat}, trust_env=False)
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +61,7 @@ def project(ls: Any) -> Iterator[Any]:
     """A Choices-on-Text project with 3 imported tasks, created through the SDK."""
     client = ls.client(max_retries=0)
     created = client.projects.create(title="harness e2e", label_config=LABEL_CONFIG)
-    client.projects.import_tasks(
-        id=created.id, request=[{"text": text} for text in TEXTS]
-    )
+    client.projects.import_tasks(id=created.id, request=[{"text": text} for text in TEXTS])
     yield created
     client.projects.delete(id=created.id)
 
@@ -103,9 +99,7 @@ def test_legacy_token_and_pat_bearer_authenticate(ls: Any) -> None:
     assert _whoami_status(ls, f"Bearer {pat}") == 401
     assert _whoami_status(ls, f"Token {pat}") == 401
 
-    response = httpx.get(
-        f"{ls.url}{WHOAMI}", headers=ls.auth_headers("bearer"), trust_env=False
-    )
+    response = httpx.get(f"{ls.url}{WHOAMI}", headers=ls.auth_headers("bearer"), trust_env=False)
     assert response.status_code == 200
     assert response.json()["email"] == ls.username
 
@@ -132,9 +126,7 @@ def test_project_with_three_tasks(ls: Any, project: Any) -> None:
     assert len(response.json()["tasks"]) == 3
 
 
-def test_restart_on_existing_data_dir(
-    ls: Any, project: Any, ls_harness: ModuleType, tmp_path: Path
-) -> None:
+def test_restart_on_existing_data_dir(ls: Any, project: Any, ls_harness: ModuleType, tmp_path: Path) -> None:
     """A copy of the session data dir restarts fast, keeps data and PAT; token recovery works."""
     pat = ls.personal_access_token()
     data_dir = tmp_path / "copy"
@@ -164,9 +156,7 @@ def test_restart_on_existing_data_dir(
         assert json.loads(restarted.pat_cache_file.read_text())["token"] == recovered
         restart_seconds = restarted.startup_seconds
     assert not restarted.is_running()
-    print(
-        f"fresh start {ls.startup_seconds:.1f} s, restart on existing data dir {restart_seconds:.1f} s"
-    )
+    print(f"fresh start {ls.startup_seconds:.1f} s, restart on existing data dir {restart_seconds:.1f} s")
 
     # the session server was not affected
     assert _refresh(ls, pat).status_code == 200
@@ -177,9 +167,7 @@ def test_busy_port_is_refused(ls: Any, ls_harness: ModuleType, tmp_path: Path) -
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        server = ls_harness.LabelStudioServer(
-            tmp_path / "busy", port=port, executable=ls.executable
-        )
+        server = ls_harness.LabelStudioServer(tmp_path / "busy", port=port, executable=ls.executable)
         with pytest.raises(ls_harness.LabelStudioError, match="already in use"):
             server.start()
     assert not server.is_running()
@@ -192,9 +180,7 @@ def _fake_executable(tmp_path: Path, body: str) -> Path:
     return script
 
 
-def test_early_exit_reports_log_tail(
-    ls_harness: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_early_exit_reports_log_tail(ls_harness: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = _fake_executable(tmp_path, 'echo "boom: USERNAME=$USERNAME"; exit 3')
     server = ls_harness.LabelStudioServer(tmp_path / "data", executable=fake)
     # LS reads a bare USERNAME; a stray one must not reach the child

@@ -20,7 +20,11 @@ class SetupRequest(BaseModel):
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    tasks: list[dict[str, Any]] = Field(min_length=1, description="Tasks to predict, each with a data object.")
+    # Items are checked one by one in the endpoint (a malformed task fails alone, and
+    # validating hundreds of nested dicts here would cost more than the model call).
+    tasks: list[Any] = Field(min_length=1, description="Tasks to predict, each with a data object.",
+                             json_schema_extra={"items": {"type": "object", "required": ["data"], "properties": {
+                                 "id": {"type": "integer"}, "data": {"type": "object"}}}})
     project: str | int | None = None
     label_config: str | None = None
     params: dict[str, Any] | None = Field(default=None, description="login, password and the interactive context.")

@@ -50,6 +50,8 @@ __all__ = [
     "DEFAULT_PASSWORD",
     "DEFAULT_USERNAME",
     "LABEL_STUDIO_BIN_ENV",
+    "LOG_NAME",
+    "PAT_CACHE_NAME",
     "LabelStudioError",
     "LabelStudioServer",
     "PortInUseError",
@@ -211,7 +213,8 @@ class LabelStudioServer:
             the recipe).
 
     Credentials are fixed when a data directory is first used: starting on an existing
-    directory with another username, password or legacy token fails in :meth:`start`.
+    directory with another username or legacy token fails in :meth:`start`; another
+    password is silently ignored by LS (the first one stays).
     """
 
     def __init__(
@@ -232,19 +235,11 @@ class LabelStudioServer:
         self.host = host
         self._requested_port = port
         self.port: int = port if port is not None else 0
-        self.executable = (
-            Path(executable)
-            if executable is not None
-            else find_label_studio_executable()
-        )
+        self.executable = Path(executable) if executable is not None else find_label_studio_executable()
         self.username = username
         self.password = password
         self._legacy_token = legacy_token
-        self.log_file = (
-            Path(log_file).resolve()
-            if log_file is not None
-            else self.data_dir / LOG_NAME
-        )
+        self.log_file = Path(log_file).resolve() if log_file is not None else self.data_dir / LOG_NAME
         self.extra_env = dict(extra_env or {})
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
@@ -284,9 +279,7 @@ class LabelStudioServer:
 
     def environment(self) -> dict[str, str]:
         """The complete environment LS is started with (see ``_PASSTHROUGH_ENV``)."""
-        env = {
-            name: os.environ[name] for name in _PASSTHROUGH_ENV if name in os.environ
-        }
+        env = {name: os.environ[name] for name in _PASSTHROUGH_ENV if name in os.environ}
         env.update(
             {
                 "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
@@ -395,13 +388,9 @@ class LabelStudioServer:
                 assert self._proc is not None
                 code = self._proc.poll()
                 if code is not None:
-                    raise LabelStudioError(
-                        f"label-studio exited with code {code} before it was ready{self._tail()}"
-                    )
+                    raise LabelStudioError(f"label-studio exited with code {code} before it was ready{self._tail()}")
                 if moved_marker in self._log_text():
-                    raise PortInUseError(
-                        f"port {self.port} was taken; LS moved to another port{self._tail()}"
-                    )
+                    raise PortInUseError(f"port {self.port} was taken; LS moved to another port{self._tail()}")
                 try:
                     response = http.get(f"{self.url}/health")
                     if response.status_code == 200:
@@ -409,16 +398,12 @@ class LabelStudioServer:
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline:
-                    raise LabelStudioError(
-                        f"label-studio not ready on {self.url} after {timeout:.0f} s{self._tail()}"
-                    )
+                    raise LabelStudioError(f"label-studio not ready on {self.url} after {timeout:.0f} s{self._tail()}")
                 time.sleep(0.25)
 
     def _check_legacy_token(self) -> None:
         with self._http() as http:
-            response = http.get(
-                "/api/current-user/whoami", headers=self.auth_headers("legacy")
-            )
+            response = http.get("/api/current-user/whoami", headers=self.auth_headers("legacy"))
         if response.status_code != 200:
             raise LabelStudioError(
                 f"LS on {self.url} is up but rejects the legacy token ({response.status_code} {response.text[:300]}); "
@@ -426,9 +411,7 @@ class LabelStudioServer:
             )
         email = response.json().get("email")
         if email != self.username:
-            raise LabelStudioError(
-                f"legacy token belongs to {email!r}, expected {self.username!r}"
-            )
+            raise LabelStudioError(f"legacy token belongs to {email!r}, expected {self.username!r}")
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop LS: SIGTERM to its process group, SIGKILL after ``timeout`` seconds.
@@ -549,9 +532,7 @@ class LabelStudioServer:
                     )
                 response = http.post("/api/token/", headers=headers)
             if response.status_code != 201:
-                raise LabelStudioError(
-                    f"POST /api/token/ -> {response.status_code}: {response.text[:300]}"
-                )
+                raise LabelStudioError(f"POST /api/token/ -> {response.status_code}: {response.text[:300]}")
         token = str(response.json()["token"])
         self._store_pat(token)
         return token
@@ -566,9 +547,7 @@ class LabelStudioServer:
                 headers=self.auth_headers("legacy"),
             )
         if response.status_code != 200:
-            raise LabelStudioError(
-                f"POST /api/token/rotate/ -> {response.status_code}: {response.text[:300]}"
-            )
+            raise LabelStudioError(f"POST /api/token/rotate/ -> {response.status_code}: {response.text[:300]}")
         token = str(response.json()["refresh"])
         self._store_pat(token)
         return token
@@ -594,9 +573,7 @@ class LabelStudioServer:
             return {"Authorization": f"Bearer {self.access_token()}"}
         raise ValueError(f"unknown auth kind {kind!r}")
 
-    def client(
-        self, kind: Literal["pat", "legacy"] = "pat", **kwargs: object
-    ) -> LabelStudio:
+    def client(self, kind: Literal["pat", "legacy"] = "pat", **kwargs: object) -> LabelStudio:
         """A ``label_studio_sdk`` client for this server.
 
         ``pat`` passes the PAT as ``api_key`` (the SDK exchanges it for access tokens);
@@ -659,9 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
 
-    server = LabelStudioServer(
-        args.data_dir, port=args.port, host=args.host, executable=args.executable
-    )
+    server = LabelStudioServer(args.data_dir, port=args.port, host=args.host, executable=args.executable)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.start(timeout=args.timeout)

@@ -46,16 +46,18 @@ class ReferenceBackend(Backend):
         key = control.object.data_key
         weights = self._weights(ctx.model_dir)
         out = []
+        lowered = {label: label.lower() for label in control.labels}
         for task in tasks:
-            words = [w.lower() for w in WORD.findall(str(task.data.get(key, "")))]
+            text = str(task.data.get(key, "")).lower()
             if weights:
+                words = WORD.findall(text)
                 scores = Counter()
                 for w in words:
                     for label, n in weights.get(w, {}).items():
                         scores[label] += n
                 ranked = [(lab, s) for lab, s in scores.most_common() if lab in control.labels]
             else:
-                ranked = [(lab, 1) for lab in control.labels if lab.lower() in words]
+                ranked = [(lab, 1) for lab, low in lowered.items() if low in text]
             if not ranked:
                 out.append(None)
                 continue
