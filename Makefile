@@ -1,9 +1,11 @@
 # The one front door. `make demo` and `make test` work on a fresh machine.
-.PHONY: setup demo test test-core lint bench clean
+.PHONY: setup demo test test-light test-heavy lint bench clean
 
 PY := .venv/bin/python
-PYTEST := $(PY) -m pytest -p no:cacheprovider
-LIGHT_TESTS := core/tests $(wildcard plugins/text_classifier/tests plugins/kimi/tests plugins/modelscope_qwen/tests)
+PYTEST := -m pytest -p no:cacheprovider -q
+# Plugins with heavy stacks name their environment in plugins/<name>/ENV (see ci/envs/).
+HEAVY := $(patsubst plugins/%/ENV,%,$(wildcard plugins/*/ENV))
+LIGHT_TESTS := core/tests $(filter-out $(addsuffix /tests,$(addprefix plugins/,$(HEAVY))),$(wildcard plugins/*/tests))
 
 setup:
 	@scripts/bootstrap.sh
@@ -11,13 +13,18 @@ setup:
 demo: setup
 	$(PY) scripts/demo.py
 
-# Every package's tests, the Label Studio end-to-end suite included. Exit code 5 (no tests
-# collected) is a failure like any other non-zero code.
-test: setup
-	$(PYTEST) -q $(LIGHT_TESTS)
+# Every package's tests, the Label Studio end-to-end suite included, each in its own
+# environment. Any non-zero pytest exit, 5 (no tests collected) included, fails the target.
+test: test-light test-heavy
 
-test-core: setup
-	$(PYTEST) -q core/tests --ignore=core/tests/e2e
+test-light: setup
+	$(PY) $(PYTEST) $(LIGHT_TESTS)
+
+test-heavy: setup
+	@set -e; for p in $(HEAVY); do \
+	  env=$$(cat plugins/$$p/ENV); scripts/make-env.sh $$env; \
+	  echo "== plugins/$$p (.venv-$$env)"; .venv-$$env/bin/python $(PYTEST) plugins/$$p/tests; \
+	done
 
 lint: setup
 	.venv/bin/ruff check .
@@ -26,4 +33,4 @@ bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf .venv .venv-ls .demo
+	rm -rf .venv .venv-* .demo

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create or update .venv-<name> from ci/envs/<name>.txt (uv pip install arguments, one per line).
+# Idempotent: nothing is reinstalled unless that file or a pyproject changed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+name=${1:?usage: scripts/make-env.sh <env name, see ci/envs/>}
+spec=ci/envs/$name.txt
+[[ -f $spec ]] || { echo "no $spec" >&2; exit 2; }
+command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
+venv=.venv-$name
+[[ -x $venv/bin/python ]] || uv venv -q -p 3.11 "$venv"
+stamp=$venv/.prelabel-installed
+digest=$(cat "$spec" core/pyproject.toml plugins/*/pyproject.toml ci/envs/*.constraints 2>/dev/null | sha256sum | cut -c1-16)
+if [[ ! -f $stamp || "$(cat "$stamp")" != "$digest" ]]; then
+    mapfile -t args < <(grep -vE '^\s*(#|$)' "$spec")
+    echo "[make-env] $venv: uv pip install ${args[*]}" >&2
+    start=$(date +%s)
+    VIRTUAL_ENV=$venv uv pip install -q "${args[@]}"
+    echo "$digest" > "$stamp"
+    echo "[make-env] $venv ready in $(( $(date +%s) - start )) s" >&2
+fi
