@@ -54,19 +54,48 @@ def cli() -> None:
     """prelabel: Label Studio ML backends as plugins."""
 
 
+def model_file_spec(model_file: str) -> str:
+    """``--model-file``: the absolute ``path.py[:Class]`` (worker processes load it again), and
+    MODEL_DIR, where upstream models keep their files, defaulted to PRELABEL_HOME/models/<file>."""
+    from prelabel.compat.loader import parse_model_spec
+
+    try:
+        path, name = parse_model_spec(model_file)
+    except PluginError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not os.environ.get("MODEL_DIR"):
+        try:
+            home = CoreSettings().prelabel_home
+        except pydantic.ValidationError:
+            home = None  # load_settings reports it
+        if home is not None:
+            model_dir = home / "models" / path.stem
+            model_dir.mkdir(parents=True, exist_ok=True)
+            os.environ["MODEL_DIR"] = str(model_dir)
+    return f"{path}:{name}" if name else str(path)
+
+
 @cli.command()
-@click.argument("backend")
+@click.argument("backend", required=False)
+@click.option("--model-file", default=None, metavar="PATH.py[:CLASS]",
+              help="Serve a label-studio-ml-backend model.py unchanged instead of a plugin (port 9090).")
 @click.option("--host", default=lambda: os.environ.get("BIND_HOST", "0.0.0.0"), show_default="0.0.0.0 or $BIND_HOST",
               help="Interface to listen on.")
 @click.option("--port", type=int, default=None, help="Port (default: $BIND_PORT, else the plugin's own port).")
 @click.option("--workers", type=int, default=None, help="Server processes (default: $WORKER_COUNT, else 1).")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default: $LOG_LEVEL, else INFO).")
-def serve(backend: str, host: str, port: int | None, workers: int | None, log_level: str | None) -> None:
-    """Serve BACKEND (a plugin name such as text_classifier, or module:Class) to Label Studio."""
+def serve(backend: str | None, model_file: str | None, host: str, port: int | None, workers: int | None,
+          log_level: str | None) -> None:
+    """Serve BACKEND (a plugin name such as text_classifier, or module:Class), or a
+    label-studio-ml model file (--model-file model.py[:Class]), to Label Studio."""
     import uvicorn
 
     from prelabel.logsetup import configure_logging
 
+    if (backend is None) == (model_file is None):
+        raise click.UsageError("name a BACKEND, or a label-studio-ml model with --model-file (not both)")
+    if model_file is not None:
+        backend = model_file_spec(model_file)
     backend_class = resolve_backend(backend)
     if log_level:
         os.environ["LOG_LEVEL"] = log_level
@@ -127,6 +156,115 @@ def new(name: str, directory: str) -> None:
     except (ValueError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"created {path}\nnext: pip install -e {path} && pytest {path}/tests")
+
+
+def _label_studio_checks(core: CoreSettings) -> list[tuple[str, str, str]]:
+    """Label Studio's URL answers /health, and the token is accepted by /api/current-user/whoami."""
+    import httpx
+
+    from prelabel.lsauth import LabelStudioAuthError, TokenCache
+
+    if not core.label_studio_url:
+        return [("Label Studio", "skip", "LABEL_STUDIO_URL is not set: the backend uses the URL and token "
+                 "Label Studio sends to /setup")]
+    base = core.label_studio_url.rstrip("/")
+    rows = []
+    with httpx.Client(timeout=10.0) as client:
+        try:
+            resp = client.get(f"{base}/health")
+        except httpx.HTTPError as exc:
+            return [("Label Studio URL", "fail", f"cannot reach {base} ({type(exc).__name__}: {exc}): check "
+                     "LABEL_STUDIO_URL and that Label Studio is running")]
+        if resp.status_code != 200:
+            return [("Label Studio URL", "fail", f"{base}/health answered {resp.status_code}: is LABEL_STUDIO_URL "
+                     "the address of Label Studio?")]
+        rows.append(("Label Studio URL", "pass", f"{base} is up"))
+        if core.label_studio_api_key is None:
+            rows.append(("Label Studio token", "skip", "LABEL_STUDIO_API_KEY is not set: the token /setup sends "
+                         "is used"))
+            return rows
+        try:
+            header = TokenCache(client).header(base, core.label_studio_api_key.get_secret_value())
+            resp = client.get(f"{base}/api/current-user/whoami", headers={"Authorization": header})
+        except (LabelStudioAuthError, httpx.HTTPError) as exc:
+            rows.append(("Label Studio token", "fail", str(exc)))
+            return rows
+        if resp.status_code == 200:
+            who = resp.json().get("email") or resp.json().get("username") or "?"
+            rows.append(("Label Studio token", "pass", f"accepted (user {who})"))
+        else:
+            rows.append(("Label Studio token", "fail", f"Label Studio refused LABEL_STUDIO_API_KEY ({resp.status_code})"
+                         ": create an access token under Account & Settings and set it"))
+    return rows
+
+
+def _config_check(backend_class, path: str) -> tuple[str, str, str]:  # noqa: ANN001
+    from pathlib import Path
+
+    from prelabel.labelconfig import LabelConfigError, parse_label_config
+
+    try:
+        config = parse_label_config(Path(path).read_text(encoding="utf-8"))
+    except (OSError, LabelConfigError) as exc:
+        return ("label config", "fail", f"{path}: {exc}")
+    backend = backend_class.__new__(backend_class)  # supported_controls needs no weights nor settings
+    controls = backend.supported_controls(config)
+    if not controls:
+        return ("label config", "fail", f"{path}: the {backend_class.backend_id} backend supports "
+                f"{', '.join(sorted(backend_class.control_tags))} on {', '.join(sorted(backend_class.object_tags))}; "
+                f"this label config has {config.describe()}")
+    return ("label config", "pass", f"{path}: fills " + ", ".join(f"{c.tag} {c.name!r}" for c in controls))
+
+
+@cli.command()
+@click.argument("backend")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="A label config (XML file) to check against the backend.")
+def doctor(backend: str, config_file: str | None) -> None:
+    """Check BACKEND's settings, its provider or model, Label Studio's URL and token, and a
+    label config; print a table and exit 1 if any check fails."""
+    from rich.console import Console
+    from rich.table import Table
+
+    backend_class = resolve_backend(backend)
+    rows: list[tuple[str, str, str]] = [("plugin", "pass", f"{backend_class.backend_id} "
+                                         f"({backend_class.__module__}, port {backend_class.default_port})")]
+    core = settings = None
+    try:
+        core = CoreSettings()
+        settings = backend_class.Settings()
+        backend_class.preflight(settings, core)
+        rows.append(("settings", "pass", "all required settings are set"))
+    except pydantic.ValidationError as exc:
+        rows.append(("settings", "fail", settings_error_message(exc)))
+    except ValueError as exc:
+        rows.append(("settings", "fail", str(exc)))
+    if rows[-1][1] == "pass":
+        pm = make_plugin_manager()
+        for found in pm.hook.doctor_checks(backend_class=backend_class, settings=settings):
+            rows += [(str(name), "pass" if ok else "fail", str(detail)) for name, ok, detail in found or []]
+    else:
+        rows.append((f"{backend_class.backend_id} checks", "skip", "fix the settings first"))
+    if core is not None:
+        rows += _label_studio_checks(core)
+    if config_file:
+        rows.append(_config_check(backend_class, config_file))
+    table = Table("check", "result", "detail", title=f"prelabel doctor {backend_class.backend_id}")
+    style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+    for name, status, detail in rows:
+        table.add_row(name, f"[{style[status]}]{status}[/]", detail)
+    Console(width=max(100, Console().width)).print(table)
+    if any(status == "fail" for _, status, _ in rows):
+        raise SystemExit(1)
+
+
+def _add_core_commands() -> None:
+    from prelabel.predict_command import predict_command
+
+    cli.add_command(predict_command)
+
+
+_add_core_commands()
 
 
 def build_cli() -> click.Group:

@@ -88,6 +88,14 @@ class JobCancelled(Exception):
     """Raised inside a job when cancellation was requested."""
 
 
+class JobConflict(Exception):
+    """An exclusive job of this kind is already active for the project."""
+
+    def __init__(self, job: Job):
+        super().__init__(f"a {job.kind} job ({job.id}) is already {job.status} for project {job.project}")
+        self.job = job
+
+
 class JobStore:
     """Jobs kept in the state store under the ``jobs`` namespace."""
 
@@ -229,8 +237,18 @@ def execute(job_id: str, runtime: Runtime) -> Job:
         job = store.update(job_id, status=SUCCEEDED, progress=1.0, result=result or {}, finished_at=time.time())
     finally:
         stop.set()
+        release_lock(runtime, job)
     log.info("job %s (%s, project %s) %s", job.id, job.kind, job.project, job.status)
     return job
+
+
+def release_lock(runtime: Runtime, job: Job) -> None:
+    """Free the exclusive lock a job holds, if it still holds it."""
+    key = job.params.get("_lock")
+    if key:
+        st = runtime.project_state(job.project)
+        if st.get(key) == job.id:
+            st.delete(key)
 
 
 def _heartbeat(store: JobStore, job_id: str, stop: threading.Event) -> None:
@@ -247,29 +265,52 @@ class JobRunner(ABC):
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
 
-    def submit(self, kind: str, project: str, params: dict[str, Any] | None = None, coalesce: bool = False) -> Job:
+    def submit(self, kind: str, project: str, params: dict[str, Any] | None = None, coalesce: bool = False,
+               exclusive: bool = False) -> Job:
         """Create and enqueue a job. With ``coalesce``, an already queued job of the same kind
-        and project is returned instead of a second one (e.g. several START_TRAINING clicks)."""
+        and project is returned instead of a second one (e.g. several START_TRAINING clicks).
+        With ``exclusive``, JobConflict is raised while another job of the kind is active."""
+        if coalesce:
+            for existing in self.runtime.jobs.list(project=str(project), kind=kind):
+                if existing.status == QUEUED and not existing.cancel_requested:
+                    return existing
+        job = self.create(kind, project, params, exclusive)
+        self.enqueue(job)
+        self.runtime.jobs.prune()
+        return job
+
+    def create(self, kind: str, project: str, params: dict[str, Any] | None = None, exclusive: bool = False) -> Job:
+        """Record a queued job without enqueueing it (``prelabel predict`` runs it itself)."""
         store = self.runtime.jobs
         if kind not in self.runtime.job_handlers:
             raise ValueError(f"unknown job kind {kind!r}; known: {sorted(self.runtime.job_handlers)}")
-        if coalesce:
-            for job in store.list(project=project, kind=kind):
-                if job.status == QUEUED and not job.cancel_requested:
-                    return job
-        job = Job(id=uuid.uuid4().hex[:12], kind=kind, project=str(project), params=params or {})
+        job = Job(id=uuid.uuid4().hex[:12], kind=kind, project=str(project), params=dict(params or {}))
+        if exclusive:
+            job.params["_lock"] = self._claim(kind, str(project), job.id)
         store.save(job)
-        self.enqueue(job)
-        store.prune()
         return job
+
+    def _claim(self, kind: str, project: str, job_id: str) -> str:
+        """Take the project's lock for ``kind`` (shared by every process through state)."""
+        st = self.runtime.project_state(project)
+        key = f"active_{kind}_job"
+        if not st.store.set_if_absent(st.ns, key, job_id):
+            holder = self.runtime.jobs.get(st.get(key) or "")
+            if holder is not None and holder.status in ACTIVE:
+                raise JobConflict(holder)
+            st.set(key, job_id)  # the previous holder finished or died: take over
+        return key
 
     @abstractmethod
     def enqueue(self, job: Job) -> None: ...
 
     def cancel(self, job_id: str) -> Job:
+        """Ask a job to stop: a queued one is cancelled at once, a running one at its next
+        progress report (jobs report between units of work, so nothing is left half-done)."""
         job = self.runtime.jobs.update(job_id, cancel_requested=True)
         if job.status == QUEUED:
             job = self.runtime.jobs.update(job_id, status=CANCELLED, finished_at=time.time())
+            release_lock(self.runtime, job)
         return job
 
     def shutdown(self, wait: bool = False) -> None:

@@ -1,7 +1,8 @@
 """The prediction pipeline: from a request's tasks to exactly one Label Studio result each.
 
 Checks each task's data, splits tasks into batches of ``max_batch_size``, runs the backend
-(sync backends in a worker thread under a per-process limiter, async ones on the loop),
+(sync backends in a worker thread, at most ``max_concurrency`` at once per process, async
+ones on the loop),
 isolates a failing task from its batch, keeps only regions and labels that exist in the
 project's config, and stamps every prediction with the project's model version.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -50,12 +52,18 @@ class Predictor:
         self.runtime = runtime
         self.backend = runtime.backend
         self.is_async = inspect.iscoroutinefunction(self.backend.predict)
-        self.limiter = anyio.CapacityLimiter(max(1, self.backend.max_concurrency))
+        # A thread semaphore, not an anyio limiter: the server's loop and batch jobs (which run
+        # their own loop in a job thread) must share one bound on the model.
+        self.model_slots = threading.BoundedSemaphore(max(1, self.backend.max_concurrency))
+
+    def _locked_predict(self, tasks: list[Task], ctx: PredictContext) -> Sequence[Any]:
+        with self.model_slots:
+            return self.backend.predict(tasks, ctx)
 
     async def _call(self, tasks: list[Task], ctx: PredictContext) -> Sequence[Any]:
         if self.is_async:
             return await self.backend.predict(tasks, ctx)
-        return await anyio.to_thread.run_sync(self.backend.predict, tasks, ctx, limiter=self.limiter)
+        return await anyio.to_thread.run_sync(self._locked_predict, tasks, ctx)
 
     async def _run_batch(self, tasks: list[Task], ctx: PredictContext) -> list[Any]:
         """Outputs for one batch; a batch that raises is retried task by task."""

@@ -49,11 +49,14 @@ class Runtime:
                                        backend_class.backend_id)
         self.metrics = Metrics(backend_class.backend_id)
         self.backend.metrics = self.metrics
-        self.job_handlers: dict[str, Callable[[JobContext], dict]] = {}
+        from prelabel.batchpredict import run_predict_job
+
+        self.job_handlers: dict[str, Callable[[JobContext], dict]] = {"predict": run_predict_job}
         if backend_class.trainable:
             from prelabel.training import run_training
 
             self.job_handlers["train"] = run_training
+        self.job_handlers.update(self.backend.job_handlers())
         self.runner: JobRunner = self._make_runner(runner)
         self.ready = threading.Event()
         self.setup_error: str | None = None
@@ -121,23 +124,35 @@ class Runtime:
         """The project for a request: its config from the request, else the one /setup stored,
         else the backend's ``default_label_config``. One state read per request."""
         pid = project_id_of(key)
-        values = self.project_state(pid).items()
+        st = self.project_state(pid)
+        values = st.items()
         xml = xml or values.get("label_config") or self.backend.default_label_config
         if not xml:
             raise LookupError(
                 f"no label config for project {pid!r}: send label_config with the request, or connect the "
                 "backend to the project in Label Studio first (that calls /setup)")
         version, path = self.artifacts.current(values)
-        return Project(id=pid, key=str(key or pid), config=parse_label_config(xml), hostname=values.get("hostname"),
+        config = parse_label_config(xml)
+        version = version or self.backend.project_version(st, xml)
+        return Project(id=pid, key=str(key or pid), config=config, hostname=values.get("hostname"),
                        access_token=values.get("access_token"), trained_version=version, trained_dir=path)
+
+    def fetch_config(self, project_id: str, client: Any = None) -> ParsedConfig:
+        """The project's label config as Label Studio has it now (stored for later requests)."""
+        client = client or self.label_studio(project_id)
+        xml = client.projects.get(id=int(project_id)).label_config
+        self.remember_project(project_id, xml)
+        return parse_label_config(xml)
 
     def config_of(self, project_id: str) -> ParsedConfig | None:
         xml = self.project_state(project_id).get("label_config")
         return parse_label_config(xml) if xml else None
 
     def model_version(self, project_id: str) -> str:
-        version, _ = self.artifacts.current(self.project_state(project_id).items())
-        return version or self.backend.model_version()
+        st = self.project_state(project_id)
+        values = st.items()
+        version, _ = self.artifacts.current(values)
+        return version or self.backend.project_version(st, values.get("label_config")) or self.backend.model_version()
 
     def model_dir(self, project_id: str) -> Path | None:
         return self.artifacts.current(self.project_state(project_id).items())[1]

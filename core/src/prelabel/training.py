@@ -20,6 +20,8 @@ def training_tasks(ctx: JobContext) -> list[dict]:
 def run_training(ctx: JobContext) -> dict[str, Any]:
     runtime = ctx.runtime
     store = runtime.artifacts
+    if runtime.config_of(ctx.project) is None and not ctx.params.get("tasks"):
+        runtime.fetch_config(ctx.project)  # trained from the API before any /setup: ask Label Studio
     workdir = store.new_workdir(ctx.project, ctx.job.id)
     ctx.workdir = workdir
     try:

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 import prelabel
 from prelabel.backend import Task
-from prelabel.jobs import Job
+from prelabel.jobs import Job, JobConflict
 from prelabel.labelconfig import LabelConfigError, ParsedConfig
 from prelabel.runtime import Runtime, project_id_of
 from prelabel.server.middleware import PrelabelMiddleware
@@ -30,6 +30,7 @@ from prelabel.server.models import (
 
 log = logging.getLogger("prelabel.server")
 
+EXCLUSIVE_KINDS = {"predict"}  # one running prediction job per project
 ANNOTATION_EVENTS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"}
 
 
@@ -189,6 +190,11 @@ def create_app(runtime: Runtime, start_setup: bool = True) -> FastAPI:
                 runtime.remember_project(pid, project["label_config"])
             except LabelConfigError:
                 pass
+        params = backend.train_on_event(action, body.model_dump(exclude={"action"})) if backend.trainable else None
+        if params is not None:
+            job = runtime.runner.submit("train", pid, params, coalesce=action == "START_TRAINING")
+            runtime.metrics.jobs.labels(kind="train").inc()
+            return JSONResponse({"status": "queued", "job": job.id}, status_code=201)
         if action == "START_TRAINING":
             if not backend.trainable:
                 return _error(400, f"the {backend.backend_id} backend is not trainable")
@@ -234,7 +240,11 @@ def create_app(runtime: Runtime, start_setup: bool = True) -> FastAPI:
         if body.kind not in runtime.job_handlers:
             return _error(400, f"unknown job kind {body.kind!r} for {backend.backend_id}; "
                                f"known: {sorted(runtime.job_handlers) or 'none'}")
-        job = runtime.runner.submit(body.kind, project_id_of(str(body.project)), body.params)
+        try:
+            job = runtime.runner.submit(body.kind, project_id_of(str(body.project)), body.params,
+                                        exclusive=body.kind in EXCLUSIVE_KINDS)
+        except JobConflict as exc:
+            return _error(409, str(exc), job=exc.job.id)
         runtime.metrics.jobs.labels(kind=body.kind).inc()
         return JSONResponse(job.to_dict(), status_code=201)
 

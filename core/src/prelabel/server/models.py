@@ -51,7 +51,7 @@ class WebhookRequest(BaseModel):
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = Field(description="train, or another kind the backend registers")
+    kind: str = Field(description="predict (pre-annotate the whole project), or train")
     project: str | int
     params: dict[str, Any] = Field(default_factory=dict)
 
