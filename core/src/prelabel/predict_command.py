@@ -45,8 +45,9 @@ def predict_command(backend: str, project_id: int, only_unlabeled: bool, batch_s
     worker = threading.Thread(target=execute, args=(job.id, runtime), name="prelabel-predict", daemon=True)
     worker.start()
     cancelled = False
-    with Progress(TextColumn("[bold]project {task.fields[project]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), TextColumn("{task.description}"), console=console) as bar:
+    columns = (TextColumn("[bold]project {task.fields[project]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+               TimeElapsedColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, console=console) as bar:
         row = bar.add_task("starting", total=1.0, project=project_id)
         while worker.is_alive():
             try:
