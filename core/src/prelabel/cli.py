@@ -260,8 +260,10 @@ def doctor(backend: str, config_file: str | None) -> None:
 
 def _add_core_commands() -> None:
     from prelabel.predict_command import predict_command
+    from prelabel.worker_command import worker_command
 
     cli.add_command(predict_command)
+    cli.add_command(worker_command)
 
 
 _add_core_commands()

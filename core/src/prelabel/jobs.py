@@ -132,13 +132,14 @@ class JobStore:
         for job in finished[self.keep:]:
             self.state.delete(JOBS_NS, job.id)
 
-    def mark_orphans_interrupted(self) -> list[Job]:
-        """Mark queued/running jobs whose process is gone as ``interrupted``."""
+    def mark_orphans_interrupted(self, include_queued: bool = True) -> list[Job]:
+        """Mark running (and, for in-process runners, queued) jobs whose process is gone as
+        ``interrupted``."""
         host = socket.gethostname()
         now = time.time()
         marked = []
         for job in self.list():
-            if job.status not in ACTIVE:
+            if job.status not in ACTIVE or (job.status == QUEUED and not include_queued):
                 continue
             owner_host, _, pid = job.owner.rpartition(":")
             if owner_host == host and pid.isdigit():

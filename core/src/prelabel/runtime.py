@@ -67,14 +67,25 @@ class Runtime:
         self.predictor = Predictor(self)
 
     def _make_runner(self, kind: str) -> JobRunner:
-        if kind not in ("auto", "inprocess"):
-            raise ValueError(f"unknown job runner {kind!r}")
+        kind = self.core.job_runner if kind == "auto" else kind
+        if kind == "auto":
+            kind = "rq" if self.core.redis_url else "inprocess"
+        if kind == "rq":
+            from prelabel.rqrunner import RQRunner
+
+            if not self.core.redis_url:
+                raise ValueError("JOB_RUNNER=rq needs REDIS_URL")
+            return RQRunner(self)
+        if kind != "inprocess":
+            raise ValueError(f"unknown job runner {kind!r} (auto, inprocess or rq)")
         return InProcessRunner(self)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         """Mark jobs orphaned by a dead process, then load the model (blocking)."""
-        for job in self.jobs.mark_orphans_interrupted():
+        # queued jobs of an in-process runner die with their process; RQ keeps them in Redis
+        include_queued = isinstance(self.runner, InProcessRunner)
+        for job in self.jobs.mark_orphans_interrupted(include_queued=include_queued):
             log.warning("job %s (%s) was interrupted by a restart", job.id, job.kind)
         started = time.perf_counter()
         try:

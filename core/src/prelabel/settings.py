@@ -49,6 +49,7 @@ class CoreSettings(BaseSettings):
     max_inflight: int = Field(default=64, description="Concurrent /predict requests per process.")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, description="Largest accepted request body.")
     train_every_n: int = Field(default=0, description="Train after every N new annotations (0: off).")
+    job_runner: str = Field(default="auto", description="auto (rq when REDIS_URL is set), inprocess or rq.")
 
     @property
     def state_path(self) -> Path:
