@@ -131,8 +131,8 @@ def test_worker_killed_mid_training_never_promotes_half_an_artifact(cluster, tmp
 
 
 def test_worker_needs_redis(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "prelabel.cli", "worker", "prelabel.testing.reference:ReferenceBackend"],
-                         env={k: v for k, v in os.environ.items() if k != "REDIS_URL"}, capture_output=True,
+    cmd = [sys.executable, "-m", "prelabel.cli", "worker", "prelabel.testing.reference:ReferenceBackend"]
+    out = subprocess.run(cmd, env={k: v for k, v in os.environ.items() if k != "REDIS_URL"}, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode != 0 and "REDIS_URL" in out.stderr
 
