@@ -34,7 +34,7 @@ stamp=.venv/.prelabel-installed
 sources=$(cat core/pyproject.toml plugins/*/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 if [[ ! -f $stamp || "$(cat $stamp)" != "$sources" ]]; then
     log "installing ${args[*]}"
-    VIRTUAL_ENV=.venv uv pip install -q "${args[@]}" ruff pytest pytest-timeout
+    VIRTUAL_ENV=.venv uv pip install -q "${args[@]}" ruff pytest pytest-timeout schemathesis kubernetes-validate
     echo "$sources" > $stamp
 fi
 

@@ -3,14 +3,13 @@ tokens like LS 1.23 does, and a second host that must never see the Label Studio
 
 import base64
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from prelabel.media import MediaError, MediaFetcher
 from prelabel.settings import CoreSettings
+from prelabel.testing.httpserver import RecordingServer
 from prelabel.testing.images import data_uri, png_bytes
 
 LEGACY = "0123456789abcdef0123456789abcdef01234567"
@@ -25,47 +24,6 @@ def _jwt(exp: float, kind: str) -> str:
 PAT = _jwt(time.time() + 10**8, "refresh")
 
 
-class Server:
-    """A threaded HTTP server on 127.0.0.x that records what it received."""
-
-    def __init__(self, host: str, routes):
-        self.requests = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _handle(self, method):
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length) if length else b""
-                server.requests.append({"method": method, "path": self.path, "headers": dict(self.headers),
-                                        "body": body})
-                status, headers, payload = routes(method, self.path, dict(self.headers), body, server)
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                if isinstance(payload, bytes):
-                    self.wfile.write(payload)
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-        self.httpd = ThreadingHTTPServer((host, 0), Handler)
-        self.url = f"http://{host}:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def other():
     def routes(method, path, headers, body, srv):
@@ -76,7 +34,7 @@ def other():
             return 200, {}, PNG
         return 200, {"content-type": "image/png"}, PNG
 
-    s = Server("127.0.0.2", routes)
+    s = RecordingServer("127.0.0.2", routes)
     yield s
     s.close()
 
@@ -103,7 +61,7 @@ def ls(other):
             return 302, {"location": "/data/upload/1/x.png"}, b""
         return 404, {}, b""
 
-    s = Server("127.0.0.1", routes)
+    s = RecordingServer("127.0.0.1", routes)
     yield s
     s.close()
 

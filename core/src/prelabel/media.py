@@ -207,6 +207,8 @@ class MediaFetcher:
                     if resp.is_redirect:
                         location = resp.headers.get("location", "")
                         target = urljoin(target, location)
+                        if urlsplit(target).username is not None:
+                            raise MediaError(f"{url}: redirected to a URL with credentials in it; refused")
                         continue
                     if resp.status_code in (401, 403) and self._is_ls(target):
                         raise MediaError(

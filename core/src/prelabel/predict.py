@@ -14,9 +14,11 @@ import inspect
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import anyio.to_thread
 
 from prelabel.backend import PredictContext, Prediction, Task, TaskError
@@ -55,6 +57,16 @@ class Predictor:
         # A thread semaphore, not an anyio limiter: the server's loop and batch jobs (which run
         # their own loop in a job thread) must share one bound on the model.
         self.model_slots = threading.BoundedSemaphore(max(1, self.backend.max_concurrency))
+        # ...and a per-loop limiter, so waiting requests queue on the loop rather than as
+        # dozens of blocked threads fighting for the GIL.
+        self._limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _limiter(self) -> anyio.CapacityLimiter:
+        loop = asyncio.get_running_loop()
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            limiter = self._limiters[loop] = anyio.CapacityLimiter(max(1, self.backend.max_concurrency))
+        return limiter
 
     def _locked_predict(self, tasks: list[Task], ctx: PredictContext) -> Sequence[Any]:
         with self.model_slots:
@@ -63,7 +75,7 @@ class Predictor:
     async def _call(self, tasks: list[Task], ctx: PredictContext) -> Sequence[Any]:
         if self.is_async:
             return await self.backend.predict(tasks, ctx)
-        return await anyio.to_thread.run_sync(self._locked_predict, tasks, ctx)
+        return await anyio.to_thread.run_sync(self._locked_predict, tasks, ctx, limiter=self._limiter())
 
     async def _run_batch(self, tasks: list[Task], ctx: PredictContext) -> list[Any]:
         """Outputs for one batch; a batch that raises is retried task by task."""

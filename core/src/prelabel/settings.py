@@ -46,6 +46,7 @@ class CoreSettings(BaseSettings):
     media_max_bytes: int = 200 * 1024 * 1024
     media_timeout: float = 30.0
     media_cache_max_bytes: int = 2 * 1024 * 1024 * 1024
+    media_max_pixels: int = Field(default=100_000_000, description="Largest image (width x height) decoded.")
     max_inflight: int = Field(default=64, description="Concurrent /predict requests per process.")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, description="Largest accepted request body.")
     train_every_n: int = Field(default=0, description="Train after every N new annotations (0: off).")

@@ -17,6 +17,24 @@ from typing import Any
 from prelabel.settings import CoreSettings
 
 
+class StateUnavailable(RuntimeError):
+    """The state store (Redis) cannot be reached right now; the request can be retried."""
+
+
+def _guard_redis(method):  # noqa: ANN001, ANN202
+    """Turn a Redis connection failure into StateUnavailable (a 503, not a 500)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        try:
+            return method(self, *args, **kwargs)
+        except self._redis_errors as exc:
+            raise StateUnavailable(f"the Redis state store is unavailable: {exc}") from exc
+
+    return wrapper
+
+
 class StateStore(ABC):
     """Namespaced JSON key/value store."""
 
@@ -162,35 +180,43 @@ class RedisStateStore(StateStore):
             raise ImportError('REDIS_URL is set but redis is not installed: pip install "prelabel[redis]"') from exc
         self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, retry_on_timeout=True)
         self.prefix = prefix
+        self._redis_errors = (redis.ConnectionError, redis.TimeoutError)
 
     def _k(self, ns: str) -> str:
         return f"{self.prefix}:{ns}"
 
+    @_guard_redis
     def get(self, ns: str, key: str, default: Any = None) -> Any:
         raw = self.client.hget(self._k(ns), key)
         return json.loads(raw) if raw is not None else default
 
+    @_guard_redis
     def set(self, ns: str, key: str, value: Any) -> None:
         pipe = self.client.pipeline()
         pipe.hset(self._k(ns), key, json.dumps(value))
         pipe.sadd(f"{self.prefix}::namespaces", ns)
         pipe.execute()
 
+    @_guard_redis
     def set_if_absent(self, ns: str, key: str, value: Any) -> bool:
         stored = bool(self.client.hsetnx(self._k(ns), key, json.dumps(value)))
         self.client.sadd(f"{self.prefix}::namespaces", ns)
         return stored
 
+    @_guard_redis
     def delete(self, ns: str, key: str) -> None:
         self.client.hdel(self._k(ns), key)
 
+    @_guard_redis
     def items(self, ns: str) -> dict[str, Any]:
         return {k.decode(): json.loads(v) for k, v in self.client.hgetall(self._k(ns)).items()}
 
+    @_guard_redis
     def incr(self, ns: str, key: str, amount: int = 1) -> int:
         self.client.sadd(f"{self.prefix}::namespaces", ns)
         return int(self.client.hincrby(self._k(ns), key, amount))
 
+    @_guard_redis
     def namespaces(self, prefix: str = "") -> list[str]:
         names = (n.decode() for n in self.client.smembers(f"{self.prefix}::namespaces"))
         return sorted(n for n in names if n.startswith(prefix))

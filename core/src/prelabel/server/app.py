@@ -12,11 +12,12 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import prelabel
 from prelabel.backend import Task
 from prelabel.jobs import Job, JobConflict
-from prelabel.labelconfig import LabelConfigError, ParsedConfig
+from prelabel.labelconfig import LabelConfigError, ParsedConfig, parse_label_config
 from prelabel.runtime import Runtime, project_id_of
 from prelabel.server.middleware import PrelabelMiddleware
 from prelabel.server.models import (
@@ -27,6 +28,7 @@ from prelabel.server.models import (
     TrainRequest,
     WebhookRequest,
 )
+from prelabel.state import StateUnavailable
 
 log = logging.getLogger("prelabel.server")
 
@@ -88,15 +90,27 @@ def create_app(runtime: Runtime, start_setup: bool = True) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
+        if len(errors) == 1 and errors[0].get("type") == "missing" and tuple(errors[0].get("loc", ())) == ("body",):
+            return _error(400, "the request has no body: send a JSON object")
         if any(e.get("type") == "json_invalid" for e in errors):
             ctx = errors[0].get("ctx", {})
             return _error(400, f"malformed JSON body: {ctx.get('error', 'cannot parse')}")
         return _error(422, f"invalid request: {_format_errors(errors)}",
                       detail=[{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errors])
 
-    @app.exception_handler(HTTPException)
-    async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), **({} if not exc.headers else {}))
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(StateUnavailable)
+    async def on_state_unavailable(request: Request, exc: StateUnavailable) -> JSONResponse:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "2"})
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
@@ -126,11 +140,17 @@ def create_app(runtime: Runtime, start_setup: bool = True) -> FastAPI:
     @app.post("/setup", summary="Label Studio connects a project: store its config, return the model version")
     async def setup(body: SetupRequest) -> JSONResponse:
         try:
-            project = runtime.remember_project(str(body.project), body.label_config, body.hostname, body.access_token)
+            config = parse_label_config(body.label_config)
+        # Label Studio drops the body of a failed /setup ("400 Client Error: Bad Request for url")
+        # and tells the person to read the backend's console log: the reason must be logged.
         except LabelConfigError as exc:
+            log.warning("/setup refused project %s: %s", body.project, exc)
             return _error(400, str(exc))
-        if not backend.supported_controls(project.config):
-            return _error(400, unsupported_message(runtime, project.config))
+        if not backend.supported_controls(config):  # a refused config is not stored
+            message = unsupported_message(runtime, config)
+            log.warning("/setup refused project %s: %s", body.project, message)
+            return _error(400, message)
+        project = runtime.remember_project(str(body.project), body.label_config, body.hostname, body.access_token)
         return JSONResponse({"model_version": runtime.model_version(project.id)})
 
     @app.post("/predict", response_model=PredictResponse,

@@ -13,7 +13,6 @@ import pytest
 
 from prelabel.testing.backendprocess import BackendProcess
 from prelabel.testing.configs import TEXT_CHOICES
-from prelabel.testing.redisserver import RedisServer
 
 SUPPORT = Path(__file__).parent / "support"
 SPEC = "counting_backend:CountingBackend"
@@ -25,14 +24,6 @@ def annotated(n):
     return [{"id": i, "data": {"text": f"a {words[labels[i % 3]]} thing {i}"}, "annotations": [{"result": [
         {"from_name": "sentiment", "to_name": "text", "type": "choices",
          "value": {"choices": [labels[i % 3]]}}]}]} for i in range(n)]
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    if not RedisServer.available():
-        pytest.skip("needs redis-server: apt-get install redis-server")
-    with RedisServer(tmp_path / "redis") as server:
-        yield server
 
 
 @pytest.fixture
