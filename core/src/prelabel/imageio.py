@@ -20,7 +20,8 @@ class ImageRejected(MediaError):
     """The file is not a decodable image, or is larger than allowed."""
 
 
-def open_image(source: bytes | Path | str, max_pixels: int = DEFAULT_MAX_PIXELS, mode: str | None = "RGB") -> Image.Image:
+def open_image(source: bytes | Path | str, max_pixels: int = DEFAULT_MAX_PIXELS,
+               mode: str | None = "RGB") -> Image.Image:
     """Open, check the size, then decode (converted to ``mode`` unless None)."""
     try:
         from PIL import Image, UnidentifiedImageError
