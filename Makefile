@@ -5,7 +5,7 @@ PY := .venv/bin/python
 PYTEST := -m pytest -p no:cacheprovider -q
 # Plugins with heavy stacks name their environment in plugins/<name>/ENV (see ci/envs/).
 HEAVY := $(patsubst plugins/%/ENV,%,$(wildcard plugins/*/ENV))
-LIGHT_TESTS := core/tests tests/reliability $(filter-out $(addsuffix /tests,$(addprefix plugins/,$(HEAVY))),$(wildcard plugins/*/tests))
+LIGHT_TESTS := core/tests tests $(filter-out $(addsuffix /tests,$(addprefix plugins/,$(HEAVY))),$(wildcard plugins/*/tests))
 
 setup:
 	@scripts/bootstrap.sh
