@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -12,9 +12,12 @@ from prelabel.labelconfig import ControlInfo, ParsedConfig
 from prelabel.settings import BackendSettings, CoreSettings
 
 if TYPE_CHECKING:
+    from fastapi import APIRouter
+
     from prelabel.jobs import JobContext
     from prelabel.media import MediaFetcher
     from prelabel.metrics import Metrics
+    from prelabel.runtime import Runtime
     from prelabel.state import ProjectState
 
 
@@ -209,3 +212,29 @@ class Backend:
 
         Core promotes ``job.workdir`` to a new model version only when this returns."""
         raise NotImplementedError("this backend is not trainable")
+
+    # -- optional hooks for backends that manage versions and training themselves ------------
+    def project_version(self, state: ProjectState, label_config: str | None) -> str | None:
+        """The version served for one project when the backend keeps per-project versions of
+        its own (the label-studio-ml adapter does); None, the default, leaves it to core: the
+        trained version, else ``model_version()``. Called on the event loop: keep it cheap."""
+        return None
+
+    def job_handlers(self) -> dict[str, Callable[[JobContext], dict]]:
+        """Job kinds this backend adds, or replaces (``train``): kind -> function(job) -> result.
+        Called once, when the Runtime is built."""
+        return {}
+
+    def train_on_event(self, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """Called by /webhook for each event of a trainable backend: job params to queue a
+        ``train`` job for this event by itself, or None (the default) to leave it to core's
+        rules (START_TRAINING, and TRAIN_EVERY_N annotation events)."""
+        return None
+
+    def add_routes(self, router: APIRouter, runtime: Runtime) -> None:
+        """Add this backend's own HTTP endpoints (a direct-use API beside the Label Studio
+        protocol, e.g. ``POST /v1/extract``) to ``router``, a ``fastapi.APIRouter``. Called once
+        by ``create_app``. Core mounts them after its own endpoints and refuses a path under one
+        of its own (``/predict``, ``/jobs``...); its middleware (Basic auth, body size limit,
+        request id, metrics) covers them. A handler that needs the model returns 503 until
+        ``runtime.ready`` is set."""

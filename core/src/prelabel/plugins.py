@@ -104,7 +104,12 @@ def plugin_versions() -> dict[str, str]:
 
 
 def load_backend_class(spec: str, pm: pluggy.PluginManager | None = None) -> type[Backend]:
-    """Resolve a backend by id (``text_classifier``) or by import path (``pkg.module:Class``)."""
+    """Resolve a backend by id (``text_classifier``), by import path (``pkg.module:Class``), or
+    from a label-studio-ml model file (``path/to/model.py[:Class]``, see ``prelabel.compat``)."""
+    if spec.partition(":")[0].endswith(".py"):
+        from prelabel.compat.loader import load_model_file
+
+        return load_model_file(spec)
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
         module = importlib.import_module(module_name)
