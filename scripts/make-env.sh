@@ -10,12 +10,17 @@ command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
 venv=.venv-$name
 [[ -x $venv/bin/python ]] || uv venv -q -p 3.11 "$venv"
 stamp=$venv/.prelabel-installed
-digest=$(cat "$spec" core/pyproject.toml plugins/*/pyproject.toml ci/envs/*.constraints 2>/dev/null | sha256sum | cut -c1-16)
+post=ci/envs/$name.post.sh
+digest=$(cat "$spec" core/pyproject.toml plugins/*/pyproject.toml ci/envs/*.constraints ci/envs/*.post.sh 2>/dev/null | sha256sum | cut -c1-16)
 if [[ ! -f $stamp || "$(cat "$stamp")" != "$digest" ]]; then
-    mapfile -t args < <(grep -vE '^\s*(#|$)' "$spec")
+    # Each line is split into words, so "-c ci/envs/x.constraints" is two arguments.
+    read -ra args <<< "$(grep -vE '^\s*(#|$)' "$spec" | tr '\n' ' ')"
     echo "[make-env] $venv: uv pip install ${args[*]}" >&2
     start=$(date +%s)
     VIRTUAL_ENV=$venv uv pip install -q "${args[@]}"
+    # What install arguments cannot express (a source build against the torch just installed)
+    # goes in ci/envs/<name>.post.sh, run afterwards with VIRTUAL_ENV set.
+    if [[ -f $post ]]; then VIRTUAL_ENV=$venv bash "$post"; fi
     echo "$digest" > "$stamp"
     echo "[make-env] $venv ready in $(( $(date +%s) - start )) s" >&2
 fi

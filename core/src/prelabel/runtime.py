@@ -26,7 +26,6 @@ from prelabel.state import ProjectState, open_state
 log = logging.getLogger(__name__)
 
 DEFAULT_PROJECT = "default"
-WARM_UP_CONFIG = '<View><Text name="text" value="$text"/></View>'
 
 
 def project_id_of(key: str | int | None) -> str:
@@ -91,10 +90,6 @@ class Runtime:
         started = time.perf_counter()
         try:
             self.backend.setup()
-            # Label Studio gives /setup 3 s and never retries it; the first label config parse
-            # imports label-studio-sdk's LabelInterface (1-4 s on a busy 2-core machine). Pay that
-            # here, while /health still says LOADING, not in Label Studio's first /setup.
-            parse_label_config(WARM_UP_CONFIG)
         except Exception as exc:
             self.setup_error = f"{type(exc).__name__}: {exc}"
             log.exception("setup of %s failed", self.backend.backend_id)

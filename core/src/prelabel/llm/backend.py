@@ -43,6 +43,7 @@ class LLMBackend(Backend):
         require_openai()
         registry = self.metrics.registry if getattr(self, "metrics", None) is not None else None
         self.engine = LLMEngine(self.settings, registry)
+        self.engine.prepare()
 
     def model_version(self) -> str:
         return self.settings.model
@@ -73,7 +74,9 @@ class LLMBackend(Backend):
     async def predict(self, tasks: list[Task], ctx: PredictContext) -> list[Prediction | TaskError]:
         spec = task_spec(ctx.config, self.supported_controls(ctx.config))
         instruction, echo = self.instruction(spec, ctx)
-        return list(await asyncio.gather(*(self.predict_task(t, spec, instruction, echo, ctx) for t in tasks)))
+        # return_exceptions: an unexpected error stays that task's error; the others are kept
+        return list(await asyncio.gather(*(self.predict_task(t, spec, instruction, echo, ctx) for t in tasks),
+                                         return_exceptions=True))
 
     async def predict_task(self, task: Task, spec: TaskSpec, instruction: str | None, echo: list[dict],
                            ctx: PredictContext) -> Prediction | TaskError:

@@ -25,13 +25,13 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 DEFAULT_TEMPLATES = {
-    "choices": "Classify $to_name: choose $how of these labels: $labels.",
-    "spans": "Find every passage of $to_name that is one of these entity types: $labels. Give each passage "
-             "with its label, copying the passage character for character from $to_name.",
-    "text": "Write the $name for $to_name.",
-    "rating": "Rate $to_name on a scale from 1 to $maximum.",
+    "choices": "Classify the $to_name: choose $how of these labels: $labels.",
+    "spans": "Find every passage of the $to_name that is one of these entity types: $labels. Give each passage "
+             "with its label, copying the passage character for character from the $to_name.",
+    "text": "Write the $name for the $to_name.",
+    "rating": "Rate the $to_name on a scale from 1 to $maximum.",
     "number": "Give the number for $name$range.",
-    "taxonomy": "Choose the categories of $to_name from this taxonomy (each choice is a path, parent / child): "
+    "taxonomy": "Choose the categories of the $to_name from this taxonomy (each choice is a path, parent / child): "
                 "$labels.",
 }
 
@@ -62,8 +62,9 @@ def control_line(spec: ControlSpec, data: dict[str, Any]) -> str:
     c = spec.control
     rng = ""
     if spec.kind == "number" and (spec.minimum is not None or spec.maximum is not None):
-        rng = f" (from {spec.minimum if spec.minimum is not None else '-inf'} to " \
-              f"{spec.maximum if spec.maximum is not None else 'inf'})"
+        lo = f"{spec.minimum:g}" if spec.minimum is not None else "-inf"
+        hi = f"{spec.maximum:g}" if spec.maximum is not None else "inf"
+        rng = f" (from {lo} to {hi})"
     values = {**data, "name": c.name, "to_name": c.to_name[0], "labels": _labels_text(spec),
               "how": "one or more" if c.is_multiple else "exactly one", "maximum": f"{spec.maximum:g}"
               if spec.maximum is not None else "", "range": rng}

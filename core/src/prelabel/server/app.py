@@ -33,6 +33,7 @@ from prelabel.state import StateUnavailable
 log = logging.getLogger("prelabel.server")
 
 EXCLUSIVE_KINDS = {"predict"}  # one running prediction job per project
+WARM_UP_CONFIG = '<View><Text name="text" value="$text"/></View>'
 ANNOTATION_EVENTS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"}
 
 
@@ -70,6 +71,11 @@ def create_app(runtime: Runtime, start_setup: bool = True) -> FastAPI:
     """Build the app for one Runtime. With ``start_setup`` the model loads in a background
     thread at start-up, and /health says LOADING until it is ready."""
     backend = runtime.backend
+    # Label Studio gives /setup 3 s and never retries it. The first label config parse imports
+    # label-studio-sdk's LabelInterface (1-4 s on a busy 2-core machine: a real LS refused the
+    # first connection with "Read timed out"). Pay it here, before this process (or this worker
+    # of several) accepts a connection, not in Label Studio's first /setup.
+    parse_label_config(WARM_UP_CONFIG)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ARG001
@@ -287,7 +293,29 @@ def create_app(runtime: Runtime, start_setup: bool = True) -> FastAPI:
     async def metrics() -> Response:
         return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    mount_backend_routes(app, runtime)
     return app
+
+
+def mount_backend_routes(app: FastAPI, runtime: Runtime) -> None:
+    """Mount the endpoints the backend adds in ``Backend.add_routes``; a path under one of
+    core's own first segments (``/jobs/...``) is a configuration error, not a silent shadow."""
+    from fastapi import APIRouter
+
+    router = APIRouter()
+    runtime.backend.add_routes(router, runtime)
+    if not router.routes:
+        return
+    core_roots = {_root(route.path) for route in app.routes}
+    clashes = sorted(route.path for route in router.routes if _root(route.path) in core_roots)
+    if clashes:
+        raise ValueError(f"backend {runtime.backend.backend_id} adds {', '.join(clashes)}, under paths core "
+                         f"serves ({', '.join(sorted(core_roots))}): use its own prefix, e.g. /v1/...")
+    app.include_router(router)
+
+
+def _root(path: str) -> str:
+    return "/" + path.strip("/").split("/", 1)[0]
 
 
 def app_from_env() -> FastAPI:

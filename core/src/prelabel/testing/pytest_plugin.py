@@ -31,3 +31,13 @@ def prelabel_home(tmp_path, monkeypatch):
     home = tmp_path / "prelabel-home"
     monkeypatch.setenv("PRELABEL_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def fake_openai():
+    """A started :class:`prelabel.testing.fake_openai.FakeOpenAI` on 127.0.0.1 (``.base_url``),
+    stopped after the test; script it with ``enqueue(Reply...)`` and read ``chat_requests``."""
+    from prelabel.testing.fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        yield server

@@ -1,0 +1,12 @@
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def modelscope_env(fake_openai, monkeypatch):
+    """Every test talks to the fake provider on loopback, never to ModelScope."""
+    for name in ("MODELSCOPE_MODEL", "MODELSCOPE_API_TIMEOUT", "MAX_CONCURRENT", "LLM_PROMPT", "LLM_RESPONSE_FORMAT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MODELSCOPE_API_KEY", "ms-test")
+    monkeypatch.setenv("MODELSCOPE_API_URL", fake_openai.base_url)
+    monkeypatch.setenv("LLM_BACKOFF_BASE", "0.01")
+    return fake_openai

@@ -1,0 +1,19 @@
+from prelabel_modelscope_qwen import ModelScopeQwenBackend
+
+from prelabel.testing import BackendConformanceTests
+
+CLASSIFICATION = """<View>
+  <Text name="text" value="$text"/>
+  <Choices name="category" toName="text">
+    <Choice value="技术文档"/>
+    <Choice value="业务需求"/>
+    <Choice value="错误报告"/>
+  </Choices>
+</View>"""
+
+
+class TestConformance(BackendConformanceTests):
+    """The fake provider comes from conftest.py's autouse fixture (MODELSCOPE_API_URL)."""
+
+    backend_class = ModelScopeQwenBackend
+    label_config = CLASSIFICATION

@@ -1,0 +1,234 @@
+"""The yolo backend: which controls it fills, how a control picks its model, batched prediction."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prelabel import Backend, ControlInfo, JobContext, ParsedConfig, PredictContext, Prediction, Task, TaskError
+from prelabel_yolo import convert
+from prelabel_yolo.models import CACHE, DEFAULT_WEIGHTS, LoadedModel, ModelPathError, resolve_model_path
+from prelabel_yolo.settings import YoloSettings
+
+# control tag -> the object tag it must label
+CONTROL_OBJECTS = {
+    "RectangleLabels": "Image", "PolygonLabels": "Image", "BrushLabels": "Image",
+    "KeyPointLabels": "Image", "Choices": "Image", "VideoRectangle": "Video",
+}
+# output kind -> the ultralytics task of its default weights
+KIND_TASK = {"boxes": "detect", "obb": "obb", "polygons": "segment", "brush": "segment",
+             "keypoints": "pose", "choices": "classify", "video": "detect"}
+TRACKABLE = ("detect", "segment", "pose")
+TRAINED_INFO = "training.json"
+
+
+def output_kind(control: ControlInfo) -> str:
+    if control.tag == "RectangleLabels":
+        return "obb" if control.attr("model_obb", False, bool) else "boxes"
+    return {"PolygonLabels": "polygons", "BrushLabels": "brush", "KeyPointLabels": "keypoints",
+            "Choices": "choices", "VideoRectangle": "video"}[control.tag]
+
+
+@dataclass
+class Plan:
+    """How one control of a request is predicted: the model, the output kind, the threshold."""
+
+    control: ControlInfo
+    kind: str
+    loaded: LoadedModel
+    threshold: float
+    iou: float | None
+
+
+class YoloBackend(Backend):
+    backend_id = "yolo"
+    title = "Ultralytics YOLO"
+    description = ("Detection, rotated boxes, segmentation (polygons or masks), classification, pose and "
+                   "video tracking with Ultralytics YOLO; trains detection/segmentation from annotations.")
+    control_tags = frozenset(CONTROL_OBJECTS)
+    object_tags = frozenset({"Image", "Video"})
+    max_batch_size = 8  # per instance: YOLO_MAX_BATCH_SIZE
+    trainable = True
+    default_port = 9093
+    version = "base"
+    Settings = YoloSettings
+
+    def __init__(self, settings: YoloSettings | None = None, core: Any = None):
+        super().__init__(settings, core)
+        self.max_batch_size = self.settings.yolo_max_batch_size  # core splits requests by this
+        self.model_root = Path(self.settings.model_root or self.core.prelabel_home / "weights")
+        self.device = self.settings.device
+        self.half: dict[str, Any] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def setup(self) -> None:
+        # ultralytics reads its settings directory when first imported; keep it out of $HOME
+        os.environ.setdefault("YOLO_CONFIG_DIR", str(self.core.prelabel_home / "ultralytics"))
+        import torchvision  # noqa: F401  (seconds to import: pay it while /health says LOADING)
+        import ultralytics  # noqa: F401  (fail at start-up, not at the first request)
+
+        from prelabel_yolo.models import half_precision_args, resolve_device
+
+        self.model_root.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(self.settings.device)
+        self.half = half_precision_args() if self.settings.half and self.device.startswith("cuda") else {}
+        CACHE.resize(self.settings.yolo_cache_models)
+        self.log.info("yolo on %s (half precision: %s), MODEL_ROOT=%s", self.device, bool(self.half), self.model_root)
+
+    def health(self) -> dict[str, Any]:
+        return {"device": self.device, "model_root": str(self.model_root), "models_loaded": CACHE.loaded()}
+
+    def supported_controls(self, config: ParsedConfig) -> list[ControlInfo]:
+        return [c for c in config.controls
+                if c.tag in CONTROL_OBJECTS and any(o.tag == CONTROL_OBJECTS[c.tag] for o in c.objects)]
+
+    # -- choosing a model -------------------------------------------------------------------
+    def weights_for(self, control: ControlInfo, model_dir: Path | None = None) -> Path:
+        """The project's trained weights for the control they were trained for, else the
+        control's ``model_path`` under MODEL_ROOT, else the default weights of its kind."""
+        if model_dir is not None and (model_dir / TRAINED_INFO).is_file():
+            info = json.loads((model_dir / TRAINED_INFO).read_text())
+            if info.get("control") == control.name:
+                return model_dir / info["weights"]
+        kind = output_kind(control)
+        value = control.attr("model_path")
+        try:
+            path = resolve_model_path(value, self.model_root) if value is not None else (
+                self.model_root / DEFAULT_WEIGHTS[KIND_TASK[kind]])
+        except ModelPathError as exc:
+            raise ModelPathError(f"{control.tag} {control.name!r}: {exc}") from None
+        if not path.is_file():
+            from prelabel_yolo.models import downloadable
+
+            if not (self.settings.yolo_download and downloadable(path)):
+                named = f"model_path={value!r} names" if value is not None else f"the default weights {path.name} are"
+                off = " (YOLO_DOWNLOAD is off)" if downloadable(path) else ""
+                raise ModelPathError(f"{control.tag} {control.name!r}: {named} not a file in MODEL_ROOT "
+                                     f"({self.model_root}); put the weights there{off}")
+        return path
+
+    def plan(self, control: ControlInfo, model_dir: Path | None) -> Plan:
+        kind = output_kind(control)
+        path = self.weights_for(control, model_dir)
+        try:
+            loaded = CACHE.get(path, self.device)
+        except Exception as exc:
+            raise TaskError(f"{control.name}: could not load YOLO weights {path.name}: {exc} (a default name is "
+                            f"downloaded into MODEL_ROOT on first use; offline, put the file there)") from exc
+        tasks = convert.CONVERTERS[kind][1] if kind != "video" else TRACKABLE
+        if loaded.task not in tasks:
+            hint = ' (model_obb="true" needs an OBB model, e.g. yolo11n-obb.pt)' if kind == "obb" else ""
+            raise TaskError(f"{control.name}: {path.name} is a {loaded.task} model; {control.tag} needs a "
+                            f"{' or '.join(tasks)} model{hint}")
+        threshold = control.score_threshold
+        if threshold is None:
+            threshold = control.attr("score_threshold", self.settings.yolo_score_threshold, float)
+        iou = control.attr("model_iou", None, float) or control.attr("iou", None, float)
+        return Plan(control, kind, loaded, threshold, iou)
+
+    # -- prediction -------------------------------------------------------------------------
+    def predict_args(self, plan: Plan) -> dict[str, Any]:
+        args: dict[str, Any] = {"imgsz": self.settings.yolo_imgsz, "device": self.device,
+                                "max_det": self.settings.yolo_max_det}
+        if self.half:
+            args.update(self.half)
+        if plan.iou is not None:
+            args["iou"] = plan.iou
+        return args
+
+    def predict(self, tasks: list[Task], ctx: PredictContext) -> list[Prediction | TaskError]:
+        controls = [c for c in self.supported_controls(ctx.config) if not c.attr("model_skip", False, bool)]
+        outputs: list[list[dict] | TaskError] = [[] for _ in tasks]
+        images: dict[tuple[int, str], Any] = {}
+        for control in controls:
+            try:
+                plan = self.plan(control, ctx.model_dir)
+            except TaskError as exc:
+                ctx.log.error("%s", exc)
+                outputs = [out if isinstance(out, TaskError) else exc for out in outputs]
+                continue
+            if plan.kind == "video":
+                self._predict_videos(plan, tasks, ctx, outputs)
+            else:
+                self._predict_images(plan, tasks, ctx, images, outputs)
+        return [out if isinstance(out, TaskError) else Prediction(out) for out in outputs]
+
+    def _image(self, images: dict, index: int, task: Task, control: ControlInfo, ctx: PredictContext) -> Any:
+        """A task's image as a BGR array (EXIF orientation applied), decoded once per request."""
+        key = (index, control.object.data_key or control.object.value)
+        if key not in images:
+            import cv2
+
+            path = ctx.media.fetch_path(task.data.get(key[1], control.object.value), task.id)
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise TaskError(f"task {task.id}: {path.name} is not an image OpenCV can decode")
+            images[key] = image
+        return images[key]
+
+    def _predict_images(self, plan: Plan, tasks: list[Task], ctx: PredictContext, images: dict,
+                        outputs: list) -> None:
+        loaded = plan.loaded
+        args = self.predict_args(plan)
+        args.update(conf=plan.threshold, retina_masks=plan.kind == "brush")  # masks at the image's own size
+        classes = convert.mapped_classes(plan.kind, plan.control, loaded.names)
+        if classes is not None and not classes:
+            ctx.log.warning("%s: none of %s's classes maps to the labels %s; add predicted_values to a <Label> or "
+                            "model_skip=\"true\" to the control (model classes: %s)", plan.control.name,
+                            loaded.path.name, list(plan.control.labels), list(loaded.names.values())[:50])
+            return
+        if classes is not None:
+            args["classes"] = classes
+        ready: list[tuple[int, Any]] = []
+        for i, task in enumerate(tasks):
+            if not isinstance(outputs[i], TaskError):
+                try:
+                    ready.append((i, self._image(images, i, task, plan.control, ctx)))
+                except TaskError as exc:
+                    outputs[i] = exc
+        converter = convert.CONVERTERS[plan.kind][0]
+        for start in range(0, len(ready), self.max_batch_size):
+            chunk = ready[start:start + self.max_batch_size]
+            with loaded.lock:  # one model call for the whole chunk
+                loaded.calls += 1
+                results = loaded.model.predict([image for _, image in chunk], verbose=False, **args)
+                for (i, _), result in zip(chunk, results, strict=True):
+                    outputs[i].extend(converter(plan.control, result, loaded.names, plan.threshold,
+                                                config=ctx.config))
+
+    def _predict_videos(self, plan: Plan, tasks: list[Task], ctx: PredictContext, outputs: list) -> None:
+        from prelabel_yolo import video
+
+        control = plan.control
+        args = self.predict_args(plan)
+        conf = control.attr("model_conf", None, float) or control.attr("conf", None, float)
+        args["conf"] = conf if conf is not None else (control.score_threshold or 0.25)
+        args["classes"] = None  # set per task from the <Labels> control
+        tmp_root = self.core.prelabel_home / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        for i, task in enumerate(tasks):
+            if isinstance(outputs[i], TaskError):
+                continue
+            try:
+                labels = video.labels_control(ctx.config, control)
+                args["classes"] = [c for c, name in plan.loaded.names.items() if labels.map_label(name)]
+                if not args["classes"]:
+                    raise TaskError(f"{control.name}: none of {plan.loaded.path.name}'s classes maps to the labels "
+                                    f"of {labels.name} {list(labels.labels)}; add predicted_values to a <Label>")
+                value = task.data.get(control.object.data_key or "", control.object.value)
+                with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
+                    tracker = video.tracker_config(control, self.model_root, Path(tmp))
+                    path = video.video_file(ctx.media.fetch_path(value, task.id), Path(tmp))
+                    outputs[i].extend(video.track(plan.loaded, control, labels, path, tracker, **args))
+            except TaskError as exc:
+                outputs[i] = exc
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, job: JobContext) -> dict[str, Any]:
+        from prelabel_yolo.training import train
+
+        return train(self, job)
