@@ -48,6 +48,11 @@ def resolve_backend(spec: str):  # noqa: ANN201
         raise click.ClickException(str(exc)) from None
 
 
+# Longer than clients' idle pools (Label Studio's requests session, load balancers' 60 s): a
+# server that closes an idle keep-alive connection first races the client's next request on it.
+KEEP_ALIVE_SECONDS = 75
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="prelabel")
 def cli() -> None:
@@ -109,13 +114,15 @@ def serve(backend: str | None, model_file: str | None, host: str, port: int | No
         os.environ["PRELABEL_SERVE_BACKEND"] = backend
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="prelabel-metrics-"))
         uvicorn.run("prelabel.server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_config=None, access_log=False, timeout_graceful_shutdown=10)
+                    log_config=None, access_log=False, timeout_graceful_shutdown=10,
+                    timeout_keep_alive=KEEP_ALIVE_SECONDS)
         return
     from prelabel.runtime import Runtime
     from prelabel.server.app import create_app
 
     app = create_app(Runtime(backend_class, core, settings))
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10,
+                    timeout_keep_alive=KEEP_ALIVE_SECONDS)
 
 
 @cli.command("plugins")
