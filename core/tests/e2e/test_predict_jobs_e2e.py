@@ -150,3 +150,29 @@ def test_cli_predicts_only_unlabeled_tasks_with_progress(label_studio, tmp_path)
     missing = subprocess.run(cmd, env={k: v for k, v in env.items() if k != "LABEL_STUDIO_API_KEY"},
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and "LABEL_STUDIO_API_KEY" in missing.stderr
+
+
+def test_500_tasks_with_kimi_on_the_fake_llm(label_studio, tmp_path):
+    from prelabel.testing.fake_openai import FakeOpenAI
+
+    client = label_studio.client()
+    project = client.projects.create(title="predict-job-kimi", label_config=TEXT_CHOICES)
+    client.projects.import_tasks(id=project.id, request=[{"text": t} for t, _ in texts(N_TASKS)])
+    with FakeOpenAI(latency=0.01) as fake:
+        env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
+               "MOONSHOT_API_KEY": "sk-test", "MOONSHOT_BASE_URL": fake.base_url, "MAX_CONCURRENT": "20"}
+        with BackendProcess("kimi", home=tmp_path / "kimi", env=env) as kimi:
+            first = start_job(kimi, project.id)
+            assert first.status_code == 201, first.text
+            job = kimi.wait_job(first.json()["id"], timeout=300)
+            assert job["status"] == "succeeded", job
+            assert job["result"]["predicted"] == N_TASKS and job["result"]["failed"] == 0
+            again = kimi.wait_job(start_job(kimi, project.id).json()["id"], timeout=300)
+            assert again["result"]["predicted"] == 0 and again["result"]["skipped_existing"] == N_TASKS
+        calls = len(fake.chat_requests)
+    stored = stored_predictions(label_studio, project.id)
+    assert len(stored) == N_TASKS and len({p["task"] for p in stored}) == N_TASKS
+    assert {p["model_version"] for p in stored} == {job["result"]["model_version"]}
+    choices = {p["result"][0]["value"]["choices"][0] for p in stored}
+    assert choices <= {"positive", "negative", "neutral"}
+    assert calls == N_TASKS  # the re-run sent nothing to the provider
