@@ -1,8 +1,9 @@
 """The reference backend: a tiny word-count classifier for Choices on Text.
 
 Core's own tests run the whole conformance suite on it, and ``bench/server_overhead.py``
-serves it. Its predict is ``async`` (core awaits it on the event loop). Before training it picks the choice whose name occurs in the text; training
-counts which words appear with which choice in the annotations.
+serves it. Its predict is ``async`` (core awaits it on the event loop). Before training it
+picks the choice whose name occurs in the text; training counts which words appear with
+which choice in the annotations.
 """
 
 from __future__ import annotations
