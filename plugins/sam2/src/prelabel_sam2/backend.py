@@ -1,0 +1,150 @@
+"""The sam2 backend: interactive clicks/box -> one mask, and VideoRectangle propagation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prelabel import Backend, ControlInfo, CoreSettings, ParsedConfig, PredictContext, Prediction, Task, TaskError
+from prelabel_sam2.masks import mask_region
+from prelabel_sam2.model import EmbeddingCache, decode_image, image_digest, lookup_counter
+from prelabel_sam2.prompts import ImagePrompt, image_prompts, video_objects
+from prelabel_sam2.settings import Sam2Settings, check_installed, check_model_files, resolve_config
+
+OUTPUT_TAGS = ("BrushLabels", "PolygonLabels")
+
+
+class Sam2Backend(Backend):
+    backend_id = "sam2"
+    title = "SAM 2 (interactive segmentation)"
+    description = ("Segment Anything 2: clicks (KeyPointLabels) and a box (RectangleLabels) -> a mask as "
+                   "BrushLabels or PolygonLabels; VideoRectangle boxes propagated through the next frames.")
+    control_tags = frozenset({"BrushLabels", "PolygonLabels", "VideoRectangle"})
+    object_tags = frozenset({"Image", "Video"})
+    max_batch_size = 4
+    default_port = 9091
+    version = "sam2"
+    Settings = Sam2Settings
+
+    def __init__(self, settings: Sam2Settings | None = None, core: CoreSettings | None = None):
+        super().__init__(settings, core)
+        self.max_concurrency = self.settings.sam2_max_concurrency  # core's per-process bound reads this
+        self.model: Any = None
+        self.embeddings = EmbeddingCache(self.settings.sam2_embedding_cache_size)
+
+    @classmethod
+    def preflight(cls, settings: Sam2Settings, core: CoreSettings) -> None:
+        check_installed()
+        check_model_files(settings, core)
+
+    def setup(self) -> None:
+        from prelabel_sam2.model import load_model, resolve_device
+
+        check_installed()
+        files = check_model_files(self.settings, self.core)
+        self.model = load_model(files, resolve_device(self.settings.device), self.settings.sam2_image_size)
+        self.embeddings = EmbeddingCache(self.settings.sam2_embedding_cache_size,
+                                         lookup_counter(self.metrics, self.backend_id))
+        self.log.info("SAM 2 %s on %s, embedding cache of %d", self.model.name, self.model.device,
+                      self.embeddings.capacity)
+
+    def model_version(self) -> str:
+        config = Path(resolve_config(self.settings.model_config_name)[0]).stem
+        size = f"-{self.settings.sam2_image_size}" if self.settings.sam2_image_size else ""
+        return f"{self.backend_id}-{config}{size}"
+
+    def health(self) -> dict[str, Any]:
+        if self.model is None:
+            return {}
+        return {"device": self.model.device, "model": self.model.name, "embedding_cache": self.embeddings.stats()}
+
+    def supported_controls(self, config: ParsedConfig) -> list[ControlInfo]:
+        return [c for c in config.controls
+                if (c.tag in OUTPUT_TAGS and any(o.tag == "Image" for o in c.objects))
+                or (c.tag == "VideoRectangle" and any(o.tag == "Video" for o in c.objects))]
+
+    # -- prediction -------------------------------------------------------------------------
+    def predict(self, tasks: list[Task], ctx: PredictContext) -> list[Prediction | TaskError | None]:
+        regions = ctx.context_regions()
+        if not regions:
+            return [None] * len(tasks)  # SAM 2 answers clicks and boxes; nothing to do without them
+        controls = self.supported_controls(ctx.config)
+        out: list[Prediction | TaskError | None] = []
+        for task in tasks:
+            try:
+                out.append(self._predict_task(task, ctx, controls, regions))
+            except ValueError as exc:  # a context region Label Studio would not send
+                out.append(TaskError(f"task {task.id}: bad interactive context: {exc}"))
+            except TaskError as exc:
+                out.append(exc)
+        return out
+
+    def _predict_task(self, task: Task, ctx: PredictContext, controls: list[ControlInfo],
+                      regions: list[dict]) -> Prediction | None:
+        result: list[dict] = []
+        scores: list[float] = []
+        for to_name, prompt in image_prompts(regions).items():
+            control = output_control(controls, to_name, prompt.labels)
+            if control is None:
+                ctx.log.info("no BrushLabels/PolygonLabels on %r for the clicks; nothing to fill", to_name)
+                continue
+            region = self.segment(task, ctx, control, prompt)
+            if region is not None:
+                result.append(region)
+                scores.append(region["score"])
+        objects = video_objects(regions)
+        for control in (c for c in controls if c.tag == "VideoRectangle"):
+            mine = [o for o in objects if o.to_name in control.to_name]
+            if mine:
+                result += self.track(task, ctx, control, mine)
+        if not result:
+            return None
+        return Prediction(result, score=min(scores) if scores else None)
+
+    def segment(self, task: Task, ctx: PredictContext, control: ControlInfo, prompt: ImagePrompt) -> dict | None:
+        """One mask for the prompt, as the region ``control`` takes; None when it is empty."""
+        embedding = self.embedding(task, ctx, control)
+        points, point_labels, box = prompt.pixels(embedding.width, embedding.height)
+        mask, score = self.model.segment(embedding, points, point_labels, box, multimask=self.settings.sam2_multimask)
+        label = choose_label(control, prompt.labels)
+        tolerance = control.attr("polygon_tolerance", self.settings.sam2_polygon_tolerance, float)
+        return mask_region(control, [label] if label else [], mask, score=score, tolerance=tolerance)
+
+    def embedding(self, task: Task, ctx: PredictContext, control: ControlInfo) -> Any:
+        """The task image's embedding: from the cache when this image was seen by this model."""
+        obj = control.object
+        value = task.data.get(obj.data_key) if obj.data_key else obj.value
+        data = ctx.media.fetch_path(value, task.id).read_bytes()
+        key = (self.model.key, image_digest(data))
+        embedding, _ = self.embeddings.get_or_compute(
+            key, lambda: self.model.embed(decode_image(data, self.core.media_max_pixels)))
+        return embedding
+
+    def track(self, task: Task, ctx: PredictContext, control: ControlInfo, objects: list) -> list[dict]:
+        from prelabel_sam2.video import propagate
+
+        obj = control.object
+        value = task.data.get(obj.data_key) if obj.data_key else obj.value
+        path = ctx.media.fetch_path(value, task.id)
+        frames = control.attr("max_frames_to_track", self.settings.max_frames_to_track, int)
+        return propagate(self.model, control, objects, path, max(1, frames), self.core.prelabel_home / "tmp",
+                         self.core.media_max_pixels)
+
+
+def output_control(controls: list[ControlInfo], to_name: str, labels: list[str]) -> ControlInfo | None:
+    """The BrushLabels/PolygonLabels on ``to_name`` that has the clicked label, else the first."""
+    candidates = [c for c in controls if c.tag in OUTPUT_TAGS and to_name in c.to_name]
+    for control in candidates:
+        if any(control.map_label(label) for label in labels):
+            return control
+    return candidates[0] if candidates else None
+
+
+def choose_label(control: ControlInfo, labels: list[str]) -> str | None:
+    """The label selected with the clicks (mapped to the control's labels, ``predicted_values``
+    included); a control with other labels gets its first one, so the mask is never unlabeled."""
+    for label in labels:
+        mapped = control.map_label(label)
+        if mapped:
+            return mapped
+    return control.labels[0] if control.labels else None

@@ -1,0 +1,298 @@
+"""SAM 2 loaded once per process, image embeddings cached per (image, model), and the calls
+both the sam2 and grounding_sam backends make: points/box -> mask, boxes -> masks, video.
+
+Requests never share predictor state: each call works on its own shallow copy of a
+prototype ``SAM2ImagePredictor`` (the model and the input transforms are shared, read-only)
+and on its own video inference state. torch and sam2 are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prelabel_sam2.settings import ModelFiles
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """One image's encoder output, as SAM2ImagePredictor keeps it after ``set_image``."""
+
+    features: dict[str, Any]  # image_embed (1xCxhxw) and high_res_feats (two tensors)
+    height: int
+    width: int
+
+
+class EmbeddingCache:
+    """A bounded LRU of image embeddings. Concurrent requests for the same image compute it
+    once (the second waits for the first); ``hits`` and ``misses`` count lookups."""
+
+    def __init__(self, capacity: int, on_lookup: Callable[[bool], None] | None = None):
+        self.capacity = capacity
+        self.hits = 0
+        self.misses = 0
+        self._items: OrderedDict[tuple, Embedding] = OrderedDict()
+        self._pending: dict[tuple, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._on_lookup = on_lookup
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: tuple) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def put(self, key: tuple, value: Embedding) -> None:
+        """Store an embedding computed elsewhere (a batched encoder pass); counts as a miss."""
+        with self._lock:
+            self.misses += 1
+            self._store(key, value)
+        self._notify(False)
+
+    def _store(self, key: tuple, value: Embedding) -> None:
+        if self.capacity > 0:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def _hit(self, key: tuple) -> Embedding | None:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+            self.hits += 1
+        return item
+
+    def get_or_compute(self, key: tuple, compute: Callable[[], Embedding]) -> tuple[Embedding, bool]:
+        """The cached embedding for ``key`` (True) or a freshly computed one (False)."""
+        with self._lock:
+            found = self._hit(key)
+            pending = None if found is not None else self._pending.setdefault(key, threading.Lock())
+        if found is not None:
+            self._notify(True)
+            return found, True
+        with pending:
+            with self._lock:
+                found = self._hit(key)  # computed by a concurrent request while this one waited
+            if found is not None:
+                self._notify(True)
+                return found, True
+            try:
+                value = compute()
+                with self._lock:
+                    self.misses += 1
+                    self._store(key, value)
+            finally:
+                with self._lock:
+                    self._pending.pop(key, None)
+        self._notify(False)
+        return value, False
+
+    def _notify(self, hit: bool) -> None:
+        if self._on_lookup is not None:
+            self._on_lookup(hit)
+
+    def stats(self) -> dict[str, int]:
+        return {"size": len(self._items), "capacity": self.capacity, "hits": self.hits, "misses": self.misses}
+
+
+def lookup_counter(metrics: Any, backend_id: str) -> Callable[[bool], None] | None:
+    """A Prometheus counter of embedding cache lookups on the process's /metrics
+    (``prelabel_<backend>_embedding_cache_total{result="hit"|"miss"}``), for EmbeddingCache."""
+    if metrics is None:
+        return None
+    from prometheus_client import Counter
+
+    counter = Counter(f"prelabel_{backend_id}_embedding_cache", "Image embedding cache lookups (a hit skips the "
+                      "image encoder)", ["result"], registry=metrics.registry)
+    return lambda hit: counter.labels(result="hit" if hit else "miss").inc()
+
+
+def image_digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """An RGB HxWx3 uint8 array, turned by its EXIF orientation as browsers (and so Label
+    Studio's canvas) show it; the size is checked before any pixel is decoded."""
+    from PIL import ImageOps
+
+    from prelabel.imageio import open_image
+
+    image = ImageOps.exif_transpose(open_image(data, max_pixels=max_pixels, mode=None))
+    return np.array(image.convert("RGB"))  # writable: torch refuses read-only arrays
+
+
+def resolve_device(setting: str) -> str:
+    """``auto`` is the first CUDA GPU when there is one, else Apple's mps, else the CPU."""
+    if setting.strip().lower() != "auto":
+        return setting.strip()
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda:0"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _memory_dtype_hook(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """sam2 stores video memories in bfloat16 and relies on CUDA autocast to mix them with
+    float32 features; without autocast (CPU) cast the memory to the features' dtype."""
+    curr, memory = kwargs.get("curr"), kwargs.get("memory")
+    current = curr[0] if isinstance(curr, list) else curr
+    if memory is not None and current is not None and memory.dtype != current.dtype:
+        kwargs["memory"] = memory.to(current.dtype)
+    return args, kwargs
+
+
+class Sam2Model:
+    """One SAM 2 network used for images and videos (the video predictor is a SAM2Base, so
+    SAM2ImagePredictor runs on it too: one copy of the weights serves both)."""
+
+    def __init__(self, files: ModelFiles, device: str, image_size: int | None = None):
+        import torch
+        from sam2.build_sam import build_sam2_video_predictor
+        from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+        overrides = [f"++model.image_size={image_size}"] if image_size else []
+        self.files = files
+        self.device = device
+        self.net = build_sam2_video_predictor(files.config, str(files.checkpoint), device=device,
+                                              hydra_overrides_extra=overrides)
+        self.net.memory_attention.register_forward_pre_hook(_memory_dtype_hook, with_kwargs=True)
+        self.image_size = int(self.net.image_size)
+        self._proto = SAM2ImagePredictor(self.net)
+        # sam2 1.1.0 hard-codes the feature map sizes of a 1024 input; derive them from ours
+        s = self.image_size
+        self._proto._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
+        self.key = (files.config, str(files.checkpoint), device, self.image_size)
+        self._torch = torch
+        self.encoder_calls = 0
+
+    @property
+    def name(self) -> str:
+        return f"{Path(self.files.config).stem}@{self.image_size}"
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        torch = self._torch
+        with torch.inference_mode():
+            if self.device.startswith("cuda"):
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    yield
+            else:
+                yield
+
+    def _predictor(self, embedding: Embedding | None = None) -> Any:
+        """A predictor of this request's own; the model and transforms are shared read-only."""
+        predictor = copy.copy(self._proto)
+        predictor.reset_predictor()
+        if embedding is not None:
+            predictor._features = embedding.features
+            predictor._orig_hw = [(embedding.height, embedding.width)]
+            predictor._is_image_set = True
+        return predictor
+
+    # -- images -----------------------------------------------------------------------------
+    def embed(self, image: np.ndarray) -> Embedding:
+        """Run the image encoder on an RGB HxWx3 uint8 array."""
+        predictor = self._predictor()
+        with self._inference():
+            predictor.set_image(image)
+        self.encoder_calls += 1
+        return Embedding(predictor._features, int(image.shape[0]), int(image.shape[1]))
+
+    def embed_batch(self, images: list[np.ndarray]) -> list[Embedding]:
+        """Encode several images in one forward pass; one Embedding each."""
+        if len(images) == 1:
+            return [self.embed(images[0])]
+        predictor = self._predictor()
+        with self._inference():
+            predictor.set_image_batch(images)
+        self.encoder_calls += 1
+        feats = predictor._features
+        return [
+            Embedding({"image_embed": feats["image_embed"][i:i + 1],
+                       "high_res_feats": [f[i:i + 1] for f in feats["high_res_feats"]]},
+                      int(img.shape[0]), int(img.shape[1]))
+            for i, img in enumerate(images)
+        ]
+
+    def segment(self, embedding: Embedding, points: np.ndarray | None = None, labels: np.ndarray | None = None,
+                box: np.ndarray | None = None, multimask: bool = True) -> tuple[np.ndarray, float]:
+        """Clicks (pixel x, y; label 1 positive, 0 negative) and/or a box (x1, y1, x2, y2) ->
+        the best mask (H x W bool) and its predicted IoU."""
+        predictor = self._predictor(embedding)
+        with self._inference():
+            masks, scores, _ = predictor.predict(point_coords=points, point_labels=labels, box=box,
+                                                 multimask_output=multimask)
+        best = int(np.argmax(scores))
+        return masks[best] > 0, float(scores[best])
+
+    def segment_boxes(self, embedding: Embedding, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (N x 4, pixel x1 y1 x2 y2) -> one mask each (N x H x W bool) and its predicted IoU."""
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        if len(boxes) == 0:
+            return np.zeros((0, embedding.height, embedding.width), bool), np.zeros(0, np.float32)
+        predictor = self._predictor(embedding)
+        with self._inference():
+            masks, scores, _ = predictor.predict(box=boxes, multimask_output=False)
+        masks = masks.reshape(len(boxes), -1, embedding.height, embedding.width)[:, 0]
+        return masks > 0, np.asarray(scores, np.float32).reshape(len(boxes), -1)[:, 0]
+
+    # -- video ------------------------------------------------------------------------------
+    def track(self, frames_dir: Path, prompts: dict[int, tuple[int, np.ndarray]], frames: int
+              ) -> list[tuple[int, dict[int, np.ndarray]]]:
+        """Propagate boxes through a folder of JPEG frames (``0.jpg``, ``1.jpg``...).
+
+        ``prompts``: object id -> (frame index in the folder, box x1 y1 x2 y2 in pixels).
+        Returns (frame index, {object id: H x W bool mask}) from the first prompted frame to
+        ``frames`` frames after the last one. The inference state belongs to this call."""
+        first = min(f for f, _ in prompts.values())
+        last = max(f for f, _ in prompts.values())
+        out = []
+        with self._inference():
+            state = self.net.init_state(video_path=str(frames_dir), offload_video_to_cpu=True)
+            for obj_id, (frame_idx, box) in prompts.items():
+                self.net.add_new_points_or_box(state, frame_idx=frame_idx, obj_id=obj_id,
+                                               box=np.asarray(box, dtype=np.float32))
+            for frame_idx, obj_ids, logits in self.net.propagate_in_video(
+                    state, start_frame_idx=first, max_frame_num_to_track=last + frames - first):
+                masks = (logits[:, 0] > 0).cpu().numpy()
+                out.append((int(frame_idx), {int(o): masks[i] for i, o in enumerate(obj_ids)}))
+        return out
+
+
+_MODELS: OrderedDict[tuple, Sam2Model] = OrderedDict()
+_MODELS_LOCK = threading.Lock()
+
+
+def load_model(files: ModelFiles, device: str, image_size: int | None = None, keep: int = 2) -> Sam2Model:
+    """The process's model for these files, loaded on first use (the sam2 and grounding_sam
+    backends, and the tests' many runtimes, share it instead of loading it again)."""
+    stat = files.checkpoint.stat()
+    key = (files.config, str(files.checkpoint), stat.st_mtime_ns, stat.st_size, device, image_size)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            log.info("loading SAM 2 %s from %s on %s", files.config, files.checkpoint, device)
+            model = _MODELS[key] = Sam2Model(files, device, image_size)
+            while len(_MODELS) > keep:
+                _MODELS.popitem(last=False)
+        _MODELS.move_to_end(key)
+        return model

@@ -1,0 +1,14 @@
+from prelabel_sam2 import Sam2Backend
+
+from prelabel.testing import BackendConformanceTests
+
+from .configs import IMAGE_BRUSH
+from .media import image_uri
+
+# MODEL_ROOT (a random-weight checkpoint), MODEL_CONFIG and SAM2_IMAGE_SIZE come from conftest
+
+
+class TestSam2Conformance(BackendConformanceTests):
+    backend_class = Sam2Backend
+    label_config = IMAGE_BRUSH
+    tasks = [{"id": i, "data": {"image": image_uri(i)}} for i in range(1, 4)]
