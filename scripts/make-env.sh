@@ -11,7 +11,7 @@ venv=.venv-$name
 [[ -x $venv/bin/python ]] || uv venv -q -p 3.11 "$venv"
 stamp=$venv/.prelabel-installed
 post=ci/envs/$name.post.sh
-digest=$(cat "$spec" core/pyproject.toml plugins/*/pyproject.toml ci/envs/*.constraints ci/envs/*.post.sh 2>/dev/null | sha256sum | cut -c1-16)
+digest=$(cat "$spec" core/pyproject.toml plugins/*/pyproject.toml ci/envs/*.constraints ci/envs/*.overrides ci/envs/*.post.sh 2>/dev/null | sha256sum | cut -c1-16)
 if [[ ! -f $stamp || "$(cat "$stamp")" != "$digest" ]]; then
     # Each line is split into words, so "-c ci/envs/x.constraints" is two arguments.
     read -ra args <<< "$(grep -vE '^\s*(#|$)' "$spec" | tr '\n' ' ')"
