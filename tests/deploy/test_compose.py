@@ -64,7 +64,7 @@ def env() -> dict[str, str]:
         if line and not line.startswith("#") and "=" in line:
             key, value = line.split("=", 1)
             e[key] = value
-    for key in ("PRELABEL_REGISTRY", "PRELABEL_TAG", "BASE_IMAGE", "LABEL_STUDIO_FILES"):
+    for key in ("PRELABEL_REGISTRY", "PRELABEL_TAG", "PRELABEL_BASE_IMAGE", "LABEL_STUDIO_FILES"):
         e.pop(key, None)
     return e
 
@@ -155,6 +155,7 @@ def test_plugin_compose_file(tool, name):
 def test_ci_override(tool, name):
     svc = config(tool, *ALL_CI)["services"][service(name)]
     check_backend(name, {**svc, "restart": "unless-stopped"})
+    assert svc["healthcheck"]["interval"] in ("2s", 2, 2000000000)
     assert svc["network_mode"] == "host"
     assert env_of(svc)["BIND_HOST"] == "127.0.0.1"
 
