@@ -47,6 +47,12 @@ if [[ $WITH_REDIS == 1 ]] && ! command -v redis-server >/dev/null 2>&1; then
     fi
 fi
 
+# docker-compose validates the compose files in tests/deploy (no engine needed for that)
+if ! command -v docker-compose >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+    log "installing docker-compose (apt) to validate compose files"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null || log "docker-compose not installed"
+fi
+
 if [[ $WITH_LS == 1 ]]; then
     scripts/install-label-studio.sh >/dev/null
 fi
