@@ -12,8 +12,8 @@
 #                   also tagged :<plugin version> (what deploy/k8s runs)
 #   --wheelhouse    install from the wheels in DIR only (no index inside the build): an offline,
 #                   air-gapped build. DIR must hold every requirement (make it with --offline once).
-#   --offline       make the wheelhouse first with `pip wheel` in a container of the base image
-#                   (its Python decides the markers), into
+#   --offline       make the wheelhouse first (uv pip compile + pip wheel in a container of the
+#                   base image, whose Python decides the markers), into
 #                   ${PRELABEL_WHEELHOUSE_CACHE:-~/.cache/prelabel/wheelhouse} on this machine, cached by
 #                   content, then build from it. Copy that directory to build somewhere offline.
 #   --no-ca         do not pass the host CA bundle. By default the bundle pip trusts here is handed
@@ -25,7 +25,7 @@
 # Prints the build time and the image size; `--quiet` hides the build log unless it fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-LOG_TAG=build-image
+LOG_TAG="build-image"
 source ci/docker/lib.sh
 
 plugin=${1:-}
@@ -58,17 +58,20 @@ python3 ci/images.py requirements "$plugin" --variant "$variant" >/dev/null || e
 ca=""
 if [[ $use_ca == 1 ]]; then ca=$(host_ca_bundle || true); fi
 
-# -- the wheelhouse (--offline): pip wheel in a container of the base image ------------------
-# Made with the base image's own Python, so environment markers resolve as they will in the
-# build (python_full_version < "3.11.3" differs between Debian's 3.11.2 and a newer host Python);
-# the files land on this machine, cached by what they were made from.
+# -- the wheelhouse (--offline): made in a container of the base image ----------------------
+# uv resolves there (with the image's Python, so markers such as python_full_version < "3.11.3"
+# come out as they will in the build, and with the environment's overrides, which pip cannot
+# apply), then pip fetches exactly that set (sdists built into wheels), plus uv itself and the
+# sam2 sdist. The files land on this machine, cached by what they were made from.
 make_wheelhouse() {
     local cache=${PRELABEL_WHEELHOUSE_CACHE:-$HOME/.cache/prelabel/wheelhouse}
     local work pyver digest dir
     work=$(mktemp -d)
     python3 ci/images.py requirements "$plugin" --variant "$variant" > "$work/requirements.txt"
     python3 ci/images.py constraints "$plugin" --variant "$variant" > "$work/constraints.txt"
+    python3 ci/images.py overrides "$plugin" > "$work/overrides.txt"
     python3 ci/images.py index-args "$plugin" --variant "$variant" > "$work/index-args"
+    python3 ci/images.py uv > "$work/uv"
     pyver=$("${DOCKER[@]}" run --rm --network none --entrypoint python3 "$base_image" -c \
             'import platform; print(platform.python_version())') || die "cannot run python3 in $base_image"
     digest=$(cat "$work"/* <(echo "$pyver ${PRELABEL_PIP_ARGS:-}") | sha256sum | cut -c1-16)
@@ -76,22 +79,29 @@ make_wheelhouse() {
     if [[ -f $dir/.complete ]]; then
         log "wheelhouse $dir (cached)"
     else
-        log "making wheelhouse $dir with pip wheel in $base_image (torch images: about 3 GB)"
+        log "making wheelhouse $dir in $base_image (torch images: about 3 GB)"
         local start=$SECONDS
         rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
         local run=("${DOCKER[@]}" run --rm --network host --user "$(id -u):$(id -g)" -e HOME=/tmp
                    -v "$work:/spec:ro" -v "$dir.tmp:/wheelhouse")
-        [[ -n $ca ]] && run+=(-v "$ca:/run/secrets/ca_bundle:ro" -e PIP_CERT=/run/secrets/ca_bundle)
-        # PRELABEL_PIP_ARGS: extra pip words, e.g. a mirror's --index-url
+        [[ -n $ca ]] && run+=(-v "$ca:/run/secrets/ca_bundle:ro" -e PIP_CERT=/run/secrets/ca_bundle
+                               -e SSL_CERT_FILE=/run/secrets/ca_bundle)
+        # PRELABEL_PIP_ARGS: extra pip/uv words, e.g. a mirror's --index-url
         "${run[@]}" --entrypoint sh "$base_image" -c '
             set -e
-            pip="python3 -m pip"
-            $pip wheel --disable-pip-version-check --progress-bar off -q $(cat /spec/index-args) '"${PRELABEL_PIP_ARGS:-}"' \
-                --wheel-dir /wheelhouse -c /spec/constraints.txt -r /spec/requirements.txt
+            extra="'"${PRELABEL_PIP_ARGS:-}"'"
+            index=$(cat /spec/index-args)
+            opts="--disable-pip-version-check --progress-bar off -q"
+            python3 -m venv /tmp/uv && /tmp/uv/bin/pip install -q $extra "$(cat /spec/uv)"
+            strategy=""; [ -z "$index" ] || strategy="--index-strategy unsafe-best-match"
+            override=""; [ ! -s /spec/overrides.txt ] || override="--override /spec/overrides.txt"
+            /tmp/uv/bin/uv pip compile -q --no-cache --python python3 --no-header --no-annotate $extra $index $strategy \
+                -c /spec/constraints.txt $override /spec/requirements.txt -o /tmp/pinned.txt
+            python3 -m pip wheel $opts $extra $index --no-deps --wheel-dir /wheelhouse -r /tmp/pinned.txt
+            python3 -m pip download $opts $extra --no-deps -d /wheelhouse "$(cat /spec/uv)"
             if grep -q "^sam2==" /spec/constraints.txt; then
                 # source only: the image build compiles it against its torch (ci/docker/install.sh)
-                $pip download --disable-pip-version-check --progress-bar off -q '"${PRELABEL_PIP_ARGS:-}"' \
-                    --no-deps --no-binary sam2 -d /wheelhouse -c /spec/constraints.txt sam2
+                python3 -m pip download $opts $extra --no-deps --no-binary sam2 -d /wheelhouse -c /spec/constraints.txt sam2
             fi' || die "making the wheelhouse failed"
         touch "$dir.tmp/.complete"
         rm -rf "$dir" && mv "$dir.tmp" "$dir"

@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-LOG_TAG=docker-smoke
+LOG_TAG="docker-smoke"
 source ci/docker/lib.sh
 
 PLUGINS=${DOCKER_SMOKE_PLUGINS:-kimi yolo}

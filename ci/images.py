@@ -10,6 +10,7 @@ environment's from ci/docker/light.constraints), and requirements from the pypro
     python3 ci/images.py list
     python3 ci/images.py requirements yolo [--variant cpu]   # third-party requirement lines
     python3 ci/images.py constraints yolo [--variant cpu]    # constraint lines
+    python3 ci/images.py overrides uie_x                     # override lines (uv --override)
     python3 ci/images.py index-args yolo [--variant cpu]     # extra pip index arguments
     python3 ci/images.py show yolo                           # the table row as JSON
     python3 ci/images.py repo text_classifier                # text-classifier (prelabel/<repo>)
@@ -71,6 +72,9 @@ IMAGES: dict[str, Image] = {
 }
 
 SAM2_SPEC = "sam2==1.1.0"  # as ci/envs/vision.post.sh builds it
+# The installer of the dependency step, as the test environments are made (uv pip install):
+# the same resolver, and the only one that applies ci/envs/<env>.overrides.
+UV_SPEC = "uv==0.13.8"
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$")
 
 
@@ -150,6 +154,24 @@ def env_pins(env: str, root: Path = ROOT) -> list[str]:
     return out
 
 
+def overrides(name: str, root: Path = ROOT) -> list[str]:
+    """ci/envs/<env>.overrides (uv --override): requirements that replace what a dependency
+    declares, as the environment's tests ran with them."""
+    path = root / "ci" / "envs" / f"{IMAGES[name].env}.overrides"
+    if not path.is_file():
+        return []
+    return [line for raw in path.read_text().splitlines() if (line := raw.split("#", 1)[0].strip())]
+
+
+def env_files(name: str, root: Path = ROOT) -> list[str]:
+    """The files of the image's environment its Dockerfile copies (relative to the root)."""
+    env = IMAGES[name].env
+    if env == "light":
+        return ["ci/docker/light.constraints"]
+    return [f"ci/envs/{env}.{ext}" for ext in ("txt", "constraints", "overrides")
+            if (root / "ci" / "envs" / f"{env}.{ext}").is_file()]
+
+
 def constraints(name: str, variant: str | None = None, root: Path = ROOT) -> list[str]:
     image = IMAGES[name]
     variant = check_variant(name, variant)
@@ -195,8 +217,8 @@ def check_variant(name: str, variant: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["list", "show", "requirements", "constraints", "index-args", "port",
-                                            "env", "plugins", "default-variant", "repo", "version"])
+    parser.add_argument("command", choices=["list", "show", "requirements", "constraints", "overrides", "index-args",
+                                            "port", "env", "plugins", "default-variant", "repo", "version", "uv"])
     parser.add_argument("image", nargs="?")
     parser.add_argument("--variant", default=None)
     parser.add_argument("--root", type=Path, default=ROOT, help="repository root (or the build's copy of it)")
@@ -205,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "list":
         print("\n".join(IMAGES))
+        return 0
+    if args.command == "uv":
+        print(UV_SPEC)
         return 0
     if args.image not in IMAGES:
         parser.error(f"name an image: {', '.join(IMAGES)}")
@@ -215,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(requirements(args.image, args.variant, args.root)))
     elif args.command == "constraints":
         print("\n".join(constraints(args.image, args.variant, args.root)))
+    elif args.command == "overrides":
+        print("\n".join(overrides(args.image, args.root)))
     elif args.command == "index-args":
         print(" ".join(index_args(args.image, args.variant, args.torch_cpu_index, args.paddle_gpu_index)))
     elif args.command == "port":

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # DOCKER is read by the scripts that source this
 # Shared by ci/build-image.sh and ci/docker-smoke.sh (sourced, bash).
 
 log() { printf '[%s] %s\n' "${LOG_TAG:-docker}" "$*" >&2; }

@@ -34,8 +34,9 @@ def test_dockerfile(name):
     copied_plugins = {c for c in copied if c.startswith("plugins/")}
     assert copied_plugins == {f"plugins/{p}" for p in image.plugins}, "core plus this plugin (and what it needs) only"
     assert "core" in copied
-    env_files = {"light": "ci/docker/light.constraints"}.get(image.env, f"ci/envs/{image.env}.constraints")
-    assert any(line.startswith("COPY ") and env_files in line for line in lines), "the tested constraints"
+    copy_env = [line for line in lines if line.startswith("COPY ") and ("ci/envs/" in line or ".constraints" in line)]
+    assert len(copy_env) == 1 and copy_env[0].split()[1:-1] == images.env_files(name), \
+        "the tested pins: every file of the environment (txt, constraints, overrides)"
     assert f"RUN --mount=type=secret,id=ca_bundle --mount=type=bind,source=ci/wheelhouse,target=/wheelhouse " \
            f"sh /build/ci/docker/install.sh deps {name}" in lines
     assert f"RUN sh /build/ci/docker/install.sh app {name}" in lines
@@ -68,6 +69,13 @@ def test_requirements_and_constraints_resolve_from_the_repository(name):
         if IMAGES[name].torch:
             torch = [c for c in cons if c.startswith("torch==")]
             assert torch and (torch[0].endswith("+cpu") == (variant == "cpu"))
+
+
+def test_overrides_are_the_environments():
+    assert images.overrides("yolo") == [] or (ROOT / "ci" / "envs" / "vision.overrides").is_file()
+    paddle = ROOT / "ci" / "envs" / "paddle.overrides"
+    if paddle.is_file():
+        assert images.overrides("uie_x") and "ci/envs/paddle.overrides" in images.env_files("uie_x")
 
 
 def test_core_extras_follow_the_plugin_dependencies():
