@@ -106,6 +106,8 @@ make_wheelhouse() {
         touch "$dir.tmp/.complete"
         rm -rf "$dir" && mv "$dir.tmp" "$dir"
         log "wheelhouse ready in $((SECONDS - start)) s: $(du -sh "$dir" | cut -f1)"
+        # keep one wheelhouse per plugin and variant: the older ones are what it was made from before
+        find "$cache" -mindepth 1 -maxdepth 1 -name "$plugin-$variant-py*" ! -name "${dir##*/}" -exec rm -rf {} +
     fi
     rm -rf "$work"
     wheelhouse=$dir

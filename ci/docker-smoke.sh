@@ -262,3 +262,6 @@ for plugin in $PLUGINS; do
     "smoke_$plugin"
     compose_down "prelabel-smoke-$plugin"
 done
+# The engine's data is kept for the next run; what rebuilds left behind is not.
+"${DOCKER[@]}" image prune -f >/dev/null
+"${DOCKER[@]}" builder prune -f --keep-storage "${DOCKER_SMOKE_KEEP_CACHE:-10GB}" >/dev/null
