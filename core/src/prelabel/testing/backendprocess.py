@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from prelabel.testing.labelstudio import _parent_death_signal, _port_in_use, free_port
+from prelabel.testing.labelstudio import _parent_death_signal, _port_in_use, describe_tail, free_port, read_log
 
 __all__ = ["BackendProcess", "BackendProcessError", "prelabel_command"]
 
@@ -258,18 +258,10 @@ class BackendProcess:
 
     # -- logs --------------------------------------------------------------------------------
     def _log_text(self) -> str:
-        try:
-            with self.log_file.open("rb") as log:
-                log.seek(self._log_offset)
-                return log.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_log(self.log_file, self._log_offset)
 
     def _tail(self, lines: int = 30) -> str:
-        text = self._log_text().rstrip()
-        if not text:
-            return f" (log {self.log_file} is empty)"
-        return f"\n--- last lines of {self.log_file} ---\n" + "\n".join(text.splitlines()[-lines:])
+        return describe_tail(self.log_file, self._log_text(), lines)
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self._log_text().splitlines()[-lines:])

@@ -131,6 +131,25 @@ def find_label_studio_executable() -> Path | None:
     return None
 
 
+def read_log(path: Path, offset: int = 0) -> str:
+    """What a child process wrote to ``path`` after ``offset`` ("" if unreadable)."""
+    try:
+        with path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def describe_tail(path: Path, text: str, lines: int) -> str:
+    """The last ``lines`` lines of ``text`` for an error message, headed by the log's path."""
+    text = text.rstrip()
+    if not text:
+        return f" (log {path} is empty)"
+    tail = "\n".join(text.splitlines()[-lines:])
+    return f"\n--- last lines of {path} ---\n{tail}"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port that is free on ``host`` right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -470,19 +489,10 @@ class LabelStudioServer:
     # ------------------------------------------------------------------ logs
 
     def _log_text(self) -> str:
-        try:
-            with self.log_file.open("rb") as log:
-                log.seek(self._log_offset)
-                return log.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_log(self.log_file, self._log_offset)
 
     def _tail(self, lines: int = 40) -> str:
-        text = self._log_text().rstrip()
-        if not text:
-            return f" (log {self.log_file} is empty)"
-        tail = "\n".join(text.splitlines()[-lines:])
-        return f"\n--- last lines of {self.log_file} ---\n{tail}"
+        return describe_tail(self.log_file, self._log_text(), lines)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines LS wrote since the last :meth:`start`."""
