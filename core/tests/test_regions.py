@@ -38,6 +38,29 @@ def test_rotated_rectangle_keeps_its_centre():
     assert v["rotation"] == pytest.approx(90)
 
 
+def test_box_leaving_the_image_is_clipped_not_shifted():
+    control = parse_label_config(configs.IMAGE_RECTANGLES).controls[0]
+    # 20 px off the left edge and 30 px past the bottom: the edges inside stay put
+    v = regions.rectangle(control, "Car", -20, 50, 60, 80, image_width=200, image_height=100)["value"]
+    assert (v["x"], v["y"], v["width"], v["height"]) == (0.0, 50.0, 20.0, 50.0)
+    v = regions.rectangle(control, "Car", 250, 0, 10, 10, image_width=200, image_height=100)["value"]
+    assert v["width"] == 0.0  # wholly outside: nothing left
+
+
+def test_rotated_box_near_the_edge_keeps_its_shape():
+    control = parse_label_config(configs.IMAGE_RECTANGLES).controls[0]
+    # a 40x20 box at 45 degrees centred 5 px from the left edge: its corner lies outside
+    r = regions.rotated_rectangle(control, "Car", cx=5, cy=50, w=40, h=20, angle_rad=math.pi / 4,
+                                  image_width=200, image_height=100)
+    v = r["value"]
+    assert v["x"] < 0  # not clamped: clamping would move the box
+    assert (v["width"] * 2, v["height"]) == (pytest.approx(40), pytest.approx(20))
+    a = math.radians(v["rotation"])
+    cx = v["x"] * 2 + 20 * math.cos(a) - 10 * math.sin(a)
+    assert cx == pytest.approx(5)
+    _valid(configs.IMAGE_RECTANGLES, [r])  # Label Studio accepts a corner outside the image
+
+
 def test_polygon_and_keypoint_validate():
     poly = parse_label_config(configs.IMAGE_POLYGONS).controls[0]
     r = regions.polygon(poly, "Person", [(0, 0), (50, 0), (50, 25)], 100, 50)

@@ -55,12 +55,27 @@ def _pct(value: float, total: float) -> float:
 def rectangle(control: ControlInfo, labels: str | Sequence[str], x: float, y: float, w: float, h: float,
               image_width: int, image_height: int, score: float | None = None, rotation: float = 0.0) -> dict:
     """A box from pixels (top-left ``x, y``, size ``w, h``; ``rotation`` in degrees
-    clockwise about the top-left corner, as Label Studio stores it)."""
-    value = {
-        "x": _pct(x, image_width), "y": _pct(y, image_height),
-        "width": _pct(w, image_width), "height": _pct(h, image_height),
-        "rotation": float(rotation),
-    }
+    clockwise about the top-left corner, as Label Studio stores it).
+
+    An axis-aligned box is clipped to the image (its part outside is cut off, so the edges
+    inside stay where they are). A rotated box keeps its corner and shape, which may lie
+    outside the image (a negative ``x``), as Label Studio allows; only what Label Studio
+    refuses (a side or corner past 100 %) is capped."""
+    rotation = float(rotation) % 360
+    if rotation == 0:
+        x1, y1 = max(0.0, float(x)), max(0.0, float(y))
+        x2, y2 = min(float(image_width), float(x) + float(w)), min(float(image_height), float(y) + float(h))
+        value = {
+            "x": _pct(x1, image_width), "y": _pct(y1, image_height),
+            "width": _pct(max(0.0, x2 - x1), image_width), "height": _pct(max(0.0, y2 - y1), image_height),
+            "rotation": 0.0,
+        }
+    else:
+        value = {
+            "x": min(100.0, 100.0 * float(x) / image_width), "y": min(100.0, 100.0 * float(y) / image_height),
+            "width": _pct(w, image_width), "height": _pct(h, image_height),
+            "rotation": rotation,
+        }
     if control.tag.endswith("Labels"):
         value[control.value_key] = _labels(labels)
     return _base(control, value, score, **_image_extra(image_width, image_height))
@@ -74,7 +89,7 @@ def rotated_rectangle(control: ControlInfo, labels: str | Sequence[str], cx: flo
     # top-left corner of the unrotated box, rotated about the centre
     x = cx - (w / 2) * cos + (h / 2) * sin
     y = cy - (w / 2) * sin - (h / 2) * cos
-    return rectangle(control, labels, x, y, w, h, image_width, image_height, score, math.degrees(angle_rad) % 360)
+    return rectangle(control, labels, x, y, w, h, image_width, image_height, score, math.degrees(angle_rad))
 
 
 def polygon(control: ControlInfo, labels: str | Sequence[str], points: Iterable[Sequence[float]],

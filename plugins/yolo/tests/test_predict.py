@@ -248,6 +248,19 @@ def test_model_skip_and_mixed_controls(client):
     assert {r["from_name"] for r in item["result"]} == {"label", "cls"}
 
 
+def test_a_skipped_control_does_not_require_its_image(client):
+    config = """<View>
+      <Image name="image" value="$image"/>
+      <RectangleLabels name="label" toName="image"><Label value="Car"/></RectangleLabels>
+      <Image name="closeup" value="$closeup"/>
+      <PolygonLabels name="poly" toName="closeup" model_skip="true"><Label value="Car"/></PolygonLabels>
+    </View>"""
+    item = predict(client, config, image_tasks(1))[0]  # the tasks have no "closeup"
+    assert "error" not in item, item.get("error")
+    assert_valid(config, item)
+    assert {r["from_name"] for r in item["result"]} == {"label"}
+
+
 def test_a_broken_image_fails_alone(client):
     from prelabel.testing.images import data_uri
 

@@ -83,8 +83,11 @@ class YoloBackend(Backend):
         return {"device": self.device, "model_root": str(self.model_root), "models_loaded": CACHE.loaded()}
 
     def supported_controls(self, config: ParsedConfig) -> list[ControlInfo]:
+        """Controls yolo fills; one marked ``model_skip="true"`` is left to the annotators (so
+        the data key only it reads is not required either)."""
         return [c for c in config.controls
-                if c.tag in CONTROL_OBJECTS and any(o.tag == CONTROL_OBJECTS[c.tag] for o in c.objects)]
+                if c.tag in CONTROL_OBJECTS and any(o.tag == CONTROL_OBJECTS[c.tag] for o in c.objects)
+                and not c.attr("model_skip", False, bool)]
 
     # -- choosing a model -------------------------------------------------------------------
     def weights_for(self, control: ControlInfo, model_dir: Path | None = None) -> Path:
@@ -141,7 +144,7 @@ class YoloBackend(Backend):
         return args
 
     def predict(self, tasks: list[Task], ctx: PredictContext) -> list[Prediction | TaskError]:
-        controls = [c for c in self.supported_controls(ctx.config) if not c.attr("model_skip", False, bool)]
+        controls = self.supported_controls(ctx.config)
         outputs: list[list[dict] | TaskError] = [[] for _ in tasks]
         images: dict[tuple[int, str], Any] = {}
         for control in controls:
