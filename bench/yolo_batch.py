@@ -110,8 +110,9 @@ def main() -> int:
             rt.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    device = runtimes[0].backend.device
-    print(f"{args.images} images {args.size}, imgsz {args.imgsz}, device {device}, median of {args.rounds} rounds")
+    backend = runtimes[0].backend
+    print(f"{args.images} images {args.size}, imgsz {args.imgsz}, device {backend.device} "
+          f"(CPU threads {backend.cpu_threads}), median of {args.rounds} rounds")
     print(f"{'mode':>20} {'model calls':>12} {'seconds':>8} {'CPU s':>7} {'images/s':>9}")
     rates = {}
     for mode in modes:

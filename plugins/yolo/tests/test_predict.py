@@ -269,3 +269,35 @@ def test_a_broken_image_fails_alone(client):
     results = predict(client, BOXES, tasks)
     assert "error" not in results[0] and "error" not in results[2]
     assert results[1]["result"] == [] and "not an image" in results[1]["error"]
+
+
+def test_cpu_inference_uses_every_core_unless_told(client, tmp_path, monkeypatch):
+    """ultralytics resets torch to os.cpu_count() - 1 threads (1 on a 2-core machine) when it
+    sets up a predictor; the backend predicts with every core, or YOLO_CPU_THREADS."""
+    import os
+
+    import torch
+    from prelabel_yolo.models import CACHE
+    from ultralytics.utils import NUM_THREADS
+
+    def threads_during_calls(c):
+        predict(c, BOXES, image_tasks(1))  # the model is loaded and its predictor set up
+        seen = []
+        for entry in list(CACHE._entries.values()):
+            original = entry.model.predict
+
+            def spy(*args, _original=original, **kwargs):
+                seen.append(torch.get_num_threads())  # in the thread that runs the model
+                return _original(*args, **kwargs)
+            monkeypatch.setattr(entry.model, "predict", spy)
+        predict(c, BOXES, image_tasks(2))
+        return seen
+
+    assert client.get("/health").json()["cpu_threads"] == os.cpu_count()
+    assert set(threads_during_calls(client)) == {os.cpu_count()}
+    wanted = NUM_THREADS + 1  # not what ultralytics sets
+    rt = make_runtime(__import__("prelabel_yolo").YoloBackend, tmp_path, {**FAST, "yolo_cpu_threads": wanted})
+    with serve_in_process(rt) as other:
+        assert other.get("/health").json()["cpu_threads"] == wanted
+        assert set(threads_during_calls(other)) == {wanted}
+    rt.close()

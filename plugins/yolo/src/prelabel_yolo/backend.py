@@ -11,7 +11,14 @@ from typing import Any
 
 from prelabel import Backend, ControlInfo, JobContext, ParsedConfig, PredictContext, Prediction, Task, TaskError
 from prelabel_yolo import convert
-from prelabel_yolo.models import CACHE, DEFAULT_WEIGHTS, LoadedModel, ModelPathError, resolve_model_path
+from prelabel_yolo.models import (
+    CACHE,
+    DEFAULT_WEIGHTS,
+    LoadedModel,
+    ModelPathError,
+    resolve_model_path,
+    use_cpu_threads,
+)
 from prelabel_yolo.settings import YoloSettings
 
 # control tag -> the object tag it must label
@@ -63,6 +70,7 @@ class YoloBackend(Backend):
         self.model_root = Path(self.settings.model_root or self.core.prelabel_home / "weights")
         self.device = self.settings.device
         self.half: dict[str, Any] = {}
+        self.cpu_threads: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def setup(self) -> None:
@@ -77,10 +85,14 @@ class YoloBackend(Backend):
         self.device = resolve_device(self.settings.device)
         self.half = half_precision_args() if self.settings.half and self.device.startswith("cuda") else {}
         CACHE.resize(self.settings.yolo_cache_models)
-        self.log.info("yolo on %s (half precision: %s), MODEL_ROOT=%s", self.device, bool(self.half), self.model_root)
+        if self.device == "cpu":
+            self.cpu_threads = self.settings.yolo_cpu_threads or os.cpu_count() or 1
+        self.log.info("yolo on %s (half precision: %s, CPU threads: %s), MODEL_ROOT=%s", self.device,
+                      bool(self.half), self.cpu_threads, self.model_root)
 
     def health(self) -> dict[str, Any]:
-        return {"device": self.device, "model_root": str(self.model_root), "models_loaded": CACHE.loaded()}
+        return {"device": self.device, "cpu_threads": self.cpu_threads, "model_root": str(self.model_root),
+                "models_loaded": CACHE.loaded()}
 
     def supported_controls(self, config: ParsedConfig) -> list[ControlInfo]:
         """Controls yolo fills; one marked ``model_skip="true"`` is left to the annotators (so
@@ -196,7 +208,7 @@ class YoloBackend(Backend):
         converter = convert.CONVERTERS[plan.kind][0]
         for start in range(0, len(ready), self.max_batch_size):
             chunk = ready[start:start + self.max_batch_size]
-            with loaded.lock:  # one model call for the whole chunk
+            with loaded.lock, use_cpu_threads(self.cpu_threads):  # one model call for the whole chunk
                 loaded.calls += 1
                 results = loaded.model.predict([image for _, image in chunk], verbose=False, **args)
                 for (i, _), result in zip(chunk, results, strict=True):
@@ -226,7 +238,8 @@ class YoloBackend(Backend):
                 with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
                     tracker = video.tracker_config(control, self.model_root, Path(tmp))
                     path = video.video_file(ctx.media.fetch_path(value, task.id), Path(tmp))
-                    outputs[i].extend(video.track(plan.loaded, control, labels, path, tracker, **args))
+                    outputs[i].extend(video.track(plan.loaded, control, labels, path, tracker,
+                                                      cpu_threads=self.cpu_threads, **args))
             except TaskError as exc:
                 outputs[i] = exc
 

@@ -11,6 +11,8 @@ import logging
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -72,6 +74,28 @@ def resolve_device(setting: str) -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def _set_cpu_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+@contextmanager
+def use_cpu_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads for CPU inference (None: leave them). ultralytics'
+    select_device() resets them to ``os.cpu_count() - 1`` (1 on a 2-core machine) when a model's
+    predictor is set up, inside its first call: so they are set again after each call, and
+    every call but a model's first runs with ``threads``."""
+    _set_cpu_threads(threads)
+    try:
+        yield
+    finally:
+        _set_cpu_threads(threads)
 
 
 def half_precision_args() -> dict[str, Any]:

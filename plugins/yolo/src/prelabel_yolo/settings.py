@@ -19,6 +19,9 @@ class YoloSettings(BackendSettings):
         True, description="Download default weights (yolo11n.pt...) missing from MODEL_ROOT on first use.")
     device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda, cuda:1, mps.")
     half: bool = Field(True, description="Half precision inference when the device is a GPU.")
+    yolo_cpu_threads: int | None = Field(
+        None, ge=1, description="torch threads for inference on the CPU. Default: every core "
+                                "(ultralytics alone would use one fewer, a single thread on 2 cores).")
     yolo_max_batch_size: int = Field(8, ge=1, description="Images per model call.")
     yolo_imgsz: int = Field(640, ge=32, description="Inference and training image size.")
     yolo_score_threshold: float = Field(

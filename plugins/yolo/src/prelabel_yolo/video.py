@@ -10,7 +10,7 @@ from typing import Any
 
 from prelabel import ControlInfo, ParsedConfig, TaskError
 from prelabel.regions import video_rectangle
-from prelabel_yolo.models import LoadedModel, resolve_model_path
+from prelabel_yolo.models import LoadedModel, resolve_model_path, use_cpu_threads
 
 TRACKERS = ("botsort", "bytetrack")
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts", ".asf", ".gif"}
@@ -88,7 +88,7 @@ def _video_info(path: Path) -> tuple[int, float]:
 
 
 def track(loaded: LoadedModel, control: ControlInfo, labels: ControlInfo, path: Path, tracker: str,
-          **predict_args: Any) -> list[dict]:
+          cpu_threads: int | None = None, **predict_args: Any) -> list[dict]:
     """Run the tracker over every frame; one VideoRectangle region per track id, labelled by
     the label its boxes had most often, scored by its best box."""
     frames_declared, fps = _video_info(path)
@@ -97,7 +97,7 @@ def track(loaded: LoadedModel, control: ControlInfo, labels: ControlInfo, path: 
     votes: dict[int, Counter] = defaultdict(Counter)
     best: dict[int, float] = defaultdict(float)
     frames, width, height = 0, 0, 0
-    with loaded.lock:
+    with loaded.lock, use_cpu_threads(cpu_threads):
         loaded.calls += 1
         stream = loaded.model.track(source=str(path), stream=True, persist=False, tracker=tracker,
                                     verbose=False, **predict_args)
