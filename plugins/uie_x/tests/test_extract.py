@@ -138,3 +138,26 @@ def test_503_while_the_model_loads(tiny_uiex, tmp_path):
         resp = c.post("/v1/extract", json={"text": "Alice", "schema": ["Person"]})
         assert resp.status_code == 503 and resp.headers["retry-after"]
     rt.close()
+
+
+def test_cpu_inference_uses_every_core_unless_told(client, tiny_uie, tmp_path):
+    """Taskflow alone gives Paddle Inference half the cores (one thread on 2 cores); the
+    backend gives it every core, or UIE_CPU_THREADS."""
+    import os
+
+    from prelabel_uie_x.engine import ENGINES
+
+    def threads_of_loaded_model(c) -> int:
+        assert c.post("/v1/extract", json={"text": "Alice works in Paris.", "schema": ["Person"]}).status_code == 200
+        engine = ENGINES._engines[next(reversed(ENGINES._engines))]  # the one just used
+        return engine.taskflow.task_instance._num_threads
+
+    assert client.get("/health").json()["cpu_threads"] == os.cpu_count()
+    assert threads_of_loaded_model(client) == os.cpu_count()
+    wanted = os.cpu_count() + 1  # neither the default nor Taskflow's own choice
+    rt = make_runtime(UieBackend, tmp_path / "home", {"uie_task_path": str(tiny_uie), "uie_cpu_threads": wanted,
+                                                       **SETTINGS})
+    with serve_in_process(rt) as other:
+        assert other.get("/health").json()["cpu_threads"] == wanted
+        assert threads_of_loaded_model(other) == wanted
+    rt.close()

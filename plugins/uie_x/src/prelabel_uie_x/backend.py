@@ -48,8 +48,16 @@ class UieBackend(Backend):
         name = Path(self.settings.uie_task_path).name if self.settings.uie_task_path else self.settings.uie_model
         return f"{self.backend_id}-{name}"
 
+    @property
+    def cpu_threads(self) -> int | None:
+        """Paddle Inference threads when on the CPU: UIE_CPU_THREADS, else every core."""
+        if self.device != "cpu":
+            return None
+        return self.settings.uie_cpu_threads or os.cpu_count() or 1
+
     def health(self) -> dict[str, Any]:
-        return {"model": str(self.settings.uie_task_path or self.settings.uie_model), "device": self.device}
+        return {"model": str(self.settings.uie_task_path or self.settings.uie_model), "device": self.device,
+                "cpu_threads": self.cpu_threads}
 
     def supported_controls(self, config: ParsedConfig) -> list[ControlInfo]:
         return [c for c in config.controls
@@ -81,10 +89,10 @@ class UieBackend(Backend):
 
         def load() -> UieEngine:
             return load_engine(s.uie_model, model_dir or self._base_path(), self.device, s.uie_max_seq_len,
-                               s.uie_batch_size, s.uie_position_prob)
+                               s.uie_batch_size, s.uie_position_prob, self.cpu_threads)
 
         key = (str(model_dir or self._base_path() or s.uie_model), s.uie_model, self.device, s.uie_max_seq_len,
-               s.uie_batch_size, s.uie_position_prob)
+               s.uie_batch_size, s.uie_position_prob, self.cpu_threads)
         return ENGINES.get(repr(key), load)
 
     # -- extraction -------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def run_finetune(backend: UieBackend, job: JobContext) -> dict[str, Any]:
     trainer.save(job.workdir)
     job.progress(0.92, "exporting the inference model")
     load_engine(s.uie_model, job.workdir, backend.device, s.uie_max_seq_len, s.uie_batch_size,
-                s.uie_position_prob).close()
+                s.uie_position_prob, backend.cpu_threads).close()
     info = {"family": base.family, "base_model": str(s.uie_task_path or s.uie_model), "labels": sorted(spans),
             "train_tasks": n_tasks - len({str(e.get("task_id")) for e in dev}), "dev_tasks": len({
                 str(e.get("task_id")) for e in dev}), "train_examples": len(train), "dev_examples": len(dev),

@@ -23,6 +23,9 @@ class UieSettings(BackendSettings):
     uie_device: str = Field("auto", description="auto (first GPU when paddle has one, else cpu), cpu, gpu or gpu:N.")
     uie_max_seq_len: int = Field(512, ge=32, le=2048, description="Tokens per model window; longer texts are split.")
     uie_batch_size: int = Field(16, ge=1, description="Prompt/text pairs per model call.")
+    uie_cpu_threads: int | None = Field(
+        None, ge=1, description="Paddle Inference threads on the CPU. Default: every core (Taskflow alone "
+                                "would use half of them: one thread on 2 cores).")
     uie_position_prob: float = Field(
         0.5, gt=0, lt=1, description="Start/end probability a span needs (Taskflow's position_prob).")
     uie_score_threshold: float = Field(
