@@ -16,7 +16,6 @@ one-at-a-time/batched; no target: it shows where the time goes. Needs .venv-visi
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
@@ -24,8 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _envs import run_in
+
 ROOT = Path(__file__).resolve().parents[1]
-VISION_PYTHON = ROOT / ".venv-vision" / "bin" / "python"
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -39,17 +39,6 @@ CONFIG = """<View>
   </BrushLabels>
 </View>"""
 
-
-def ensure_vision_env() -> None:
-    try:
-        import prelabel_grounding_sam  # noqa: F401
-        import sam2  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError:
-        if VISION_PYTHON.exists() and Path(sys.prefix).resolve() != VISION_PYTHON.parents[1].resolve():
-            os.execv(str(VISION_PYTHON), [str(VISION_PYTHON), *sys.argv])
-        print("skipped: needs .venv-vision (scripts/make-env.sh vision)")
-        sys.exit(0)
 
 
 def write_dino(path: Path, arch: str) -> None:
@@ -110,7 +99,7 @@ def main() -> int:
     parser.add_argument("--boxes", type=int, default=5, help="GROUNDING_MAX_DETECTIONS (boxes per image)")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds per mode (alternating)")
     args = parser.parse_args()
-    ensure_vision_env()
+    run_in("vision", "prelabel_grounding_sam", "sam2", "transformers")
     from prelabel_grounding_sam import GroundingSamBackend
     from prelabel_sam2.testing import write_random_checkpoint
 

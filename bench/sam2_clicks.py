@@ -12,7 +12,6 @@ checkpoint at the model's own input size (1024) by default: no download. Needs .
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
@@ -20,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _envs import run_in
+
 ROOT = Path(__file__).resolve().parents[1]
-VISION_PYTHON = ROOT / ".venv-vision" / "bin" / "python"
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -35,16 +35,6 @@ CONFIG = """<View>
 
 CLICKS = [(30, 40, True), (55, 45, True), (80, 20, False), (40, 70, True), (60, 60, False)]
 
-
-def ensure_vision_env() -> None:
-    try:
-        import prelabel_sam2  # noqa: F401
-        import sam2  # noqa: F401
-    except ImportError:
-        if VISION_PYTHON.exists() and Path(sys.prefix).resolve() != VISION_PYTHON.parents[1].resolve():
-            os.execv(str(VISION_PYTHON), [str(VISION_PYTHON), *sys.argv])
-        print("skipped: needs .venv-vision (scripts/make-env.sh vision)")
-        sys.exit(0)
 
 
 def image_uri(seed: int, width: int, height: int) -> str:
@@ -72,7 +62,7 @@ def main() -> int:
     parser.add_argument("--config", default="tiny", help="MODEL_CONFIG (random weights of that config)")
     parser.add_argument("--rounds", type=int, default=3, help="fresh images, five clicks each")
     args = parser.parse_args()
-    ensure_vision_env()
+    run_in("vision", "prelabel_sam2", "sam2")
 
     from prelabel_sam2 import Sam2Backend
     from prelabel_sam2.settings import resolve_config

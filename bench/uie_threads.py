@@ -19,20 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from _envs import run_in
+
 ROOT = Path(__file__).resolve().parents[1]
-PADDLE_PYTHON = ROOT / ".venv-paddle" / "bin" / "python"
 SCHEMA = ["Person", "City"]
 TEXT = "Alice works in Paris at Acme since 2019, and Bob joined her in Berlin. " * 6
 
-
-def ensure_paddle_env() -> None:
-    try:
-        import paddlenlp  # noqa: F401
-    except ImportError:
-        if PADDLE_PYTHON.exists() and Path(sys.prefix).resolve() != PADDLE_PYTHON.parents[1].resolve():
-            os.execv(str(PADDLE_PYTHON), [str(PADDLE_PYTHON), *sys.argv])
-        print("skipped: needs .venv-paddle (scripts/make-env.sh paddle)")
-        sys.exit(0)
 
 
 def main() -> int:
@@ -43,7 +35,7 @@ def main() -> int:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="prelabel-bench-uie-"))
     os.environ.setdefault("PPNLP_HOME", str(tmp / "paddlenlp"))
-    ensure_paddle_env()
+    run_in("paddle", "paddlenlp")
     sys.path.insert(0, str(ROOT / "plugins" / "uie_x" / "tests"))
     from prelabel_uie_x.engine import load_engine
     from tinymodels import build_uie

@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _envs import run_in
+
 ROOT = Path(__file__).resolve().parents[1]
-VISION_PYTHON = ROOT / ".venv-vision" / "bin" / "python"
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -32,16 +33,6 @@ CONFIG = """<View>
   </RectangleLabels>
 </View>"""
 
-
-def ensure_vision_env() -> None:
-    try:
-        import prelabel_yolo  # noqa: F401
-        import ultralytics  # noqa: F401
-    except ImportError:
-        if VISION_PYTHON.exists() and Path(sys.prefix).resolve() != VISION_PYTHON.parents[1].resolve():
-            os.execv(str(VISION_PYTHON), [str(VISION_PYTHON), *sys.argv])
-        print("skipped: needs .venv-vision (scripts/make-env.sh vision)")
-        sys.exit(0)
 
 
 def images(n: int, width: int, height: int) -> list[dict]:
@@ -68,7 +59,7 @@ def main() -> int:
 
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(tempfile.gettempdir()) / "prelabel-bench-ultralytics"))
-    ensure_vision_env()
+    run_in("vision", "prelabel_yolo", "ultralytics")
     tmp = Path(tempfile.mkdtemp(prefix="prelabel-bench-yolo-"))
     from prelabel_yolo import YoloBackend
     from prelabel_yolo.models import CACHE
