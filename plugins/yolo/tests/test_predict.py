@@ -261,6 +261,16 @@ def test_a_skipped_control_does_not_require_its_image(client):
     assert {r["from_name"] for r in item["result"]} == {"label"}
 
 
+
+def test_a_config_whose_only_control_is_skipped_is_refused_with_the_reason(client):
+    config = """<View>
+      <Image name="image" value="$image"/>
+      <RectangleLabels name="label" toName="image" model_skip="true"><Label value="Car"/></RectangleLabels>
+    </View>"""
+    resp = client.post("/setup", json={"project": "41.1", "schema": config})
+    assert resp.status_code == 400
+    assert 'left to annotators with model_skip="true": label' in resp.json()["error"]
+
 def test_a_broken_image_fails_alone(client):
     from prelabel.testing.images import data_uri
 

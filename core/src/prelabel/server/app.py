@@ -63,8 +63,10 @@ def _format_errors(errors: list[dict]) -> str:
 
 def unsupported_message(runtime: Runtime, config: ParsedConfig) -> str:
     b = runtime.backend
+    skipped = [c.name for c in config.controls if c.attr("model_skip", False, bool)]
     return (f"the {b.backend_id} backend supports {', '.join(sorted(b.control_tags))} on "
-            f"{', '.join(sorted(b.object_tags))}; this label config has {config.describe()}")
+            f"{', '.join(sorted(b.object_tags))}; this label config has {config.describe()}"
+            + (f" (left to annotators with model_skip=\"true\": {', '.join(skipped)})" if skipped else ""))
 
 
 def create_app(runtime: Runtime, start_setup: bool = True) -> FastAPI:
