@@ -13,6 +13,7 @@ from prelabel_sam2.settings import check_installed, check_model_files
 
 from prelabel import Backend, ControlInfo, CoreSettings, ParsedConfig, PredictContext, Prediction, Task, TaskError
 from prelabel.regions import rectangle
+from prelabel.torchdevice import resolve_torch_device
 from prelabel_grounding_sam.phrases import Phrase, label_phrases, prompt_phrases
 from prelabel_grounding_sam.settings import GroundingSamSettings, dino_source
 
@@ -50,11 +51,11 @@ class GroundingSamBackend(Backend):
 
     def setup(self) -> None:
         import transformers  # noqa: F401  (fail at start-up, not at the first request)
-        from prelabel_sam2.model import load_model, resolve_device
+        from prelabel_sam2.model import load_model
 
         from prelabel_grounding_sam.detector import load_detector
 
-        device = resolve_device(self.settings.device)
+        device = resolve_torch_device(self.settings.device)
         source = dino_source(self.settings, self.core)
         self.detector = load_detector(source, device)
         if self.settings.use_sam:

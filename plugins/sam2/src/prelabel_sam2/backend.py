@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from prelabel import Backend, ControlInfo, CoreSettings, ParsedConfig, PredictContext, Prediction, Task, TaskError
+from prelabel.torchdevice import resolve_torch_device
 from prelabel_sam2.masks import mask_region
 from prelabel_sam2.model import EmbeddingCache, decode_image, image_digest, lookup_counter
 from prelabel_sam2.prompts import ImagePrompt, image_prompts, video_objects
@@ -38,11 +39,11 @@ class Sam2Backend(Backend):
         check_model_files(settings, core)
 
     def setup(self) -> None:
-        from prelabel_sam2.model import load_model, resolve_device
+        from prelabel_sam2.model import load_model
 
         check_installed()
         files = check_model_files(self.settings, self.core)
-        self.model = load_model(files, resolve_device(self.settings.device), self.settings.sam2_image_size)
+        self.model = load_model(files, resolve_torch_device(self.settings.device), self.settings.sam2_image_size)
         self.embeddings = EmbeddingCache(self.settings.sam2_embedding_cache_size,
                                          lookup_counter(self.metrics, self.backend_id))
         self.log.info("SAM 2 %s on %s, embedding cache of %d", self.model.name, self.model.device,

@@ -136,19 +136,6 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     return np.array(image.convert("RGB"))  # writable: torch refuses read-only arrays
 
 
-def resolve_device(setting: str) -> str:
-    """``auto`` is the first CUDA GPU when there is one, else Apple's mps, else the CPU."""
-    if setting.strip().lower() != "auto":
-        return setting.strip()
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda:0"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
 
 def _memory_dtype_hook(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     """sam2 stores video memories in bfloat16 and relies on CUDA autocast to mix them with

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from prelabel import Backend, ControlInfo, JobContext, ParsedConfig, PredictContext, Prediction, Task, TaskError
+from prelabel.torchdevice import resolve_torch_device
 from prelabel_yolo import convert
 from prelabel_yolo.models import (
     CACHE,
@@ -79,10 +80,10 @@ class YoloBackend(Backend):
         import torchvision  # noqa: F401  (seconds to import: pay it while /health says LOADING)
         import ultralytics  # noqa: F401  (fail at start-up, not at the first request)
 
-        from prelabel_yolo.models import half_precision_args, resolve_device
+        from prelabel_yolo.models import half_precision_args
 
         self.model_root.mkdir(parents=True, exist_ok=True)
-        self.device = resolve_device(self.settings.device)
+        self.device = resolve_torch_device(self.settings.device)
         self.half = half_precision_args() if self.settings.half and self.device.startswith("cuda") else {}
         CACHE.resize(self.settings.yolo_cache_models)
         if self.device == "cpu":

@@ -62,19 +62,6 @@ def downloadable(path: Path) -> bool:
     return path.name in GITHUB_ASSETS_NAMES
 
 
-def resolve_device(setting: str) -> str:
-    """``auto`` is the first CUDA GPU when there is one, else Apple's mps, else the CPU."""
-    if setting.strip().lower() != "auto":
-        return setting.strip()
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda:0"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
 
 def _set_cpu_threads(threads: int | None) -> None:
     if threads is None:
