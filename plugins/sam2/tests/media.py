@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prelabel.testing import images
 from prelabel.testing.images import data_uri, png_bytes
 
 WIDTH, HEIGHT = 96, 64  # not square, so a mask at the model's square size would show
@@ -34,19 +35,7 @@ def box(x: float, y: float, w: float, h: float, label: str = "Car", to_name: str
 
 
 def write_video(path: Path, frames: int = 6, width: int = 96, height: int = 64) -> Path:
-    """An mp4 of a white box moving right over a blue background."""
-    import cv2
-    import numpy as np
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
-    assert writer.isOpened(), "OpenCV cannot write mp4v here"
-    for f in range(frames):
-        image = np.full((height, width, 3), (160, 90, 30), np.uint8)
-        image[16:48, 10 + 4 * f:40 + 4 * f] = 250
-        writer.write(image)
-    writer.release()
-    return path
-
+    return images.write_video(path, frames, width, height)
 
 def video_box(region_id: str, frame: int, x: float, y: float, w: float, h: float, labels: tuple[str, ...] = ("Car",),
               frames_count: int = 6, earlier: list[dict] | None = None) -> dict:

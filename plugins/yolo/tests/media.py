@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prelabel.testing import images
 from prelabel.testing.images import data_uri, png_bytes
 
 WIDTH, HEIGHT = 80, 60  # not square, so letterbox padding would show in misplaced regions
@@ -20,19 +21,7 @@ def image_tasks(n: int, key: str = "image", start: int = 1) -> list[dict]:
 
 
 def write_video(path: Path, frames: int = 8, width: int = 96, height: int = 64) -> Path:
-    """An mp4 of a white box moving right over a blue background."""
-    import cv2
-    import numpy as np
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
-    assert writer.isOpened(), "OpenCV cannot write mp4v here"
-    for f in range(frames):
-        image = np.full((height, width, 3), (160, 90, 30), np.uint8)
-        image[16:48, 10 + 4 * f:40 + 4 * f] = 250
-        writer.write(image)
-    writer.release()
-    return path
-
+    return images.write_video(path, frames, width, height)
 
 def rectangle_tasks(n: int, control: str = "label", labels: tuple[str, ...] = ("Car", "Person")) -> list[dict]:
     """Annotated tasks (export format) with one box per image around the drawn white box."""

@@ -1,4 +1,5 @@
-"""Synthetic images for tests, encoded as PNG with the standard library alone."""
+"""Synthetic media for tests: PNG images encoded with the standard library alone, and a short
+mp4 video (OpenCV, imported only by :func:`write_video`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import base64
 import random
 import struct
 import zlib
+from pathlib import Path
 
 
 def png_bytes(width: int = 64, height: int = 48, color: tuple[int, int, int] = (40, 120, 200),
@@ -35,3 +37,19 @@ def png_bytes(width: int = 64, height: int = 48, color: tuple[int, int, int] = (
 def data_uri(data: bytes, mime: str = "image/png") -> str:
     """A ``data:`` URI for ``data``."""
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def write_video(path: Path, frames: int = 8, width: int = 96, height: int = 64) -> Path:
+    """An mp4 (mp4v, 10 fps) of a white box moving 4 px right per frame over a blue background.
+    Needs OpenCV (``pip install opencv-python-headless``), imported only here."""
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
+    assert writer.isOpened(), "OpenCV cannot write mp4v here"
+    for f in range(frames):
+        image = np.full((height, width, 3), (160, 90, 30), np.uint8)
+        image[16:48, 10 + 4 * f:40 + 4 * f] = 250
+        writer.write(image)
+    writer.release()
+    return path
