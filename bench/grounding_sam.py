@@ -43,20 +43,9 @@ CONFIG = """<View>
 
 def write_dino(path: Path, arch: str) -> None:
     """A random Grounding DINO with its processor (bert-base-uncased's vocabulary)."""
-    import torch
-    from prelabel_grounding_sam.testing import bert_uncased_vocab
-    from transformers import (
-        BertConfig,
-        BertTokenizerFast,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
-        SwinConfig,
-    )
+    from prelabel_grounding_sam.testing import save_grounding_dino
+    from transformers import BertConfig, GroundingDinoConfig, SwinConfig
 
-    path.mkdir(parents=True)
-    (path / "vocab.txt").write_text("\n".join(bert_uncased_vocab()) + "\n")
     if arch == "full":
         config = GroundingDinoConfig()  # grounding-dino-tiny: Swin-T, BERT-base, 900 queries
     else:
@@ -67,10 +56,7 @@ def write_dino(path: Path, arch: str) -> None:
                                    intermediate_size=1024),
             d_model=128, encoder_layers=3, decoder_layers=3, encoder_ffn_dim=512, decoder_ffn_dim=512,
             encoder_attention_heads=4, decoder_attention_heads=4, num_queries=300)
-    torch.manual_seed(0)
-    GroundingDinoForObjectDetection(config).eval().save_pretrained(path)
-    GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(),
-                           tokenizer=BertTokenizerFast(str(path / "vocab.txt"))).save_pretrained(path)
+    save_grounding_dino(path, config)
 
 
 def tasks(n: int, width: int, height: int, seed: int) -> list[dict]:

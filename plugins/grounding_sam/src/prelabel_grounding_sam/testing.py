@@ -9,6 +9,7 @@ the plugin's real path: ``AutoProcessor`` and ``GroundingDinoForObjectDetection.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 SPECIAL = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]"}
 BERT_VOCAB_SIZE = 30522
@@ -41,24 +42,36 @@ def bert_uncased_vocab() -> list[str]:
     return vocab
 
 
-def write_tiny_grounding_dino(path: Path, seed: int = 0, shortest_edge: int = 128, longest_edge: int = 192,
-                              num_queries: int = 30) -> Path:
-    """Save a randomly initialised, tiny GroundingDinoForObjectDetection (Swin + BERT of a
-    few layers, full BERT vocabulary) with its processor into ``path``."""
+def save_grounding_dino(path: Path, config: Any, seed: int = 0, image_size: dict | None = None) -> Path:
+    """Save a randomly initialised GroundingDinoForObjectDetection of ``config`` with its
+    processor (bert-base-uncased's vocabulary; ``image_size`` for the image processor, else
+    its default) into ``path``, as a real checkpoint directory is laid out."""
     import torch
     from transformers import (
-        BertConfig,
         BertTokenizerFast,
-        GroundingDinoConfig,
         GroundingDinoForObjectDetection,
         GroundingDinoImageProcessor,
         GroundingDinoProcessor,
-        SwinConfig,
     )
 
     path.mkdir(parents=True, exist_ok=True)
     vocab = path / "vocab.txt"
     vocab.write_text("\n".join(bert_uncased_vocab()) + "\n", encoding="utf-8")
+    torch.manual_seed(seed)
+    GroundingDinoForObjectDetection(config).eval().save_pretrained(path)
+    image_processor = GroundingDinoImageProcessor(**({"size": image_size} if image_size else {}))
+    processor = GroundingDinoProcessor(image_processor=image_processor,
+                                       tokenizer=BertTokenizerFast(str(vocab), do_lower_case=True))
+    processor.save_pretrained(path)
+    return path
+
+
+def write_tiny_grounding_dino(path: Path, seed: int = 0, shortest_edge: int = 128, longest_edge: int = 192,
+                              num_queries: int = 30) -> Path:
+    """Save a randomly initialised, tiny GroundingDinoForObjectDetection (Swin + BERT of a
+    few layers, full BERT vocabulary) with its processor into ``path``."""
+    from transformers import BertConfig, GroundingDinoConfig, SwinConfig
+
     backbone = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4,
                           out_indices=[2, 3, 4])
     text = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
@@ -66,11 +79,5 @@ def write_tiny_grounding_dino(path: Path, seed: int = 0, shortest_edge: int = 12
     config = GroundingDinoConfig(backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1,
                                  decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_attention_heads=2,
                                  decoder_attention_heads=2, num_queries=num_queries)
-    torch.manual_seed(seed)
-    GroundingDinoForObjectDetection(config).eval().save_pretrained(path)
-    processor = GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": shortest_edge,
-                                                          "longest_edge": longest_edge}),
-        tokenizer=BertTokenizerFast(str(vocab), do_lower_case=True))
-    processor.save_pretrained(path)
-    return path
+    return save_grounding_dino(path, config, seed,
+                               {"shortest_edge": shortest_edge, "longest_edge": longest_edge})
