@@ -2,6 +2,7 @@
 get/set in prelabel's state, media through core, upstream response shapes."""
 
 import contextlib
+import functools
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ import pytest
 
 from prelabel.compat import LabelStudioMLBase, ModelResponse, PredictionValue, adapt, load_model_file
 from prelabel.testing import configs, make_runtime, serve_in_process
+from prelabel.testing.client import wait_job as client_wait_job
 
 MODELS = Path(__file__).parent / "models"
 SCAFFOLD = load_model_file(str(MODELS / "scaffold_model.py"))
@@ -95,14 +97,7 @@ def predict(client, tasks, project="1.1700000000", config=configs.TEXT_CHOICES, 
     return resp.json()["results"]
 
 
-def wait_job(client, job_id, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        time.sleep(0.02)  # polling a job's state, not waiting a fixed time for readiness
-    raise TimeoutError(job)
+wait_job = functools.partial(client_wait_job, timeout=30.0)
 
 
 def webhook(client, action, project_id=1, config=configs.TEXT_CHOICES, **body):

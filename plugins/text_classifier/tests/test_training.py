@@ -1,24 +1,18 @@
-import time
+import functools
 
 import pytest
 from prelabel_text_classifier import TextClassifier
 
 from prelabel.testing import configs
 from prelabel.testing.client import make_runtime, serve_in_process
+from prelabel.testing.client import wait_job as client_wait_job
 
 from .corpus import annotated_tasks, labeled_texts
 
 MULTI_CONFIG = configs.TEXT_CHOICES_MULTIPLE
 
 
-def wait_job(client, job_id, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        time.sleep(0.05)
-    raise TimeoutError(job)
+wait_job = functools.partial(client_wait_job, timeout=120.0)
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
+import functools
 import importlib.util
 import ipaddress
 import socket
-import time
 from pathlib import Path
 
 import pytest
+
+from prelabel.testing.client import wait_job as client_wait_job
 
 INSTALL = "needs paddlepaddle, paddlenlp and rapidocr: scripts/make-env.sh paddle (ci/envs/paddle.txt)"
 LOCAL_NAMES = {"localhost", "testserver", ""}
@@ -94,11 +96,4 @@ def default_task_path(request):
     mp.undo()
 
 
-def wait_job(client, job_id: str, timeout: float = 240.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        time.sleep(0.05)  # polling a job's state, not waiting for readiness by a fixed delay
-    raise TimeoutError(job)
+wait_job = functools.partial(client_wait_job, timeout=240.0)

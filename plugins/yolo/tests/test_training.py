@@ -1,5 +1,6 @@
 """Training: annotations -> YOLO dataset -> a trained, evaluated, promoted version that predicts."""
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from prelabel_yolo.training import label_rows
 from prelabel import parse_label_config
 from prelabel.testing import configs
 from prelabel.testing.client import make_runtime, serve_in_process
+from prelabel.testing.client import wait_job as client_wait_job
 
 from .media import polygon_tasks, rectangle_tasks
 from .test_predict import assert_valid
@@ -19,14 +21,7 @@ from .test_predict import assert_valid
 TRAIN = {"yolo_imgsz": 64, "yolo_max_det": 5, "yolo_epochs": 1, "yolo_train_batch": 4}
 
 
-def wait_job(client, job_id, timeout=300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        time.sleep(0.1)  # polling the job's state
-    raise TimeoutError(job)
+wait_job = functools.partial(client_wait_job, timeout=300.0)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,3 +50,16 @@ def serve_in_process(runtime: Runtime, wait_ready: float | None = 120.0) -> Iter
                 raise TimeoutError(f"{runtime.backend.backend_id} did not load within {wait_ready}s: "
                                    f"{runtime.setup_error or 'still loading'}")
         yield client
+
+
+def wait_job(client: Any, job_id: str, timeout: float = 300.0) -> dict[str, Any]:
+    """Poll ``GET /jobs/{job_id}`` through an in-process client until the job has ended
+    (succeeded, failed, cancelled, interrupted); its final state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["status"] not in ("queued", "running"):
+            return job
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
+        time.sleep(0.05)  # polling a job's state, not waiting for readiness by a fixed delay

@@ -26,7 +26,7 @@ import pytest
 from prelabel.backend import Backend
 from prelabel.labelconfig import parse_label_config
 from prelabel.testing import configs
-from prelabel.testing.client import make_runtime, serve_in_process
+from prelabel.testing.client import make_runtime, serve_in_process, wait_job
 
 HEAVY_MODULES = ("torch", "paddle", "ultralytics", "tensorflow", "transformers", "sam2")
 
@@ -244,7 +244,7 @@ class BackendConformanceTests:
         resp = client.post("/train", json={"annotations": self.training_tasks, "project": self.project,
                                            "label_config": self.label_config})
         assert resp.status_code == 201, resp.text
-        job = _wait_job(client, resp.json()["job"])
+        job = wait_job(client, resp.json()["job"])
         assert job["status"] == "succeeded", job
         after = self._setup(client)
         assert after != before and after == job["result"]["model_version"]
@@ -310,15 +310,6 @@ class BackendConformanceTests:
             problems.append(name)
         assert not problems, f"standard tests removed or overridden without xfail(reason=...): {problems}"
 
-
-def _wait_job(client, job_id: str, timeout: float = 300.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        time.sleep(0.05)  # polling a job's state, not waiting for readiness by a fixed delay
-    raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
 
 
 STANDARD_TESTS = {name: fn for name, fn in vars(BackendConformanceTests).items() if name.startswith("test_")}
