@@ -7,30 +7,12 @@ import logging
 
 import click
 import pytest
-from pydantic import SecretStr
+from acme_llm import AcmeBackend
 
 from prelabel.cli import load_settings
 from prelabel.labelconfig import parse_label_config
-from prelabel.llm import LLMBackend, LLMSettings
 from prelabel.testing import configs, make_runtime, serve_in_process
 from prelabel.testing.fake_openai import FakeRequest, Reply
-
-
-class AcmeSettings(LLMSettings):
-    field_roles = {"api_key": "acme_api_key", "model": "acme_model", "base_url": "acme_base_url",
-                   "timeout": "acme_timeout"}
-    provider = "Acme"
-    acme_api_key: SecretStr
-    acme_model: str = "acme-1"
-    acme_base_url: str = "http://127.0.0.1:9/v1"
-    acme_timeout: float = 5.0
-
-
-class AcmeBackend(LLMBackend):
-    backend_id = "acme"
-    default_port = 9299
-    Settings = AcmeSettings
-
 
 INTERACTIVE = """<View>
   <Text name="text" value="$text"/>

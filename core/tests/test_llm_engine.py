@@ -8,23 +8,13 @@ import socket
 import time
 
 import pytest
+from acme_llm import AcmeSettings
 from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
 
-from prelabel.llm import LLMEngine, LLMError, LLMSettings, extract_json
+from prelabel.llm import LLMEngine, LLMError, extract_json
 from prelabel.testing.fake_openai import Reply
 
 SCHEMA = {"type": "object", "properties": {"label": {"type": "string", "enum": ["yes", "no"]}}}
-
-
-class AcmeSettings(LLMSettings):
-    field_roles = {"api_key": "acme_api_key", "model": "acme_model", "base_url": "acme_base_url",
-                   "timeout": "acme_timeout"}
-    provider = "Acme"
-    acme_api_key: SecretStr
-    acme_model: str = "acme-1"
-    acme_base_url: str = "http://127.0.0.1:9/v1"
-    acme_timeout: float = 5.0
 
 
 def make(fake, registry=None, **kw) -> LLMEngine:

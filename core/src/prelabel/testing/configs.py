@@ -86,6 +86,22 @@ AUDIO_RATING = """<View>
   <Rating name="rating" toName="audio"/>
 </View>"""
 
+# Every control an LLM backend can fill, on one Text (not in ALL: no single backend fills it all)
+TEXT_LLM_ALL_KINDS = """<View>
+  <Text name="text" value="$text"/>
+  <Choices name="sentiment" toName="text"><Choice value="pos" hint="praise"/><Choice value="neg"/></Choices>
+  <Choices name="topics" toName="text" choice="multiple"><Choice value="a"/><Choice value="b"/></Choices>
+  <Labels name="ner" toName="text"><Label value="Person" predicted_values="PER"/></Labels>
+  <TextArea name="summary" toName="text" placeholder="one sentence"/>
+  <TextArea name="prompt" toName="text"/>
+  <Rating name="stars" toName="text" maxRating="10"/>
+  <Number name="year" toName="text" min="1900" max="2100"/>
+  <Taxonomy name="tax" toName="text">
+    <Choice value="Animal"><Choice value="Cat"/><Choice value="Dog"/></Choice>
+    <Choice value="Plant"/>
+  </Taxonomy>
+</View>"""
+
 INVALID_XML = "<View><Text name='text' value='$text'/"
 
 ALL = {
