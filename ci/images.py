@@ -48,6 +48,9 @@ class Image:
     sam2: bool = False  # build sam2 from source against the installed torch (ci/envs/vision.post.sh)
     gpu: bool = False  # compose gets a GPU override file (compose/<name>.gpu.yml)
     volumes: tuple[str, ...] = field(default=("data",))  # named volumes: data -> /data, models -> /models
+    # needs a secret to start (an API key): compose reads plugins/<name>/.env, which the user
+    # creates from .env.example; the others start on .env.example's defaults
+    secrets: bool = False
 
 
 # sam2 is source-only on PyPI and built without build isolation (--no-deps), so its own runtime
@@ -55,8 +58,8 @@ class Image:
 SAM2_RUNTIME = ("torchvision", "tqdm", "hydra-core", "iopath", "setuptools>=61")
 
 IMAGES: dict[str, Image] = {
-    "kimi": Image(8751, "light", ("kimi",)),
-    "modelscope_qwen": Image(9090, "light", ("modelscope_qwen",)),
+    "kimi": Image(8751, "light", ("kimi",), secrets=True),
+    "modelscope_qwen": Image(9090, "light", ("modelscope_qwen",), secrets=True),
     "text_classifier": Image(9095, "light", ("text_classifier",)),
     "sam2": Image(9091, "vision", ("sam2",), extras=SAM2_RUNTIME, variants=("gpu", "cpu"), torch=True,
                   sam2=True, gpu=True, volumes=("data", "models")),

@@ -100,9 +100,15 @@ def test_relative_url_without_label_studio_url(tmp_path):
         _fetcher(tmp_path).fetch("/data/upload/1/x.png")
 
 
-def test_env_url_overrides_setup_hostname(tmp_path, ls):
+def test_env_url_overrides_setup_hostname_but_not_its_token(tmp_path, ls):
+    """LABEL_STUDIO_URL decides where Label Studio is; a token a /setup sent for another
+    hostname is not sent there (a credential only goes to the host it came with)."""
     media = _fetcher(tmp_path, label_studio_url=ls.url).bind("http://localhost:1", LEGACY)
-    assert media.fetch("/data/upload/9/z.png") == PNG
+    with pytest.raises(MediaError, match="LABEL_STUDIO_API_KEY"):
+        media.fetch("/data/upload/9/z.png")
+    assert all("Authorization" not in r["headers"] for r in ls.requests)
+    same_host = _fetcher(tmp_path, label_studio_url=ls.url).bind(ls.url + "/", LEGACY)
+    assert same_host.fetch("/data/upload/9/z.png") == PNG
 
 
 def test_token_never_follows_a_redirect_to_another_host(tmp_path, ls, other):

@@ -217,3 +217,25 @@ def test_every_plugin_has_compose_files_and_an_env_example():
         assert (ROOT / "plugins" / name / ".env.example").is_file()
     ports = [im.port for im in IMAGES.values()]
     assert len(set(ports)) == len(ports) and not {8080, 6379} & set(ports)
+
+
+@needs_compose
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_a_fresh_clone_starts_without_creating_env_files(tool, tmp_path):
+    """`docker compose -f compose/<plugin>.yml up` on a fresh clone: plugins that need no secret
+    start on their .env.example; those that need an API key fail naming the file to create."""
+    (tmp_path / "compose").mkdir()
+    for f in COMPOSE.glob("*.yml"):
+        (tmp_path / "compose" / f.name).write_text(f.read_text())
+    for name in IMAGES:
+        (tmp_path / "plugins" / name).mkdir(parents=True)
+        (tmp_path / "plugins" / name / ".env.example").write_text((ROOT / "plugins" / name / ".env.example").read_text())
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_ENV_FILE")}
+    for name, image in IMAGES.items():
+        done = subprocess.run([*TOOLS[tool], "-f", str(tmp_path / "compose" / f"{name}.yml"), "config"],
+                              capture_output=True, text=True, env=clean, cwd=tmp_path, timeout=300)
+        if image.secrets:
+            assert done.returncode != 0, name
+            assert f"plugins/{name}/.env" in done.stderr, done.stderr
+        else:
+            assert done.returncode == 0, f"{name}: {done.stderr}"

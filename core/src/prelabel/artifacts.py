@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prelabel.paths import safe_id, safe_version
 from prelabel.state import ProjectState
 
 
@@ -23,10 +24,10 @@ class ArtifactStore:
         self.backend_id = backend_id
 
     def project_dir(self, project: str) -> Path:
-        return self.root / str(project)
+        return self.root / safe_id(project)
 
     def new_workdir(self, project: str, job_id: str) -> Path:
-        path = self.project_dir(project) / f".tmp-{job_id}"
+        path = self.project_dir(project) / f".tmp-{safe_id(job_id, 'job id')}"
         if path.exists():
             shutil.rmtree(path)
         path.mkdir(parents=True)
@@ -35,10 +36,22 @@ class ArtifactStore:
     def discard(self, workdir: Path) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
+    def clean_workdirs(self, keep: set[str] = frozenset()) -> list[Path]:
+        """Remove ``.tmp-<job>`` directories left by training that was killed (run at start;
+        ``keep`` names jobs still running elsewhere, e.g. on another replica)."""
+        removed = []
+        if not self.root.is_dir():
+            return removed
+        for path in self.root.glob("*/.tmp-*"):
+            if path.is_dir() and path.name[len(".tmp-"):] not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        return removed
+
     def promote(self, state: ProjectState, workdir: Path, job_id: str, result: dict[str, Any]) -> str:
         """Move a finished workdir into place and make it the project's current version."""
         version = f"{self.backend_id}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{job_id[:6]}"
-        final = self.project_dir(state.project_id) / version
+        final = self.project_dir(state.project_id) / safe_version(version)
         record = {"status": "ok", "version": version, "job_id": job_id, "project": state.project_id,
                   "workdir": str(final), "time": time.time(), "train_output": result}
         (workdir / "job_result.json").write_text(json.dumps(record, indent=2, default=str))

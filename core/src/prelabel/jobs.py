@@ -22,7 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prelabel.state import StateStore
+from prelabel.paths import InvalidIdentifier, safe_id
+from prelabel.redact import redact
+from prelabel.state import StateStore, StateUnavailable
 
 if TYPE_CHECKING:
     from prelabel.labelconfig import ParsedConfig
@@ -39,6 +41,18 @@ FINISHED = {SUCCEEDED, FAILED, CANCELLED, INTERRUPTED}
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 60.0
 JOBS_NS = "jobs"
+REAP_EVERY_SECONDS = 15.0
+FINAL_WRITE_RETRY_SECONDS = 600.0  # how long a finished job retries writing its outcome
+
+# Jobs this process is executing right now: the reaper never touches these, and marks any
+# other job "running" under this process's name as interrupted (its final write was lost).
+_RUNNING: set[str] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def running_here() -> set[str]:
+    with _RUNNING_LOCK:
+        return set(_RUNNING)
 
 
 def _owner() -> str:
@@ -108,11 +122,20 @@ class JobStore:
         self.state.set(JOBS_NS, job.id, job.to_dict())
 
     def get(self, job_id: str) -> Job | None:
+        try:
+            safe_id(job_id, "job id")
+        except InvalidIdentifier:
+            return None  # not an id this store ever made (a 404, not a key lookup)
         raw = self.state.get(JOBS_NS, job_id)
         return Job.from_dict(raw) if raw else None
 
     def list(self, project: str | None = None, kind: str | None = None) -> list[Job]:
-        jobs = [Job.from_dict(v) for v in self.state.items(JOBS_NS).values()]
+        jobs = []
+        for key, value in self.state.items(JOBS_NS).items():
+            try:
+                jobs.append(Job.from_dict(value))
+            except (TypeError, ValueError, AttributeError):  # one bad record must not hide the others
+                log.error("job record %r in the state store is unreadable; skipped", key)
         jobs = [j for j in jobs if (project is None or j.project == project) and (kind is None or j.kind == kind)]
         return sorted(jobs, key=lambda j: j.created_at, reverse=True)
 
@@ -132,27 +155,89 @@ class JobStore:
         for job in finished[self.keep:]:
             self.state.delete(JOBS_NS, job.id)
 
-    def mark_orphans_interrupted(self, include_queued: bool = True) -> list[Job]:
+    def mark_orphans_interrupted(self, include_queued: bool = True, running: set[str] | None = None,
+                                 foreign: bool = True) -> list[Job]:
         """Mark running (and, for in-process runners, queued) jobs whose process is gone as
-        ``interrupted``."""
+        ``interrupted``. At start (``running`` is None) every active job of this process's name
+        is an orphan of an earlier process with the same pid (a container's pid 1). While the
+        process lives (the reaper passes ``running``), a job "running" under this process's
+        name that it is not executing lost its final write (the state store was down when it
+        ended). ``foreign``: also judge other hosts' jobs by their heartbeat."""
         host = socket.gethostname()
         now = time.time()
         marked = []
         for job in self.list():
-            if job.status not in ACTIVE or (job.status == QUEUED and not include_queued):
+            if job.status not in ACTIVE:
                 continue
             owner_host, _, pid = job.owner.rpartition(":")
-            if owner_host == host and pid.isdigit():
-                dead = not _pid_alive(int(pid)) or int(pid) == os.getpid()
-            else:
+            own = owner_host == host and pid == str(os.getpid())
+            reason = f"the process running this job ({job.owner}) stopped before it finished"
+            if own and running is not None:
+                if job.status == QUEUED or job.id in running:
+                    continue
+                dead, reason = True, ("the job ended while the state store was unavailable, and its "
+                                      "outcome could not be recorded; run it again")
+            elif job.status == QUEUED and not include_queued:
+                continue
+            elif own:
+                dead = True
+            elif owner_host == host and pid.isdigit():
+                dead = not _pid_alive(int(pid))
+            elif foreign:
                 last = job.heartbeat_at or job.started_at or job.created_at
                 dead = now - last > STALE_AFTER_SECONDS
+            else:
+                continue
             if dead:
-                marked.append(
-                    self.update(job.id, status=INTERRUPTED, finished_at=now,
-                                error=f"the process running this job ({job.owner}) stopped before it finished")
-                )
+                job = self.update(job.id, status=INTERRUPTED, finished_at=now, error=reason)
+                marked.append(job)
         return marked
+
+
+class Reaper:
+    """Reaps, while the process lives, jobs whose process died or whose final write was lost,
+    and frees the project locks they held (else one lost write would 409 every later
+    prediction job of the project). Other hosts' jobs are judged by heartbeat only after the
+    state store has been reachable for a whole staleness period, so an outage that delayed
+    everyone's heartbeats does not reap live jobs."""
+
+    def __init__(self, runtime: Runtime, include_queued: bool, every: float = REAP_EVERY_SECONDS):
+        self.runtime = runtime
+        self.include_queued = include_queued
+        self.every = every
+        self._stop = threading.Event()
+        self._reachable_since: float | None = None
+        self._thread = threading.Thread(target=self._loop, name="prelabel-reaper", daemon=True)
+
+    def start(self) -> Reaper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def reap_once(self) -> list[Job]:
+        now = time.time()
+        try:
+            self.runtime.jobs.list()
+        except StateUnavailable:
+            self._reachable_since = None
+            return []
+        if self._reachable_since is None:
+            self._reachable_since = now
+        foreign = now - self._reachable_since >= STALE_AFTER_SECONDS
+        marked = self.runtime.jobs.mark_orphans_interrupted(self.include_queued, running_here(), foreign)
+        for job in marked:
+            log.warning("job %s (%s, project %s) reaped: %s", job.id, job.kind, job.project, job.error)
+            release_lock(self.runtime, job)
+        return marked
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.reap_once()
+            except Exception:  # the reaper must outlive any one failure
+                log.warning("job reaper pass failed", exc_info=True)
 
 
 class JobContext:
@@ -222,25 +307,60 @@ def execute(job_id: str, runtime: Runtime) -> Job:
     if handler is None:
         return store.update(job_id, status=FAILED, error=f"unknown job kind {job.kind!r}", finished_at=time.time())
     now = time.time()
-    job = store.update(job_id, status=RUNNING, started_at=now, heartbeat_at=now, owner=_owner())
-    ctx = JobContext(job, store, runtime)
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(store, job_id, stop), daemon=True)
-    beat.start()
+    with _RUNNING_LOCK:
+        _RUNNING.add(job_id)
     try:
-        result = handler(ctx)
-    except JobCancelled:
-        job = store.update(job_id, status=CANCELLED, finished_at=time.time(), message="cancelled")
-    except Exception as exc:
-        log.error("job %s (%s) failed: %s\n%s", job_id, job.kind, exc, traceback.format_exc())
-        job = store.update(job_id, status=FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
-    else:
-        job = store.update(job_id, status=SUCCEEDED, progress=1.0, result=result or {}, finished_at=time.time())
+        job = store.update(job_id, status=RUNNING, started_at=now, heartbeat_at=now, owner=_owner())
+        ctx = JobContext(job, store, runtime)
+        stop = threading.Event()
+        beat = threading.Thread(target=_heartbeat, args=(store, job_id, stop), daemon=True)
+        beat.start()
+        try:
+            result = handler(ctx)
+        except JobCancelled:
+            changes = dict(status=CANCELLED, finished_at=time.time(), message="cancelled")
+        except Exception as exc:
+            log.error("job %s (%s) failed: %s\n%s", job_id, job.kind, exc, traceback.format_exc())
+            changes = dict(status=FAILED, error=redact(f"{type(exc).__name__}: {exc}"), finished_at=time.time())
+        else:
+            changes = dict(status=SUCCEEDED, progress=1.0, result=result or {}, finished_at=time.time())
+        finally:
+            stop.set()
+        job = _write_outcome(store, job, changes)
+        _retrying(lambda: release_lock(runtime, job), f"releasing the lock of job {job_id}")
     finally:
-        stop.set()
-        release_lock(runtime, job)
+        with _RUNNING_LOCK:
+            _RUNNING.discard(job_id)
     log.info("job %s (%s, project %s) %s", job.id, job.kind, job.project, job.status)
     return job
+
+
+def _write_outcome(store: JobStore, job: Job, changes: dict[str, Any]) -> Job:
+    """Record how a job ended, retrying while the state store is unavailable (a Redis
+    restart must not leave the job "running" forever). If it stays down past
+    FINAL_WRITE_RETRY_SECONDS the reaper marks the job interrupted once the store is back."""
+    written = _retrying(lambda: store.update(job.id, **changes), f"recording the outcome of job {job.id}")
+    if written is not None:
+        return written
+    for key, value in changes.items():
+        setattr(job, key, value)
+    return job
+
+
+def _retrying(write: Callable[[], Any], what: str) -> Any:
+    deadline = FINAL_WRITE_RETRY_SECONDS
+    give_up = time.monotonic() + deadline
+    delay = 0.2
+    while True:
+        try:
+            return write()
+        except StateUnavailable as exc:
+            if time.monotonic() > give_up:
+                log.error("gave up %s after %.0fs: %s", what, deadline, exc)
+                return None
+            log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def release_lock(runtime: Runtime, job: Job) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -211,10 +213,60 @@ def config_hash(xml: str) -> str:
     return hashlib.sha256(xml.encode("utf-8")).hexdigest()[:16]
 
 
-@lru_cache(maxsize=256)
+class _ConfigCache:
+    """Parsed configs by XML text, bounded by count and by the total size of the texts (a
+    parsed config costs memory in proportion to its text: a 10,000-choice config is ~15 MB
+    parsed, so a count bound alone let 256 forged ones hold gigabytes)."""
+
+    def __init__(self, max_items: int = 256, max_chars: int = 2_000_000):
+        self.max_items, self.max_chars = max_items, max_chars
+        self._items: OrderedDict[str, ParsedConfig] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, xml: str) -> ParsedConfig | None:
+        with self._lock:
+            found = self._items.get(xml)
+            if found is not None:
+                self._items.move_to_end(xml)
+            return found
+
+    def put(self, xml: str, parsed: ParsedConfig) -> None:
+        if len(xml) > self.max_chars:
+            return  # too big to keep: parsed for this request only
+        with self._lock:
+            if xml in self._items:
+                return
+            self._items[xml] = parsed
+            self._chars += len(xml)
+            while len(self._items) > self.max_items or self._chars > self.max_chars:
+                old, _ = self._items.popitem(last=False)
+                self._chars -= len(old)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def chars(self) -> int:
+        return self._chars
+
+
+CONFIG_CACHE = _ConfigCache()
+
+
 def parse_label_config(xml: str) -> ParsedConfig:
     """Parse a label config once; later calls with the same text hit the cache."""
-    if not isinstance(xml, str) or not xml.strip():
+    if not isinstance(xml, str):
+        raise LabelConfigError(f"the label config must be an XML string, not {type(xml).__name__}")
+    found = CONFIG_CACHE.get(xml)
+    if found is None:
+        found = _parse(xml)
+        CONFIG_CACHE.put(xml, found)
+    return found
+
+
+def _parse(xml: str) -> ParsedConfig:
+    if not xml.strip():
         raise LabelConfigError("the label config is empty")
     try:
         from label_studio_sdk.label_interface import LabelInterface

@@ -10,15 +10,20 @@ class LabelStudioUnavailable(RuntimeError):
     """Label Studio's URL or token is unknown, so the API cannot be used."""
 
 
-def connect(url: str | None, token: str | None, timeout: float = 60.0) -> Any:
-    """A ``label_studio_sdk.LabelStudio`` client; PATs are refreshed by the sdk itself."""
+def connect(url: str | None, token: str | None, timeout: float = 60.0, max_bytes: int = 1024 ** 3) -> Any:
+    """A ``label_studio_sdk.LabelStudio`` client; PATs are refreshed by the sdk itself.
+    Responses are bounded after decoding (a compressed bomb from a host /setup named must not
+    exhaust memory); httpx drops the Authorization header on a redirect to another host."""
     if not url:
         raise LabelStudioUnavailable("the Label Studio URL is unknown: set LABEL_STUDIO_URL")
     if not token:
         raise LabelStudioUnavailable("no Label Studio token: set LABEL_STUDIO_API_KEY (a personal access token)")
     from label_studio_sdk.client import LabelStudio
 
-    return LabelStudio(base_url=url.rstrip("/"), api_key=token, timeout=timeout)
+    from prelabel.boundedhttp import bounded_client
+
+    client = bounded_client(max_bytes, timeout=timeout, follow_redirects=True)
+    return LabelStudio(base_url=url.rstrip("/"), api_key=token, timeout=timeout, httpx_client=client)
 
 
 def annotated_tasks(client: Any, project_id: int | str) -> list[dict]:

@@ -4,8 +4,10 @@ Handles Label Studio uploads (relative ``/data/upload/...``), ``/data/local-file
 (read from ``LOCAL_FILES_DOCUMENT_ROOT`` without path escape, else fetched from Label
 Studio), cloud URIs (``s3://``, ``gs://``, ``azure-blob://``) through Label Studio's presign
 endpoint, plain http(s), and ``data:`` URIs. Downloads are size- and time-limited and cached
-on disk in a bounded cache. The Label Studio token is only ever sent to the Label Studio host:
-redirects are followed by hand and lose the header when they leave it.
+on disk in a bounded cache keyed by the resolved URL and the credentials used. The Label
+Studio token is only ever sent to the Label Studio host it belongs to (see
+``prelabel.lsauth.resolve_access``): redirects are followed by hand and lose the header when
+they leave it. Response bodies are bounded after decoding (``prelabel.boundedhttp``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from urllib.parse import parse_qs, unquote, unquote_to_bytes, urljoin, urlsplit
 import httpx
 
 from prelabel.backend import TaskError
-from prelabel.lsauth import LabelStudioAuthError, TokenCache, origin
+from prelabel.boundedhttp import ResponseTooLarge, bounded_client
+from prelabel.lsauth import LabelStudioAuthError, TokenCache, origin, resolve_access
+from prelabel.paths import PathEscapeError, resolve_under
+from prelabel.redact import redact, register_secret
 from prelabel.settings import CoreSettings
 
 log = logging.getLogger(__name__)
@@ -82,7 +87,12 @@ class MediaCache:
 
 
 class MediaFetcher:
-    """Downloads task media for one Label Studio (URL + token), sharing one HTTP pool."""
+    """Downloads task media for one project's Label Studio access, sharing one HTTP pool.
+
+    Credentials follow :func:`prelabel.lsauth.resolve_access`: the Label Studio token goes to
+    the Label Studio host only, task-data ``login``/``password`` to the task URL's own host
+    only (never along a redirect to another), and the cache is keyed by the resolved URL and
+    the credentials used, so one project's private file is never served to another."""
 
     def __init__(
         self,
@@ -96,16 +106,17 @@ class MediaFetcher:
     ):
         self.core = core
         if _shared is None:
-            client = httpx.Client(timeout=core.media_timeout, follow_redirects=False,
-                                  headers={"User-Agent": "prelabel"})
+            client = bounded_client(core.media_max_bytes, timeout=core.media_timeout, follow_redirects=False,
+                                    headers={"User-Agent": "prelabel"})
             _shared = (client, TokenCache(client), MediaCache(core.prelabel_home / "cache" / "media",
                                                                 core.media_cache_max_bytes))
         self._client, self._tokens, self.cache = _shared
-        self.ls_url = (core.label_studio_url or ls_url or "").rstrip("/") or None
-        env_key = core.label_studio_api_key.get_secret_value() if core.label_studio_api_key else None
-        self.token = env_key or token or None
+        self.access = resolve_access(core, ls_url, token)
+        self.ls_url = self.access.base_url
+        self.token = self.access.token
         self.login = login or None
         self.password = password or None
+        register_secret(self.password)
 
     def bind(self, ls_url: str | None = None, token: str | None = None, login: str | None = None,
              password: str | None = None) -> MediaFetcher:
@@ -126,19 +137,23 @@ class MediaFetcher:
         if not isinstance(url, str) or not url.strip():
             raise MediaError(f"task data value {url!r} is not a URL or path")
         url = url.strip()
+        if "\x00" in url:
+            raise MediaError(f"{redact(url)!r}: a URL must not contain a NUL byte")
         suffix = _suffix(url)
         if url.startswith("data:"):
             data = _decode_data_uri(url, self.core.media_max_bytes)
-            return self.cache.get(url[:4096] + str(len(url)), suffix) or self.cache.put(
-                url[:4096] + str(len(url)), data, suffix)
+            key = "data:" + hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+            return self.cache.get(key, suffix) or self.cache.put(key, data, suffix)
         local = self._local_file(url)
         if local is not None:
             return local
-        cached = self.cache.get(url, suffix)
+        target = self._resolve(url, task_id)
+        key = self._cache_key(target)
+        cached = self.cache.get(key, suffix)
         if cached is not None:
             return cached
-        data = self._download(url, task_id)
-        return self.cache.put(url, data, suffix)
+        data = self._download(url, target)
+        return self.cache.put(key, data, suffix)
 
     # -- resolution -------------------------------------------------------------------------
     def _local_file(self, url: str) -> Path | None:
@@ -147,10 +162,11 @@ class MediaFetcher:
         query = parse_qs(urlsplit(url).query)
         if "d" not in query:
             raise MediaError(f"{url}: a local-files URL needs ?d=<path>")
-        root = Path(self.core.local_files_document_root).resolve()
-        candidate = (root / unquote(query["d"][0]).lstrip("/")).resolve()
-        if candidate != root and root not in candidate.parents:
-            raise MediaError(f"{url}: the path escapes LOCAL_FILES_DOCUMENT_ROOT; refused")
+        root = Path(self.core.local_files_document_root)
+        try:
+            candidate = resolve_under(root, unquote(query["d"][0]).lstrip("/"), "the local-files path")
+        except PathEscapeError as exc:
+            raise MediaError(f"{url}: {exc}; refused") from exc
         if not candidate.is_file():
             raise MediaError(f"{url}: no such file under LOCAL_FILES_DOCUMENT_ROOT ({candidate})")
         if candidate.stat().st_size > self.core.media_max_bytes:
@@ -164,12 +180,20 @@ class MediaFetcher:
                                  "the task has no id")
             encoded = base64.urlsafe_b64encode(url.encode()).decode()
             return f"{self._require_ls(url)}/tasks/{task_id}/presign/?fileuri={encoded}"
-        scheme = urlsplit(url).scheme.lower()
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise MediaError(f"{redact(url)}: not a valid URL ({exc})") from exc
+        scheme = parts.scheme.lower()
         if scheme in ("http", "https"):
+            if not parts.hostname:
+                raise MediaError(f"{redact(url)}: not a valid URL (no host)")
             return url
         if scheme == "" and url.startswith("/"):
             return self._require_ls(url) + url
-        raise MediaError(f"{url}: unsupported media URL (use http(s), data:, s3/gs/azure-blob, or a Label Studio path)")
+        raise MediaError(f"{redact(url)}: unsupported media URL (use http(s), data:, s3/gs/azure-blob, "
+                         "or a Label Studio path)")
 
     def _require_ls(self, url: str) -> str:
         if not self.ls_url:
@@ -181,33 +205,50 @@ class MediaFetcher:
     def _is_ls(self, url: str) -> bool:
         return bool(self.ls_url) and origin(url) == origin(self.ls_url)
 
-    def _headers_for(self, url: str) -> dict[str, str]:
+    def _basic_auth_for(self, url: str, home: tuple) -> str | None:
+        if self.login and self.password and not self._is_ls(url) and origin(url) == home:
+            return base64.b64encode(f"{self.login}:{self.password}".encode()).decode()
+        return None
+
+    def _cache_key(self, target: str) -> str:
+        """The resolved URL plus who asked for it: the Label Studio access for its host, and
+        the data credentials, as digests."""
+        scope = self.access.scope if self._is_ls(target) else ""
+        basic = self._basic_auth_for(target, origin(target))
+        if basic:
+            scope += ":" + hashlib.sha256(basic.encode()).hexdigest()[:24]
+        return f"{target}\0{scope}"
+
+    def _headers_for(self, url: str, home: tuple) -> dict[str, str]:
         if self._is_ls(url):
-            if not self.token:
-                raise MediaError(
-                    f"{url} needs a Label Studio token: set LABEL_STUDIO_API_KEY (a personal access token)"
-                )
+            token = self.access.token_for(url)
+            if not token:
+                raise MediaError(f"{url} needs a Label Studio token: " + (
+                    self.access.withheld or "set LABEL_STUDIO_API_KEY (a personal access token) and "
+                    "LABEL_STUDIO_URL"))
             try:
-                return {"Authorization": self._tokens.header(self.ls_url, self.token)}
+                return {"Authorization": self._tokens.header(self.ls_url, token)}
             except LabelStudioAuthError as exc:
                 raise MediaError(str(exc)) from exc
-        if self.login and self.password:
-            raw = base64.b64encode(f"{self.login}:{self.password}".encode()).decode()
-            return {"Authorization": f"Basic {raw}"}
-        return {}
+        basic = self._basic_auth_for(url, home)
+        return {"Authorization": f"Basic {basic}"} if basic else {}
 
-    def _download(self, url: str, task_id: int | None) -> bytes:
-        target = self._resolve(url, task_id)
+    def _download(self, url: str, target: str) -> bytes:
         limit = self.core.media_max_bytes
+        home = origin(target)  # task-data login/password belong to this host only
         for _ in range(MAX_REDIRECTS + 1):
-            headers = self._headers_for(target)
+            headers = self._headers_for(target, home)
             started = time.monotonic()
             try:
                 with self._client.stream("GET", target, headers=headers) as resp:
                     if resp.is_redirect:
                         location = resp.headers.get("location", "")
                         target = urljoin(target, location)
-                        if urlsplit(target).username is not None:
+                        try:
+                            has_userinfo = urlsplit(target).username is not None
+                        except ValueError as exc:
+                            raise MediaError(f"{url}: redirected to an invalid URL ({exc})") from exc
+                        if has_userinfo:
                             raise MediaError(f"{url}: redirected to a URL with credentials in it; refused")
                         continue
                     if resp.status_code in (401, 403) and self._is_ls(target):
@@ -220,20 +261,19 @@ class MediaFetcher:
                     declared = resp.headers.get("content-length")
                     if declared and declared.isdigit() and int(declared) > limit:
                         raise MediaError(f"{target}: {declared} bytes is more than MEDIA_MAX_BYTES={limit}")
-                    chunks, total = [], 0
+                    chunks = []
                     for chunk in resp.iter_bytes():
-                        total += len(chunk)
-                        if total > limit:
-                            raise MediaError(f"{target}: more than MEDIA_MAX_BYTES={limit} bytes; refused")
                         if time.monotonic() - started > self.core.media_timeout:
                             raise MediaError(
                                 f"{target}: download took longer than MEDIA_TIMEOUT={self.core.media_timeout}s")
                         chunks.append(chunk)
                     return b"".join(chunks)
+            except ResponseTooLarge as exc:
+                raise MediaError(f"{target}: more than MEDIA_MAX_BYTES={limit} bytes; refused") from exc
             except httpx.TimeoutException as exc:
                 raise MediaError(
                     f"{target}: timed out after {self.core.media_timeout}s ({type(exc).__name__})") from exc
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise MediaError(f"{target}: could not download: {exc}") from exc
         raise MediaError(f"{url}: more than {MAX_REDIRECTS} redirects")
 
@@ -258,8 +298,13 @@ def _decode_data_uri(url: str, limit: int) -> bytes:
     if len(payload) * 3 // 4 > limit:
         raise MediaError(f"data: URI is larger than MEDIA_MAX_BYTES={limit}")
     if header.endswith(";base64"):
+        compact = "".join(unquote(payload).split())  # line breaks and %-escapes are allowed
         try:
-            return base64.b64decode(payload, validate=False)
+            data = base64.b64decode(compact, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise MediaError(f"data: URI is not valid base64: {exc}") from exc
-    return unquote_to_bytes(payload)
+            raise MediaError(f"data: URI is not valid base64 ({exc}): check how the file was encoded") from exc
+    else:
+        data = unquote_to_bytes(payload)
+    if not data:
+        raise MediaError("data: URI holds no data")
+    return data

@@ -22,6 +22,7 @@ import anyio
 import anyio.to_thread
 
 from prelabel.backend import PredictContext, Prediction, Task, TaskError
+from prelabel.redact import redact
 
 if TYPE_CHECKING:
     from prelabel.runtime import Runtime
@@ -132,7 +133,7 @@ class Predictor:
             item: dict[str, Any]
             if isinstance(out, BaseException):
                 reason = "task_error" if isinstance(out, TaskError) else type(out).__name__
-                message = str(out) or type(out).__name__
+                message = redact(str(out) or type(out).__name__)
                 ctx.log.error("task %s failed: %s", task.id, message,
                               exc_info=None if isinstance(out, TaskError) else out)
                 metrics.task_failures.labels(reason=reason).inc()

@@ -16,10 +16,12 @@ from typing import Any
 from prelabel import lsclient
 from prelabel.artifacts import ArtifactStore
 from prelabel.backend import Backend, PredictContext, Project, Task
-from prelabel.jobs import InProcessRunner, JobContext, JobRunner, JobStore
+from prelabel.jobs import ACTIVE, InProcessRunner, JobContext, JobRunner, JobStore, Reaper, release_lock
 from prelabel.labelconfig import ParsedConfig, parse_label_config
+from prelabel.lsauth import resolve_access
 from prelabel.media import MediaFetcher
 from prelabel.metrics import Metrics
+from prelabel.paths import safe_id
 from prelabel.settings import BackendSettings, CoreSettings
 from prelabel.state import ProjectState, open_state
 
@@ -33,7 +35,7 @@ def project_id_of(key: str | int | None) -> str:
     bare integer id in webhooks; state is keyed by the id alone so both agree."""
     if key is None or str(key).strip() == "":
         return DEFAULT_PROJECT
-    return str(key).split(".", 1)[0].strip()
+    return safe_id(str(key).split(".", 1)[0].strip())
 
 
 class Runtime:
@@ -58,6 +60,7 @@ class Runtime:
             self.job_handlers["train"] = run_training
         self.job_handlers.update(self.backend.job_handlers())
         self.runner: JobRunner = self._make_runner(runner)
+        self.reaper: Reaper | None = None
         self.ready = threading.Event()
         self.setup_error: str | None = None
         self.setup_seconds: float | None = None
@@ -87,6 +90,12 @@ class Runtime:
         include_queued = isinstance(self.runner, InProcessRunner)
         for job in self.jobs.mark_orphans_interrupted(include_queued=include_queued):
             log.warning("job %s (%s) was interrupted by a restart", job.id, job.kind)
+            release_lock(self, job)
+        active = {j.id for j in self.jobs.list() if j.status in ACTIVE}
+        for path in self.artifacts.clean_workdirs(keep=active):
+            log.warning("removed %s, left by a training job that did not finish", path)
+        if self.reaper is None:
+            self.reaper = Reaper(self, include_queued=False).start()
         started = time.perf_counter()
         try:
             self.backend.setup()
@@ -110,6 +119,8 @@ class Runtime:
         return thread
 
     def close(self) -> None:
+        if self.reaper is not None:
+            self.reaper.stop()
         self.runner.shutdown(wait=False)
         self.media.close()
         self.state.close()
@@ -125,11 +136,18 @@ class Runtime:
         st = self.project_state(pid)
         if st.get("label_config") != xml:
             st.set("label_config", xml)
-        if hostname and st.get("hostname") != hostname:
-            st.set("hostname", hostname)
-        if access_token and st.get("access_token") != access_token:
-            st.set("access_token", access_token)
-        return Project(id=pid, key=str(key), config=config, hostname=hostname, access_token=access_token)
+        if hostname:
+            # hostname and token are one pair: a token only ever goes to the host whose /setup
+            # sent it, so a /setup naming another host without a token drops the old token
+            if st.get("hostname") != hostname:
+                st.set("hostname", hostname)
+                if not access_token:
+                    st.delete("access_token")
+            if access_token and st.get("access_token") != access_token:
+                st.set("access_token", access_token)
+        values = st.items()
+        return Project(id=pid, key=str(key), config=config, hostname=values.get("hostname"),
+                       access_token=values.get("access_token"))
 
     def project(self, key: str | None, xml: str | None = None) -> Project:
         """The project for a request: its config from the request, else the one /setup stored,
@@ -186,10 +204,11 @@ class Runtime:
 
     def label_studio(self, project_id: str) -> Any:
         """An sdk client for the project's Label Studio (env settings first, then /setup's)."""
-        st = self.project_state(project_id)
-        url = self.core.label_studio_url or st.get("hostname")
-        key = self.core.label_studio_api_key.get_secret_value() if self.core.label_studio_api_key else None
-        return lsclient.connect(url, key or st.get("access_token"))
+        values = self.project_state(project_id).items()
+        access = resolve_access(self.core, values.get("hostname"), values.get("access_token"))
+        if access.base_url and not access.token and access.withheld:
+            raise lsclient.LabelStudioUnavailable(access.withheld)
+        return lsclient.connect(access.base_url, access.token, max_bytes=self.core.ls_api_max_bytes)
 
     # -- prediction -------------------------------------------------------------------------
     def context(self, project: Project, params: dict[str, Any] | None = None,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from prelabel.redact import register_settings_secrets
 
 
 class BackendSettings(BaseSettings):
@@ -13,6 +16,9 @@ class BackendSettings(BaseSettings):
     name (case-insensitive); passing an unknown keyword is an error, so typos fail loudly."""
 
     model_config = SettingsConfigDict(extra="forbid", case_sensitive=False, populate_by_name=True)
+
+    def model_post_init(self, context: Any) -> None:
+        register_settings_secrets(self)  # API keys are masked in every log line and error
 
 
 def _default_home() -> Path:
@@ -46,11 +52,16 @@ class CoreSettings(BaseSettings):
     media_max_bytes: int = 200 * 1024 * 1024
     media_timeout: float = 30.0
     media_cache_max_bytes: int = 2 * 1024 * 1024 * 1024
+    ls_api_max_bytes: int = Field(default=1024 * 1024 * 1024,
+                                  description="Largest Label Studio API response (after decoding), e.g. an export.")
     media_max_pixels: int = Field(default=100_000_000, description="Largest image (width x height) decoded.")
     max_inflight: int = Field(default=64, description="Concurrent /predict requests per process.")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, description="Largest accepted request body.")
     train_every_n: int = Field(default=0, description="Train after every N new annotations (0: off).")
     job_runner: str = Field(default="auto", description="auto (rq when REDIS_URL is set), inprocess or rq.")
+
+    def model_post_init(self, context: Any) -> None:
+        register_settings_secrets(self)
 
     @property
     def state_path(self) -> Path:

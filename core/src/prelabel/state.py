@@ -14,11 +14,32 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+from prelabel.paths import safe_id
 from prelabel.settings import CoreSettings
 
 
 class StateUnavailable(RuntimeError):
-    """The state store (Redis) cannot be reached right now; the request can be retried."""
+    """The state store cannot be used right now (Redis unreachable, SQLite's disk full or
+    locked); the request can be retried once the cause is fixed."""
+
+
+def _guard_sqlite(method):  # noqa: ANN001, ANN202
+    """Turn SQLite's operational failures (disk full, I/O error, locked past the busy
+    timeout) into StateUnavailable (a 503 that says what to fix, not a 500)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise
+            hint = (f": free disk space under {self.path.parent} (PRELABEL_HOME)"
+                    if "full" in str(exc).lower() else "")
+            raise StateUnavailable(f"the SQLite state store {self.path} is unavailable ({exc}){hint}") from exc
+
+    return wrapper
 
 
 def _guard_redis(method):  # noqa: ANN001, ANN202
@@ -73,8 +94,8 @@ class ProjectState:
 
     def __init__(self, store: StateStore, project_id: str):
         self.store = store
-        self.project_id = project_id
-        self.ns = f"project:{project_id}"
+        self.project_id = safe_id(project_id)  # a key in SQLite/Redis and a directory name
+        self.ns = f"project:{self.project_id}"
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.store.get(self.ns, key, default)
@@ -115,10 +136,12 @@ class SQLiteStateStore(StateStore):
             self._local.conn = conn
         return conn
 
+    @_guard_sqlite
     def get(self, ns: str, key: str, default: Any = None) -> Any:
         row = self._conn().execute("SELECT value FROM kv WHERE ns=? AND key=?", (ns, key)).fetchone()
         return json.loads(row[0]) if row else default
 
+    @_guard_sqlite
     def set(self, ns: str, key: str, value: Any) -> None:
         self._conn().execute(
             "INSERT INTO kv (ns, key, value, updated) VALUES (?, ?, ?, ?)"
@@ -126,6 +149,7 @@ class SQLiteStateStore(StateStore):
             (ns, key, json.dumps(value), time.time()),
         )
 
+    @_guard_sqlite
     def set_if_absent(self, ns: str, key: str, value: Any) -> bool:
         cur = self._conn().execute(
             "INSERT OR IGNORE INTO kv (ns, key, value, updated) VALUES (?, ?, ?, ?)",
@@ -133,13 +157,16 @@ class SQLiteStateStore(StateStore):
         )
         return cur.rowcount == 1
 
+    @_guard_sqlite
     def delete(self, ns: str, key: str) -> None:
         self._conn().execute("DELETE FROM kv WHERE ns=? AND key=?", (ns, key))
 
+    @_guard_sqlite
     def items(self, ns: str) -> dict[str, Any]:
         rows = self._conn().execute("SELECT key, value FROM kv WHERE ns=? ORDER BY updated", (ns,)).fetchall()
         return {k: json.loads(v) for k, v in rows}
 
+    @_guard_sqlite
     def incr(self, ns: str, key: str, amount: int = 1) -> int:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
@@ -157,6 +184,7 @@ class SQLiteStateStore(StateStore):
             raise
         return new
 
+    @_guard_sqlite
     def namespaces(self, prefix: str = "") -> list[str]:
         rows = self._conn().execute(
             "SELECT DISTINCT ns FROM kv WHERE substr(ns, 1, ?) = ? ORDER BY ns", (len(prefix), prefix)

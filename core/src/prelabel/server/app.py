@@ -18,6 +18,7 @@ import prelabel
 from prelabel.backend import Task
 from prelabel.jobs import Job, JobConflict
 from prelabel.labelconfig import LabelConfigError, ParsedConfig, parse_label_config
+from prelabel.paths import InvalidIdentifier
 from prelabel.runtime import Runtime, project_id_of
 from prelabel.server.middleware import PrelabelMiddleware
 from prelabel.server.models import (
@@ -119,6 +120,10 @@ def create_app(runtime: Runtime, start_setup: bool = True) -> FastAPI:
     async def on_state_unavailable(request: Request, exc: StateUnavailable) -> JSONResponse:
         log.error("%s %s: %s", request.method, request.url.path, exc)
         return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(InvalidIdentifier)
+    async def on_invalid_identifier(request: Request, exc: InvalidIdentifier) -> JSONResponse:
+        return _error(400, str(exc))
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
