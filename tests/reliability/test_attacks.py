@@ -385,7 +385,7 @@ def test_secrets_are_masked_in_errors_and_log_lines(tmp_path, caplog):
 def test_redact_masks_registered_secrets_and_url_passwords():
     register_secret("tok-abcdefghij")
     assert redact("sent tok-abcdefghij to https://u:pw1234@host/p") == "sent *** to https://u:***@host/p"
-    assert redact("nothing secret here") == "nothing secret here"
+    assert redact("no credential in this line") == "no credential in this line"
 
 
 # -- memory -------------------------------------------------------------------------------------
