@@ -256,7 +256,7 @@ def _blocking_runtime(tmp_path, redis_url):
 
     def block(ctx):
         ctx.progress(0.5, "waiting")
-        release.wait(60)
+        release.wait(10)
         return {"done": True}
 
     rt.job_handlers["block"] = block
@@ -276,8 +276,16 @@ def _wait_status(rt, job_id, statuses, timeout=60.0):
     raise TimeoutError(f"job {job_id} never reached {statuses}")
 
 
-def test_a_job_that_ends_while_redis_is_down_is_recorded_when_redis_returns(tmp_path, redis_server):
-    redis_server.persistent = True
+@pytest.fixture
+def job_ended_while_redis_down(tmp_path, redis_server, monkeypatch, request):
+    """A job that was running when Redis stopped, and has ended since (Redis still down).
+    A test marked ``final_write_retry(seconds)`` shortens how long the job retries its write."""
+    import prelabel.jobs as jobs
+
+    marker = request.node.get_closest_marker("final_write_retry")
+    if marker:
+        monkeypatch.setattr(jobs, "FINAL_WRITE_RETRY_SECONDS", marker.args[0])
+    redis_server.persistent = True  # the job records survive the restart
     redis_server.stop()
     redis_server.start()
     rt, release = _blocking_runtime(tmp_path, redis_server.url)
@@ -285,26 +293,31 @@ def test_a_job_that_ends_while_redis_is_down_is_recorded_when_redis_returns(tmp_
     _wait_status(rt, job.id, {RUNNING})
     redis_server.stop()
     release.set()  # the job ends now, with nowhere to write
-    time.sleep(0.5)  # not readiness: the job's first write attempts must fail while Redis is down
-    redis_server.start()
-    done = _wait_status(rt, job.id, {SUCCEEDED})
-    assert done.result == {"done": True}
-    assert rt.project_state("5").get("active_block_job") is None  # the lock was released too
+    yield rt, job, redis_server
     rt.close()
 
 
-def test_a_job_whose_final_write_was_lost_is_reaped_and_frees_its_lock(tmp_path, redis_server, monkeypatch):
+def test_a_job_that_ends_while_redis_is_down_is_recorded_when_redis_returns(job_ended_while_redis_down, caplog):
+    rt, job, redis_server = job_ended_while_redis_down
+    deadline = time.monotonic() + 30
+    with caplog.at_level(logging.WARNING, logger="prelabel.jobs"):
+        while not any(f"recording the outcome of job {job.id} failed" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the job's final write never failed"
+            time.sleep(0.05)  # until the final write has failed at least once
+    redis_server.start()
+    done = _wait_status(rt, job.id, {SUCCEEDED})
+    assert done.result == {"done": True}
+    deadline = time.monotonic() + 30
+    while rt.project_state("5").get("active_block_job") is not None:  # released right after
+        assert time.monotonic() < deadline, "the job's lock was never released"
+        time.sleep(0.05)
+
+
+@pytest.mark.final_write_retry(0.3)
+def test_a_job_whose_final_write_was_lost_is_reaped_and_frees_its_lock(job_ended_while_redis_down):
     import prelabel.jobs as jobs
 
-    monkeypatch.setattr(jobs, "FINAL_WRITE_RETRY_SECONDS", 0.3)
-    redis_server.persistent = True
-    redis_server.stop()
-    redis_server.start()
-    rt, release = _blocking_runtime(tmp_path, redis_server.url)
-    job = rt.runner.submit("block", "5", exclusive=True)
-    _wait_status(rt, job.id, {RUNNING})
-    redis_server.stop()
-    release.set()
+    rt, job, redis_server = job_ended_while_redis_down
     deadline = time.monotonic() + 30
     while job.id in jobs.running_here() and time.monotonic() < deadline:
         time.sleep(0.05)  # until the job thread has given up writing
@@ -316,8 +329,6 @@ def test_a_job_whose_final_write_was_lost_is_reaped_and_frees_its_lock(tmp_path,
     assert rt.jobs.get(job.id).status == INTERRUPTED
     again = rt.runner.submit("block", "5", exclusive=True)  # not a 409: the lock is free
     assert again.id != job.id
-    release.set()
-    rt.close()
 
 
 # -- disk full, killed training -----------------------------------------------------------------
