@@ -87,7 +87,7 @@ def test_second_click_on_the_same_image_skips_the_encoder(client, backend):
     predict(client, image, [click(30, 50)])
     assert backend.model.encoder_calls == calls + 1
     for extra in ([click(60, 40, positive=False)], [click(70, 60)], [box(10, 10, 50, 60)]):
-        predict(client, image, [click(30, 50), *extra])
+        predict(client, image, [click(30, 50, positive=True), *extra])
     assert backend.model.encoder_calls == calls + 1, "a click on a cached image ran the image encoder again"
     stats = backend.embeddings.stats()
     assert stats["hits"] == before["hits"] + 3 and stats["misses"] == before["misses"] + 1
@@ -118,7 +118,8 @@ def test_polygon_output_validates(client):
 
 
 def test_seed_config_negative_clicks_and_the_masks_own_label(client, backend, monkeypatch):
-    """Seed 002's config: clicks labelled positive/negative, the mask labelled 'athlete'."""
+    """Seed 002's config through the API (no is_positive): clicks labelled positive/negative,
+    the mask labelled 'athlete'."""
     seen = {}
     original = backend.model.segment
 
@@ -128,9 +129,8 @@ def test_seed_config_negative_clicks_and_the_masks_own_label(client, backend, mo
 
     monkeypatch.setattr(backend.model, "segment", spy)
     item = predict(client, image_uri(6), [click(30, 50, "positive"), click(80, 20, "negative"),
-                                          click(50, 50, "positive", positive=False), box(10, 10, 50, 70, "box")],
-                   configs.POSITIVE_NEGATIVE)
-    assert seen["labels"].tolist() == [1, 0, 0]
+                                          box(10, 10, 50, 70, "box")], configs.POSITIVE_NEGATIVE)
+    assert seen["labels"].tolist() == [1, 0]
     assert seen["points"][0].tolist() == pytest.approx([0.30 * WIDTH, 0.50 * HEIGHT])
     assert seen["box"].tolist() == pytest.approx([0.1 * WIDTH, 0.1 * HEIGHT, 0.6 * WIDTH, 0.8 * HEIGHT])
     (region,) = item["result"]
