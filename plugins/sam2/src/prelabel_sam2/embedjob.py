@@ -30,6 +30,8 @@ READY_TIMEOUT_SECONDS = 3600.0
 def project_tasks(ctx: JobContext) -> Iterator[Task]:
     """``params.tasks`` when given, else every task of the project in Label Studio."""
     if ctx.params.get("tasks") is not None:
+        if not isinstance(ctx.params["tasks"], list):
+            raise ValueError("params.tasks must be a list of tasks ({\"id\": ..., \"data\": {...}})")
         for raw in ctx.params["tasks"]:
             yield Task.from_dict(raw)
         return
@@ -41,7 +43,7 @@ def project_tasks(ctx: JobContext) -> Iterator[Task]:
 def task_count(ctx: JobContext) -> int:
     """How many tasks the job will see (for progress); 0 when Label Studio does not say."""
     if ctx.params.get("tasks") is not None:
-        return len(ctx.params["tasks"])
+        return len(ctx.params["tasks"]) if isinstance(ctx.params["tasks"], list) else 0
     info = ctx.runtime.label_studio(ctx.project).projects.get(id=int(ctx.project))
     return int(getattr(info, "task_number", 0) or 0)
 
