@@ -152,3 +152,28 @@ def test_a_bad_context_region_fails_the_task_with_a_message(client):
         "params": {"context": {"result": [{"type": "keypointlabels", "to_name": "image", "value": {"x": "a"}}]}}})
     (item,) = resp.json()["results"]
     assert item["result"] == [] and "bad interactive context" in item["error"]
+
+
+def test_an_exif_rotated_jpeg_is_segmented_as_the_browser_shows_it(client, backend, monkeypatch):
+    """A phone-style JPEG (pixels stored turned, EXIF orientation 6): the click in percent of
+    the displayed image lands on the object in the pixels the encoder gets, and the mask is
+    of the displayed size."""
+    from prelabel.testing.images import data_uri, exif_rotated_jpeg
+
+    displayed_box = (50, 16, 86, 48)  # x1, y1, x2, y2 in the displayed 96 x 64 image
+    image = data_uri(exif_rotated_jpeg(WIDTH, HEIGHT, displayed_box, orientation=6), "image/jpeg")
+    encoded, prompts = [], []
+    embed, segment = backend.model.embed, backend.model.segment
+    monkeypatch.setattr(backend.model, "embed", lambda array: encoded.append(array) or embed(array))
+    monkeypatch.setattr(backend.model, "segment", lambda e, p=None, lab=None, b=None, multimask=True: (
+        prompts.append(p), segment(e, p, lab, b, multimask))[1])
+    cx, cy = (displayed_box[0] + displayed_box[2]) / 2, (displayed_box[1] + displayed_box[3]) / 2
+    item = predict(client, image, [click(100 * cx / WIDTH, 100 * cy / HEIGHT, "Car", positive=True)])
+    (array,) = encoded
+    assert array.shape == (HEIGHT, WIDTH, 3)
+    (x, y), = prompts[0].tolist()
+    assert (x, y) == pytest.approx((cx, cy))
+    assert (array[int(y) - 5:int(y) + 5, int(x) - 5:int(x) + 5] > 230).all(), "the click is not on the object"
+    (region,) = item["result"]
+    assert (region["original_width"], region["original_height"]) == (WIDTH, HEIGHT)
+    assert rle_to_mask(region["value"]["rle"], WIDTH, HEIGHT).shape == (HEIGHT, WIDTH)
