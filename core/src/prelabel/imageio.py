@@ -45,6 +45,8 @@ def open_image(source: bytes | Path | str, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise ImageRejected(f"decompression bomb refused: {exc}") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageRejected(f"not a decodable image: {exc}") from exc
+    except ImportError as exc:  # ultralytics patches Image.open to try an optional HEIF plugin on failure
+        raise ImageRejected("not a decodable image: no image decoder recognizes it") from exc
     width, height = image.size
     frames = getattr(image, "n_frames", 1) or 1
     if width * height * frames > max_pixels:
@@ -82,7 +84,7 @@ def exif_orientation(source: bytes | Path | str) -> int:
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as image:
             value = image.getexif().get(EXIF_ORIENTATION, 1)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, ImportError, Image.DecompressionBombError):
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
