@@ -8,6 +8,7 @@ import random
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 
 def png_bytes(width: int = 64, height: int = 48, color: tuple[int, int, int] = (40, 120, 200),
@@ -67,13 +68,22 @@ def exif_rotated_jpeg(width: int = 96, height: int = 64, box: tuple[int, int, in
     """A JPEG a browser displays as ``width`` x ``height`` with a filled ``box`` (x1, y1, x2, y2
     in displayed pixels), whose pixels are stored turned and tagged with EXIF ``orientation``
     (3, 6 or 8), as phone cameras write portrait photos. Needs Pillow."""
-    import io
-
     from PIL import Image
 
     shown = Image.new("RGB", (width, height), color)
     shown.paste(box_color, box)
-    stored = shown.transpose(getattr(Image.Transpose, _STORE_AS[orientation]))
+    return exif_rotated(shown, orientation)
+
+
+def exif_rotated(displayed: Any, orientation: int = 6) -> bytes:
+    """``displayed`` (a PIL image, or encoded image bytes) as a JPEG that shows the same but
+    stores its pixels turned, with EXIF ``orientation`` (3, 6 or 8). Needs Pillow."""
+    import io
+
+    from PIL import Image
+
+    shown = Image.open(io.BytesIO(displayed)) if isinstance(displayed, bytes) else displayed
+    stored = shown.convert("RGB").transpose(getattr(Image.Transpose, _STORE_AS[orientation]))
     exif = Image.Exif()
     exif[0x0112] = orientation
     out = io.BytesIO()
