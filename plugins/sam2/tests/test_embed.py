@@ -218,3 +218,28 @@ def test_bad_task_params_fail_the_job_with_a_message(tmp_path, bad):
         job = run_embed(client, tasks=bad)
         assert job["status"] == "failed" and job["error"]
     runtime.close()
+
+
+def test_cancelling_stops_between_batches_and_keeps_what_was_written(tmp_path, monkeypatch):
+    runtime = runtime_for(tmp_path / "home", tmp_path / "store")
+    with serve_in_process(runtime, wait_ready=300) as client:
+        setup_project(client)
+        backend = runtime.backend
+        started, release = threading.Event(), threading.Event()
+        original = backend.model.embed_batch
+
+        def held(images):
+            started.set()
+            assert release.wait(60)
+            return original(images)
+
+        monkeypatch.setattr(backend.model, "embed_batch", held)
+        job_id = client.post("/jobs", json={"kind": "embed", "project": PROJECT,
+                                            "params": {"tasks": tasks(3, offset=50), "batch_size": 1}}).json()["id"]
+        assert started.wait(60)  # the first batch is in the encoder
+        assert client.delete(f"/jobs/{job_id}").status_code == 200
+        release.set()
+        job = wait_job(client, job_id, timeout=120)
+        assert job["status"] == "cancelled", job
+        assert len(list((tmp_path / "store").glob("*/*/*.pt"))) == 1  # the batch in flight was finished and kept
+    runtime.close()
