@@ -195,3 +195,40 @@ def test_preflight(tmp_path):
         GroundingSamBackend.preflight(GroundingSamSettings(grounding_dino_model=str(tmp_path), use_sam=False), core)
     with pytest.raises(ValueError, match="neither a directory"):
         GroundingSamBackend.preflight(GroundingSamSettings(grounding_dino_model="no such dir", use_sam=False), core)
+
+
+class BrightestBox(FixedDetections):
+    """Like FixedDetections, but query 0's box is where the white object is in the pixels the
+    network gets (a stand-in that looks at the image, since random weights do not)."""
+
+    def __call__(self, input_ids, pixel_values, pixel_mask=None, **kwargs):
+        out = super().__call__(input_ids, **kwargs)
+        red = pixel_values[0, 0]  # normalized: the white object is far brighter than the blue background
+        ys, xs = torch.nonzero(red > 1.5, as_tuple=True)
+        h, w = red.shape
+        x1, x2, y1, y2 = xs.min() / w, (xs.max() + 1) / w, ys.min() / h, (ys.max() + 1) / h
+        box = torch.tensor([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dtype=torch.float32)
+        out.pred_boxes = box.expand(input_ids.shape[0], 4, 4).clone()
+        return out
+
+
+def test_an_exif_rotated_jpeg_gets_regions_where_the_browser_shows_the_object(client, backend, monkeypatch):
+    """Pixels stored turned with EXIF orientation 6 (as phones write portrait photos): the
+    detector and SAM 2 get the displayed image, and the box lands on the object in percent
+    of the displayed size."""
+    from prelabel.testing.images import data_uri, exif_rotated_jpeg
+
+    displayed_box = (50, 16, 86, 48)  # x1, y1, x2, y2 in the displayed 96 x 64 image
+    image = data_uri(exif_rotated_jpeg(WIDTH, HEIGHT, displayed_box, orientation=6), "image/jpeg")
+    monkeypatch.setattr(backend.detector, "model", BrightestBox(backend.detector.tokenizer, "truck"))
+    (item,) = predict(client, configs.BOXES_AND_MASKS, [{"id": 1, "data": {"image": image}}])
+    by_type = {r["type"]: r for r in item["result"]}
+    box = by_type["rectanglelabels"]
+    assert (box["original_width"], box["original_height"]) == (WIDTH, HEIGHT)
+    x1, y1, x2, y2 = displayed_box
+    expected = (100 * x1 / WIDTH, 100 * y1 / HEIGHT, 100 * (x2 - x1) / WIDTH, 100 * (y2 - y1) / HEIGHT)
+    got = tuple(box["value"][k] for k in ("x", "y", "width", "height"))
+    assert got == pytest.approx(expected, abs=3.0), "the box is not where the browser shows the object"
+    mask = by_type["brushlabels"]
+    assert (mask["original_width"], mask["original_height"]) == (WIDTH, HEIGHT)
+    assert rle_to_mask(mask["value"]["rle"], WIDTH, HEIGHT).shape == (HEIGHT, WIDTH)

@@ -41,3 +41,30 @@ VIDEO = """<View>
   <Video name="video" value="$video" framerate="10"/>
   <VideoRectangle name="box" toName="video" max_frames_to_track="3"/>
 </View>"""
+
+# upstream's SAM 2 image config (label-studio-ml-backend's segment_anything_2_image README),
+# the one the labeling-UI bodies in fixtures/ were captured with
+UPSTREAM_SAM2_IMAGE = """<View>
+  <Image name="image" value="$image" zoom="true" zoomControl="true"/>
+  <BrushLabels name="tag" toName="image">
+    <Label value="defect" background="#FFA39E"/>
+  </BrushLabels>
+  <KeyPointLabels name="tag2" toName="image" smart="true">
+    <Label value="defect" smart="true" background="#000000" showInline="true"/>
+  </KeyPointLabels>
+  <RectangleLabels name="tag3" toName="image" smart="true">
+    <Label value="defect" background="#000000" showInline="true"/>
+  </RectangleLabels>
+</View>"""
+
+# clicks labelled Foreground/Background: the UI sends a Background click alone
+FOREGROUND_BACKGROUND = """<View>
+  <Image name="image" value="$image"/>
+  <KeyPointLabels name="tag2" toName="image" smart="true">
+    <Label value="Foreground" smart="true"/>
+    <Label value="Background" smart="true"/>
+  </KeyPointLabels>
+  <BrushLabels name="tag" toName="image">
+    <Label value="defect"/>
+  </BrushLabels>
+</View>"""

@@ -87,7 +87,7 @@ def test_second_click_on_the_same_image_skips_the_encoder(client, backend):
     predict(client, image, [click(30, 50)])
     assert backend.model.encoder_calls == calls + 1
     for extra in ([click(60, 40, positive=False)], [click(70, 60)], [box(10, 10, 50, 60)]):
-        predict(client, image, [click(30, 50), *extra])
+        predict(client, image, [click(30, 50, positive=True), *extra])
     assert backend.model.encoder_calls == calls + 1, "a click on a cached image ran the image encoder again"
     stats = backend.embeddings.stats()
     assert stats["hits"] == before["hits"] + 3 and stats["misses"] == before["misses"] + 1
@@ -118,7 +118,8 @@ def test_polygon_output_validates(client):
 
 
 def test_seed_config_negative_clicks_and_the_masks_own_label(client, backend, monkeypatch):
-    """Seed 002's config: clicks labelled positive/negative, the mask labelled 'athlete'."""
+    """Seed 002's config through the API (no is_positive): clicks labelled positive/negative,
+    the mask labelled 'athlete'."""
     seen = {}
     original = backend.model.segment
 
@@ -128,9 +129,8 @@ def test_seed_config_negative_clicks_and_the_masks_own_label(client, backend, mo
 
     monkeypatch.setattr(backend.model, "segment", spy)
     item = predict(client, image_uri(6), [click(30, 50, "positive"), click(80, 20, "negative"),
-                                          click(50, 50, "positive", positive=False), box(10, 10, 50, 70, "box")],
-                   configs.POSITIVE_NEGATIVE)
-    assert seen["labels"].tolist() == [1, 0, 0]
+                                          box(10, 10, 50, 70, "box")], configs.POSITIVE_NEGATIVE)
+    assert seen["labels"].tolist() == [1, 0]
     assert seen["points"][0].tolist() == pytest.approx([0.30 * WIDTH, 0.50 * HEIGHT])
     assert seen["box"].tolist() == pytest.approx([0.1 * WIDTH, 0.1 * HEIGHT, 0.6 * WIDTH, 0.8 * HEIGHT])
     (region,) = item["result"]
@@ -152,3 +152,28 @@ def test_a_bad_context_region_fails_the_task_with_a_message(client):
         "params": {"context": {"result": [{"type": "keypointlabels", "to_name": "image", "value": {"x": "a"}}]}}})
     (item,) = resp.json()["results"]
     assert item["result"] == [] and "bad interactive context" in item["error"]
+
+
+def test_an_exif_rotated_jpeg_is_segmented_as_the_browser_shows_it(client, backend, monkeypatch):
+    """A phone-style JPEG (pixels stored turned, EXIF orientation 6): the click in percent of
+    the displayed image lands on the object in the pixels the encoder gets, and the mask is
+    of the displayed size."""
+    from prelabel.testing.images import data_uri, exif_rotated_jpeg
+
+    displayed_box = (50, 16, 86, 48)  # x1, y1, x2, y2 in the displayed 96 x 64 image
+    image = data_uri(exif_rotated_jpeg(WIDTH, HEIGHT, displayed_box, orientation=6), "image/jpeg")
+    encoded, prompts = [], []
+    embed, segment = backend.model.embed, backend.model.segment
+    monkeypatch.setattr(backend.model, "embed", lambda array: encoded.append(array) or embed(array))
+    monkeypatch.setattr(backend.model, "segment", lambda e, p=None, lab=None, b=None, multimask=True: (
+        prompts.append(p), segment(e, p, lab, b, multimask))[1])
+    cx, cy = (displayed_box[0] + displayed_box[2]) / 2, (displayed_box[1] + displayed_box[3]) / 2
+    item = predict(client, image, [click(100 * cx / WIDTH, 100 * cy / HEIGHT, "Car", positive=True)])
+    (array,) = encoded
+    assert array.shape == (HEIGHT, WIDTH, 3)
+    (x, y), = prompts[0].tolist()
+    assert (x, y) == pytest.approx((cx, cy))
+    assert (array[int(y) - 5:int(y) + 5, int(x) - 5:int(x) + 5] > 230).all(), "the click is not on the object"
+    (region,) = item["result"]
+    assert (region["original_width"], region["original_height"]) == (WIDTH, HEIGHT)
+    assert rle_to_mask(region["value"]["rle"], WIDTH, HEIGHT).shape == (HEIGHT, WIDTH)

@@ -32,12 +32,24 @@ def test_labels_that_are_not_negative(label):
     assert not is_negative_label(label)
 
 
-def test_is_positive_prefers_label_studios_flag_over_the_label():
-    assert is_positive(click(1, 1, "negative", positive=True))
-    assert not is_positive(click(1, 1, "Car", positive=False))
+def test_is_positive_reads_the_flag_and_a_negative_label_always_wins():
+    assert not is_positive(click(1, 1, "negative", positive=True))  # the UI flags a plain Background click true
+    assert not is_positive(click(1, 1, "Car", positive=False))  # Alt+click
     assert not is_positive(click(1, 1, "background"))
     assert is_positive(click(1, 1, "Car"))
     assert not is_positive({**click(1, 1), "is_positive": "false"})
+
+
+def test_clicks_without_the_flag_count_only_when_no_click_has_it():
+    """An API client that never sends is_positive: every click counts, labels decide. The
+    labeling UI (some click flagged): unflagged clicks are ordinary or reloaded points."""
+    api = image_prompts([click(10, 10, "Car"), click(20, 20, "negative")])["image"]
+    assert api.points == [(10, 10), (20, 20)] and api.point_labels == [1, 0]
+    ui = image_prompts([click(10, 10, "Car"), click(20, 20, "Car", positive=False),
+                        click(30, 30, "Car", positive=True)])
+    assert ui["image"].points == [(20, 20), (30, 30)] and ui["image"].point_labels == [0, 1]
+    assert image_prompts([click(10, 10, "Car"), click(20, 20, "Car", positive=False)]) == {}  # negatives only
+    assert image_prompts([click(20, 20, "Background", positive=True)]) == {}
 
 
 def test_image_prompts_clicks_box_and_labels_in_pixels():

@@ -1,6 +1,7 @@
 """Document images: rendered invoices OCR'd by rapidocr, boxes from UIE-X with the text of each
 box in a per-region TextArea, and fine-tuning UIE-X from box annotations."""
 
+import base64
 import io
 
 import pytest
@@ -109,3 +110,27 @@ def test_fine_tuning_on_boxes_learns_the_fields(client):
             assert len(found) == 1, (label, regions)
             assert iou(pixel_box(found[0]), box) > 0.5
             assert same_text(texts[found[0]["id"]], value)
+
+
+def test_an_exif_rotated_scan_is_read_and_boxed_as_the_browser_shows_it(client):
+    """A page photographed in portrait (pixels stored turned, EXIF orientation 6): OCR reads
+    the displayed page, and the boxes are those of the upright page, in percent of the
+    displayed size (before core applied the orientation, uie_x read the page sideways)."""
+    from prelabel.testing.images import exif_rotated
+
+    png, _, (width, height) = invoice(120)
+    upright = invoice_task(120, seed=120)
+    turned = {"id": 121, "data": {"image": "data:image/jpeg;base64," + base64.b64encode(exif_rotated(png, 6)).decode()}}
+    want, got = predict(client, [upright, turned])
+    assert "error" not in got, got.get("error")
+    boxes = [r for r in got["result"] if r["type"] == "rectanglelabels"]
+    assert boxes, "the random model marks something on the upright page, so it must on the turned one"
+    assert all((r["original_width"], r["original_height"]) == (width, height) for r in got["result"])
+
+    def texts(item):
+        return sorted(r["value"]["text"][0].replace(" ", "") for r in item["result"] if r["type"] == "textarea")
+
+    assert texts(got) == texts(want)  # the same lines read
+    expected = [pixel_box(b) for b in want["result"] if b["type"] == "rectanglelabels"]
+    for box in boxes:
+        assert max(iou(pixel_box(box), other) for other in expected) > 0.7, "the box is not on the upright text"

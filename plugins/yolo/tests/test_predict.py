@@ -278,7 +278,7 @@ def test_a_broken_image_fails_alone(client):
     tasks[1]["data"]["image"] = data_uri(b"not an image at all", "image/png")
     results = predict(client, BOXES, tasks)
     assert "error" not in results[0] and "error" not in results[2]
-    assert results[1]["result"] == [] and "not an image" in results[1]["error"]
+    assert results[1]["result"] == [] and "not a decodable image" in results[1]["error"]
 
 
 def test_cpu_inference_uses_every_core_unless_told(client, tmp_path, monkeypatch):
@@ -311,3 +311,39 @@ def test_cpu_inference_uses_every_core_unless_told(client, tmp_path, monkeypatch
         assert other.get("/health").json()["cpu_threads"] == wanted
         assert set(threads_during_calls(other)) == {wanted}
     rt.close()
+
+
+def test_an_exif_rotated_jpeg_gets_boxes_where_the_browser_shows_the_object(client, monkeypatch):
+    """Pixels stored turned with EXIF orientation 6 (as phones write portrait photos): the model
+    gets the displayed image, and the box is in percent of the displayed size. The network is
+    replaced by one that boxes the white object in the array it is given (random weights box
+    nothing in particular), answering with ultralytics' own Results."""
+    import numpy as np
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.engine.results import Results
+
+    from prelabel.testing.images import data_uri, exif_rotated_jpeg
+
+    seen = []
+
+    def brightest_box(self, images, **kwargs):
+        out = []
+        for image in images:
+            seen.append(image.shape)
+            ys, xs = np.nonzero(image.min(axis=2) > 230)
+            box = [[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, 0.9, (kwargs.get("classes") or [0])[0]]]
+            out.append(Results(image, path="", names=self.names, boxes=torch.tensor(box, dtype=torch.float32)))
+        return out
+
+    monkeypatch.setattr(YOLO, "predict", brightest_box)
+    width, height, displayed_box = 96, 64, (50, 16, 86, 48)
+    image = data_uri(exif_rotated_jpeg(width, height, displayed_box, orientation=6), "image/jpeg")
+    (item,) = predict(client, BOXES, [{"id": 1, "data": {"image": image}}])
+    assert seen == [(height, width, 3)]
+    (region,) = item["result"]
+    assert (region["original_width"], region["original_height"]) == (width, height)
+    x1, y1, x2, y2 = displayed_box
+    expected = (100 * x1 / width, 100 * y1 / height, 100 * (x2 - x1) / width, 100 * (y2 - y1) / height)
+    got = tuple(region["value"][k] for k in ("x", "y", "width", "height"))
+    assert got == pytest.approx(expected, abs=3.0), "the box is not where the browser shows the object"

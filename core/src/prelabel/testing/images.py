@@ -8,6 +8,7 @@ import random
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 
 def png_bytes(width: int = 64, height: int = 48, color: tuple[int, int, int] = (40, 120, 200),
@@ -53,3 +54,38 @@ def write_video(path: Path, frames: int = 8, width: int = 96, height: int = 64) 
         writer.write(image)
     writer.release()
     return path
+
+
+# EXIF orientation -> the transpose that turns the displayed image into the stored one (the
+# inverse of what a viewer applies: 3 is a half turn, 6 is stored turned left and displayed
+# turned right, 8 the opposite; https://www.exif.org/Exif2-2.PDF, tag 274 Orientation)
+_STORE_AS = {3: "ROTATE_180", 6: "ROTATE_90", 8: "ROTATE_270"}
+
+
+def exif_rotated_jpeg(width: int = 96, height: int = 64, box: tuple[int, int, int, int] = (8, 8, 40, 32),
+                      orientation: int = 6, color: tuple[int, int, int] = (40, 120, 200),
+                      box_color: tuple[int, int, int] = (250, 250, 250)) -> bytes:
+    """A JPEG a browser displays as ``width`` x ``height`` with a filled ``box`` (x1, y1, x2, y2
+    in displayed pixels), whose pixels are stored turned and tagged with EXIF ``orientation``
+    (3, 6 or 8), as phone cameras write portrait photos. Needs Pillow."""
+    from PIL import Image
+
+    shown = Image.new("RGB", (width, height), color)
+    shown.paste(box_color, box)
+    return exif_rotated(shown, orientation)
+
+
+def exif_rotated(displayed: Any, orientation: int = 6) -> bytes:
+    """``displayed`` (a PIL image, or encoded image bytes) as a JPEG that shows the same but
+    stores its pixels turned, with EXIF ``orientation`` (3, 6 or 8). Needs Pillow."""
+    import io
+
+    from PIL import Image
+
+    shown = Image.open(io.BytesIO(displayed)) if isinstance(displayed, bytes) else displayed
+    stored = shown.convert("RGB").transpose(getattr(Image.Transpose, _STORE_AS[orientation]))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    stored.save(out, "JPEG", quality=95, exif=exif)
+    return out.getvalue()

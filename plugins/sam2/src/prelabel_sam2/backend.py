@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prelabel import Backend, ControlInfo, CoreSettings, ParsedConfig, PredictContext, Prediction, Task, TaskError
+from prelabel import (
+    Backend,
+    ControlInfo,
+    CoreSettings,
+    JobContext,
+    ParsedConfig,
+    PredictContext,
+    Prediction,
+    Task,
+    TaskError,
+)
 from prelabel.torchdevice import resolve_torch_device
+from prelabel_sam2.embedstore import EmbeddingStore, model_key
 from prelabel_sam2.masks import mask_region
-from prelabel_sam2.model import EmbeddingCache, decode_image, image_digest, lookup_counter
+from prelabel_sam2.model import Embedding, EmbeddingCache, decode_image, image_digest, lookup_counter
 from prelabel_sam2.prompts import ImagePrompt, image_prompts, video_objects
 from prelabel_sam2.settings import Sam2Settings, check_installed, check_model_files, resolve_config
 
@@ -32,6 +44,8 @@ class Sam2Backend(Backend):
         self.max_concurrency = self.settings.sam2_max_concurrency  # core's per-process bound reads this
         self.model: Any = None
         self.embeddings = EmbeddingCache(self.settings.sam2_embedding_cache_size)
+        self.store: EmbeddingStore | None = None  # the on-disk cache the embed job fills
+        self.store_key: str | None = None  # this model's directory in it
 
     @classmethod
     def preflight(cls, settings: Sam2Settings, core: CoreSettings) -> None:
@@ -46,8 +60,18 @@ class Sam2Backend(Backend):
         self.model = load_model(files, resolve_torch_device(self.settings.device), self.settings.sam2_image_size)
         self.embeddings = EmbeddingCache(self.settings.sam2_embedding_cache_size,
                                          lookup_counter(self.metrics, self.backend_id))
-        self.log.info("SAM 2 %s on %s, embedding cache of %d", self.model.name, self.model.device,
-                      self.embeddings.capacity)
+        if self.settings.sam2_embedding_disk_mb > 0:
+            self.store = EmbeddingStore(self.settings.embedding_root(self.core, self.backend_id),
+                                        self.settings.sam2_embedding_disk_mb * 1024 * 1024,
+                                        lookup_counter(self.metrics, self.backend_id, "embedding_disk"))
+            self.store_key = model_key(self.model_version(), self.model)
+        self.log.info("SAM 2 %s on %s, embedding cache of %d%s", self.model.name, self.model.device,
+                      self.embeddings.capacity, f", on disk in {self.store.root}" if self.store else "")
+
+    def job_handlers(self) -> dict[str, Callable[[JobContext], dict]]:
+        from prelabel_sam2.embedjob import run_embed_job
+
+        return {"embed": lambda job: run_embed_job(self, job)}
 
     def model_version(self) -> str:
         config = Path(resolve_config(self.settings.model_config_name)[0]).stem
@@ -57,7 +81,10 @@ class Sam2Backend(Backend):
     def health(self) -> dict[str, Any]:
         if self.model is None:
             return {}
-        return {"device": self.model.device, "model": self.model.name, "embedding_cache": self.embeddings.stats()}
+        info = {"device": self.model.device, "model": self.model.name, "embedding_cache": self.embeddings.stats()}
+        if self.store is not None:
+            info["embedding_disk"] = {**self.store.stats(), "model_key": self.store_key}
+        return info
 
     def supported_controls(self, config: ParsedConfig) -> list[ControlInfo]:
         return [c for c in config.controls
@@ -84,7 +111,12 @@ class Sam2Backend(Backend):
                       regions: list[dict]) -> Prediction | None:
         result: list[dict] = []
         scores: list[float] = []
-        for to_name, prompt in image_prompts(regions).items():
+        prompts = image_prompts(regions)
+        if not prompts and any(r.get("type") == "keypointlabels" for r in regions):
+            ctx.log.info("task %s: only negative (or Background) clicks, nothing to segment: the labeling UI sends "
+                         "clicks of one label at a time, so mark negatives with Alt+click on the object's label",
+                         task.id)
+        for to_name, prompt in prompts.items():
             control = output_control(controls, to_name, prompt.labels)
             if control is None:
                 ctx.log.info("no BrushLabels/PolygonLabels on %r for the clicks; nothing to fill", to_name)
@@ -112,13 +144,28 @@ class Sam2Backend(Backend):
         return mask_region(control, [label] if label else [], mask, score=score, tolerance=tolerance)
 
     def embedding(self, task: Task, ctx: PredictContext, control: ControlInfo) -> Any:
-        """The task image's embedding: from the cache when this image was seen by this model."""
+        """The task image's embedding: from memory when this process saw the image, else from
+        the disk cache (the embed job or another replica wrote it), else encoded now."""
         obj = control.object
         value = task.data.get(obj.data_key) if obj.data_key else obj.value
         data = ctx.media.fetch_path(value, task.id).read_bytes()
-        key = (self.model.key, image_digest(data))
-        embedding, _ = self.embeddings.get_or_compute(
-            key, lambda: self.model.embed(decode_image(data, self.core.media_max_pixels)))
+        digest = image_digest(data)
+        key = (self.model.key, digest)
+        embedding, _ = self.embeddings.get_or_compute(key, lambda: self.load_or_embed(digest, data))
+        return embedding
+
+    def load_or_embed(self, digest: str, data: bytes) -> Embedding:
+        """The embedding from the disk cache, or encoded and written there for the next process."""
+        if self.store is not None:
+            found = self.store.get(self.store_key, digest, self.model.device)
+            if found is not None:
+                return found
+        embedding = self.model.embed(decode_image(data, self.core.media_max_pixels))
+        if self.store is not None:
+            try:
+                self.store.put(self.store_key, digest, embedding)
+            except OSError as exc:  # a full or read-only volume costs the next click, not this one
+                self.log.warning("could not write the embedding to %s: %s", self.store.root, exc)
         return embedding
 
     def track(self, task: Task, ctx: PredictContext, control: ControlInfo, objects: list) -> list[dict]:

@@ -109,15 +109,16 @@ class EmbeddingCache:
         return {"size": len(self._items), "capacity": self.capacity, "hits": self.hits, "misses": self.misses}
 
 
-def lookup_counter(metrics: Any, backend_id: str) -> Callable[[bool], None] | None:
+def lookup_counter(metrics: Any, backend_id: str, name: str = "embedding_cache") -> Callable[[bool], None] | None:
     """A Prometheus counter of embedding cache lookups on the process's /metrics
-    (``prelabel_<backend>_embedding_cache_total{result="hit"|"miss"}``), for EmbeddingCache."""
+    (``prelabel_<backend>_<name>_total{result="hit"|"miss"}``): ``embedding_cache`` for the
+    in-memory EmbeddingCache, ``embedding_disk`` for the on-disk EmbeddingStore."""
     if metrics is None:
         return None
     from prometheus_client import Counter
 
-    counter = Counter(f"prelabel_{backend_id}_embedding_cache", "Image embedding cache lookups (a hit skips the "
-                      "image encoder)", ["result"], registry=metrics.registry)
+    counter = Counter(f"prelabel_{backend_id}_{name}", f"Image embedding lookups in the {name.replace('_', ' ')} "
+                      "(a hit skips the image encoder)", ["result"], registry=metrics.registry)
     return lambda hit: counter.labels(result="hit" if hit else "miss").inc()
 
 
@@ -126,15 +127,11 @@ def image_digest(data: bytes) -> str:
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """An RGB HxWx3 uint8 array, turned by its EXIF orientation as browsers (and so Label
-    Studio's canvas) show it; the size is checked before any pixel is decoded."""
-    from PIL import ImageOps
+    """An RGB HxWx3 uint8 array of the image as the browser (and so Label Studio's canvas)
+    shows it: core's decoder applies the EXIF orientation and checks the size first."""
+    from prelabel.imageio import image_array
 
-    from prelabel.imageio import open_image
-
-    image = ImageOps.exif_transpose(open_image(data, max_pixels=max_pixels, mode=None))
-    return np.array(image.convert("RGB"))  # writable: torch refuses read-only arrays
-
+    return image_array(data, max_pixels=max_pixels)  # writable: torch refuses read-only arrays
 
 
 def _memory_dtype_hook(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:

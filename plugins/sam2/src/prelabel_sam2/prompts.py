@@ -1,8 +1,26 @@
 """Label Studio's interactive context -> SAM 2 prompts (pure Python, no model needed).
 
-Images: every ``keypointlabels`` region is a click (negative when ``is_positive`` is false, or
-when its label is named like negative/background), the last ``rectanglelabels`` region is the
-box. Videos: each ``videorectangle`` region is one object, prompted by its latest keyframe.
+What the labeling UI sends (docs/label-studio-protocol.md, "What the labeling UI sends for
+smart tools"): one smart click or box per request, with the other regions of the same type,
+the same label and the same image. Smart points carry ``is_positive`` (false for Alt+click)
+as long as the page is open; ordinary-tool points never do, and smart points lose the flag
+on a reload or a draft restore, because Label Studio does not store it.
+
+So, images:
+
+- When any click of the request carries ``is_positive`` (it came from the labeling UI), only
+  flagged clicks are prompts. A click without the flag is an ordinary keypoint or one whose
+  polarity Label Studio forgot; guessing either way would flip what the annotator did
+  (a positive guess turns an old Alt+click positive, a negative guess turns old clicks
+  negative), so it is left out and the mask is built from the clicks of this page view.
+- When no click carries the flag (API clients, scripts), every click is a prompt.
+- A click whose label is named like ``negative``/``background`` is negative whatever its
+  flag (the UI sends ``is_positive: true`` for a plain click with a Background label).
+- The last ``rectanglelabels`` region is the box (the UI sends a smart box alone).
+
+A prompt with negative clicks only has nothing to subtract from: no mask is made for it.
+
+Videos: each ``videorectangle`` region is one object, prompted by its latest keyframe.
 """
 
 from __future__ import annotations
@@ -25,13 +43,20 @@ def region_labels(region: dict) -> list[str]:
     return [str(x) for x in labels] if isinstance(labels, list) else []
 
 
+def has_flag(region: dict) -> bool:
+    """Whether the region says its polarity (Label Studio's ``is_positive``)."""
+    return region.get("is_positive") is not None
+
+
 def is_positive(region: dict) -> bool:
-    """Label Studio sends ``is_positive`` with a smart keypoint (alt-click makes it false);
-    without it, a label named like negative/background makes the click negative."""
-    if "is_positive" in region and region["is_positive"] is not None:
-        flag = region["is_positive"]
-        return flag.strip().lower() in {"1", "true", "yes"} if isinstance(flag, str) else bool(flag)
-    return not any(is_negative_label(label) for label in region_labels(region))
+    """A negative-named label makes a click negative; otherwise ``is_positive`` decides
+    (Alt+click sends false), and a click without it is positive."""
+    if any(is_negative_label(label) for label in region_labels(region)):
+        return False
+    flag = region.get("is_positive")
+    if flag is None:
+        return True
+    return flag.strip().lower() in {"1", "true", "yes"} if isinstance(flag, str) else bool(flag)
 
 
 def _number(value: dict, key: str) -> float:
@@ -53,7 +78,9 @@ class ImagePrompt:
 
     @property
     def empty(self) -> bool:
-        return not self.points and self.box is None
+        """Nothing to segment: no box and no positive click (negative clicks alone say only
+        where the object is not)."""
+        return self.box is None and 1 not in self.point_labels
 
     def pixels(self, width: int, height: int) -> tuple[Any, Any, Any]:
         """(points N x 2, point labels N, box x1 y1 x2 y2) in pixels; None where absent."""
@@ -71,11 +98,15 @@ class ImagePrompt:
 
 
 def image_prompts(regions: list[dict]) -> dict[str, ImagePrompt]:
-    """One prompt per image object (``to_name``) the context regions point at."""
+    """One prompt per image object (``to_name``) the context regions point at; see the module
+    docstring for which clicks count."""
+    clicks = [r for r in regions if r.get("type") == "keypointlabels"]
+    from_ui = any(has_flag(r) for r in clicks)
     prompts: dict[str, ImagePrompt] = {}
     for region in regions:
         kind = region.get("type")
-        if kind not in ("keypointlabels", "rectanglelabels"):
+        if kind not in ("keypointlabels", "rectanglelabels") or (kind == "keypointlabels" and from_ui
+                                                                 and not has_flag(region)):
             continue
         value = region.get("value") or {}
         prompt = prompts.setdefault(str(region.get("to_name") or ""), ImagePrompt(str(region.get("to_name") or "")))

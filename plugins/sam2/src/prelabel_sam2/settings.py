@@ -40,6 +40,12 @@ class Sam2Settings(BackendSettings):
         description="Model input size (the config's is 1024); smaller is faster on CPU, coarser masks.")
     sam2_embedding_cache_size: int = Field(
         16, ge=0, description="Image embeddings kept per process (about 16 MB each at 1024); 0 turns the cache off.")
+    sam2_embedding_dir: Path | None = Field(
+        None, description="Directory of the on-disk embedding cache (the embed job fills it; share it between "
+                          "replicas on one volume). Default: $PRELABEL_HOME/embeddings/<backend>.")
+    sam2_embedding_disk_mb: int = Field(
+        8192, ge=0, description="Bound of the on-disk embedding cache in MB (least recently used files go "
+                                "first; about 16 MB an image at 1024, 1 MB at 256); 0 turns it off.")
     sam2_multimask: bool = Field(True, description="Ask for three masks and keep the best by predicted IoU.")
     sam2_polygon_tolerance: float = Field(
         1.5, ge=0, description="PolygonLabels: largest distance in pixels between the mask outline and the polygon.")
@@ -48,6 +54,11 @@ class Sam2Settings(BackendSettings):
 
     def checkpoint_root(self, core: CoreSettings) -> Path:
         return Path(self.model_root) if self.model_root else core.prelabel_home / "weights"
+
+    def embedding_root(self, core: CoreSettings, backend_id: str) -> Path:
+        if self.sam2_embedding_dir:
+            return Path(self.sam2_embedding_dir)
+        return core.prelabel_home / "embeddings" / backend_id
 
 
 @dataclass(frozen=True)

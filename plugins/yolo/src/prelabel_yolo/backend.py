@@ -9,7 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prelabel import Backend, ControlInfo, JobContext, ParsedConfig, PredictContext, Prediction, Task, TaskError
+from prelabel import (
+    Backend,
+    ControlInfo,
+    JobContext,
+    MediaError,
+    ParsedConfig,
+    PredictContext,
+    Prediction,
+    Task,
+    TaskError,
+)
 from prelabel.torchdevice import resolve_torch_device
 from prelabel_yolo import convert
 from prelabel_yolo.models import (
@@ -177,13 +187,13 @@ class YoloBackend(Backend):
         """A task's image as a BGR array (EXIF orientation applied), decoded once per request."""
         key = (index, control.object.data_key or control.object.value)
         if key not in images:
-            import cv2
+            from prelabel.imageio import image_array
 
             path = ctx.media.fetch_path(task.data.get(key[1], control.object.value), task.id)
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise TaskError(f"task {task.id}: {path.name} is not an image OpenCV can decode")
-            images[key] = image
+            try:  # core's decoder: the EXIF orientation applied, the size checked before decoding
+                images[key] = image_array(path, max_pixels=self.core.media_max_pixels, channels="BGR")
+            except MediaError as exc:
+                raise TaskError(f"task {task.id}: {path.name}: {exc}") from exc
         return images[key]
 
     def _predict_images(self, plan: Plan, tasks: list[Task], ctx: PredictContext, images: dict,

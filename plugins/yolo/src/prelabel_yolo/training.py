@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prelabel import ControlInfo, JobContext, ParsedConfig
+from prelabel.imageio import exif_orientation, image_array
 from prelabel.lsclient import usable_annotations
 from prelabel_yolo.backend import TRAINED_INFO
 
@@ -73,9 +74,11 @@ def label_rows(control: ControlInfo, result: list[dict]) -> list[str]:
 
 def export_dataset(job: JobContext, control: ControlInfo, root: Path, val_split: float, seed: int) -> dict[str, Any]:
     """Write ``root/images``, ``root/labels`` and ``root/data.yaml``; images come through core's
-    media fetcher (Label Studio uploads, cloud storage, local files)."""
+    media fetcher (Label Studio uploads, cloud storage, local files). An image with an EXIF
+    orientation is written as displayed, since the annotations are in displayed percent."""
     import cv2
 
+    max_pixels = job.runtime.core.media_max_pixels
     key = control.object.data_key
     examples: list[tuple[Path, list[str]]] = []
     skipped = 0
@@ -97,12 +100,10 @@ def export_dataset(job: JobContext, control: ControlInfo, root: Path, val_split:
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
         for i, (src, rows) in enumerate(items):
-            if src.suffix.lower() in IMAGE_SUFFIXES:
+            if src.suffix.lower() in IMAGE_SUFFIXES and exif_orientation(src) == 1:
                 shutil.copyfile(src, root / "images" / split / f"{i:06d}{src.suffix.lower()}")
-            else:  # ultralytics picks images by suffix: re-encode what it would not recognize
-                image = cv2.imread(str(src), cv2.IMREAD_COLOR)
-                if image is None:
-                    raise ValueError(f"{src.name} is not an image OpenCV can decode")
+            else:  # a suffix ultralytics would not pick, or an EXIF orientation: the pixels as displayed
+                image = image_array(src, max_pixels=max_pixels, channels="BGR")
                 cv2.imwrite(str(root / "images" / split / f"{i:06d}.png"), image)
             (root / "labels" / split / f"{i:06d}.txt").write_text("\n".join(rows) + "\n")
     names = dict(enumerate(control.labels))
