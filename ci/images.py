@@ -51,6 +51,12 @@ class Image:
     # needs a secret to start (an API key): compose reads plugins/<name>/.env, which the user
     # creates from .env.example; the others start on .env.example's defaults
     secrets: bool = False
+    # what ci/render.py writes into the Dockerfile and compose headers
+    title: str = ""  # short: "Ultralytics YOLO"
+    summary: str = ""  # one sentence for the compose header
+    compose_note: str = ""  # one more comment line for the compose header
+    model_root: bool = False  # MODEL_ROOT=/models (weights the plugin loads from the models volume)
+    environment: tuple[tuple[str, str], ...] = ()  # extra environment of the image and services
 
 
 # sam2 is source-only on PyPI and built without build isolation (--no-deps), so its own runtime
@@ -58,20 +64,40 @@ class Image:
 SAM2_RUNTIME = ("torchvision", "tqdm", "hydra-core", "iopath", "setuptools>=61")
 
 IMAGES: dict[str, Image] = {
-    "kimi": Image(8751, "light", ("kimi",), secrets=True),
-    "modelscope_qwen": Image(9090, "light", ("modelscope_qwen",), secrets=True),
-    "text_classifier": Image(9095, "light", ("text_classifier",)),
+    "kimi": Image(8751, "light", ("kimi",), secrets=True, title="Moonshot Kimi (LLM API)",
+                  summary="Moonshot Kimi (LLM API): text classification, NER, free text."),
+    "modelscope_qwen": Image(9090, "light", ("modelscope_qwen",), secrets=True,
+                             title="Qwen on ModelScope API-Inference (LLM API)",
+                             summary="Qwen3-Coder on ModelScope API-Inference (LLM API)."),
+    "text_classifier": Image(9095, "light", ("text_classifier",), title="scikit-learn text classifier",
+                             summary="scikit-learn text classifier, trained from annotations."),
     "sam2": Image(9091, "vision", ("sam2",), extras=SAM2_RUNTIME, variants=("gpu", "cpu"), torch=True,
-                  sam2=True, gpu=True, volumes=("data", "models")),
+                  sam2=True, gpu=True, volumes=("data", "models"), model_root=True,
+                  title="SAM 2 interactive segmentation",
+                  summary="SAM 2 interactive click/box segmentation and video propagation.",
+                  compose_note="SAM 2 checkpoints (sam2.1_hiera_large.pt...) go in the models volume, "
+                               "/models in the container."),
     "grounding_sam": Image(9092, "vision", ("sam2", "grounding_sam"), extras=SAM2_RUNTIME,
-                           variants=("gpu", "cpu"), torch=True, sam2=True, gpu=True, volumes=("data", "models")),
+                           variants=("gpu", "cpu"), torch=True, sam2=True, gpu=True, volumes=("data", "models"),
+                           model_root=True, environment=(("HF_HOME", "/models/huggingface"),),
+                           title="Grounding DINO + SAM 2",
+                           summary="Grounding DINO text prompts -> boxes -> SAM 2 masks.",
+                           compose_note="SAM 2 checkpoints and Grounding DINO go in the models volume (/models); "
+                                        "HF_HOME=/models/huggingface."),
     # ultralytics installs lap at run time when tracking is first used; offline that fails
     "yolo": Image(9093, "vision", ("yolo",), extras=("lap",), variants=("gpu", "cpu"), torch=True, gpu=True,
-                  volumes=("data", "models")),
+                  volumes=("data", "models"), model_root=True, title="Ultralytics YOLO",
+                  summary="Ultralytics YOLO detection, segmentation, classification, pose, OBB, tracking, training.",
+                  compose_note="YOLO weights (yolo11n.pt..., your trained .pt files) go in the models volume, "
+                               "/models in the container."),
     # paddlepaddle is not a plugin dependency (CPU and GPU wheels differ); paddlenlp imports
     # setuptools and pip at run time without declaring them
     "uie_x": Image(9094, "paddle", ("uie_x",), extras=("paddlepaddle", "setuptools", "pip"), variants=("cpu", "gpu"),
-                   gpu=True, volumes=("data", "models")),
+                   gpu=True, volumes=("data", "models"), environment=(("PPNLP_HOME", "/models/paddlenlp"),),
+                   title="PaddleNLP UIE / UIE-X",
+                   summary="PaddleNLP UIE / UIE-X extraction from text and documents.",
+                   compose_note="PaddleNLP models are downloaded into the models volume "
+                                "(PPNLP_HOME=/models/paddlenlp)."),
 }
 
 SAM2_SPEC = "sam2==1.1.0"  # as ci/envs/vision.post.sh builds it

@@ -229,7 +229,8 @@ def test_a_fresh_clone_starts_without_creating_env_files(tool, tmp_path):
         (tmp_path / "compose" / f.name).write_text(f.read_text())
     for name in IMAGES:
         (tmp_path / "plugins" / name).mkdir(parents=True)
-        (tmp_path / "plugins" / name / ".env.example").write_text((ROOT / "plugins" / name / ".env.example").read_text())
+        example = (ROOT / "plugins" / name / ".env.example").read_text()
+        (tmp_path / "plugins" / name / ".env.example").write_text(example)
     clean = {k: v for k, v in os.environ.items() if not k.endswith("_ENV_FILE")}
     for name, image in IMAGES.items():
         done = subprocess.run([*TOOLS[tool], "-f", str(tmp_path / "compose" / f"{name}.yml"), "config"],
