@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
 from typing import Any
 from urllib.parse import urlencode
 
@@ -111,7 +112,9 @@ class TestClient:
     def _start(self) -> Any:
         if self._client is not None:
             return self._client
-        from starlette.testclient import TestClient as StarletteClient
+        with warnings.catch_warnings():  # starlette's notice about its own httpx dependency, not the user's
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from starlette.testclient import TestClient as StarletteClient
 
         overrides: dict[str, Any] = {"log_format": "text"}
         if not os.environ.get("PRELABEL_HOME"):
