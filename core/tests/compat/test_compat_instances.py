@@ -97,3 +97,12 @@ def test_the_bounds_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("MODEL_INSTANCES_MAX", "0")
     with pytest.raises(ValueError, match="model_instances_max"):
         HUNGRY.Settings()
+
+
+def test_once_only_warnings_do_not_remember_every_forged_project(caplog):
+    """The version-mismatch warning is logged once per (project, version): a bounded memory."""
+    backend = HUNGRY()
+    with caplog.at_level("ERROR", logger="prelabel.compat"):
+        for i in range(5_000):
+            backend._warn_once(("version", f"forged-{i}", "v"), "project %s", i)
+    assert 0 < len(backend._warned) <= 4096

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("prelabel.compat")
 
 _MISSING = object()
+_MAX_WARNED = 4096  # distinct once-only warnings remembered per process
 _SETUP_VERSION_KEY = "prelabel:setup_model_version"  # the version setup() set when it last ran
 # Keys of Label Studio's project object that are secrets; they are dropped from a webhook's
 # payload before it is stored as a job's params (GET /jobs shows params).
@@ -401,6 +402,8 @@ class LabelStudioMLAdapter(Backend):
 
     def _warn_once(self, key: tuple, message: str, *args: Any) -> None:
         if key not in self._warned:
+            if len(self._warned) >= _MAX_WARNED:  # keys carry project ids, which callers choose
+                self._warned.clear()
             self._warned.add(key)
             log.warning(message, *args)
 
