@@ -24,14 +24,15 @@ fi
 
 # The light packages share one environment; heavy model plugins (torch, paddle) get their own.
 LIGHT_PLUGINS="text_classifier kimi modelscope_qwen"
-args=(-e "core[llm,redis,testing]")
+# compat: prelabel's label_studio_ml package (compat/), for upstream models and their tests
+args=(-e "core[llm,redis,testing,compat]" -e compat)
 for p in $LIGHT_PLUGINS; do
     [[ -f "plugins/$p/pyproject.toml" ]] && args+=(-e "plugins/$p")
 done
 
 [[ -x .venv/bin/python ]] || uv venv -q -p 3.11 .venv
 stamp=.venv/.prelabel-installed
-sources=$(cat core/pyproject.toml plugins/*/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+sources=$(cat core/pyproject.toml compat/pyproject.toml plugins/*/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 if [[ ! -f $stamp || "$(cat $stamp)" != "$sources" ]]; then
     log "installing ${args[*]}"
     VIRTUAL_ENV=.venv uv pip install -q "${args[@]}" ruff pytest pytest-timeout schemathesis kubernetes-validate

@@ -140,6 +140,10 @@ class Backend:
     version: ClassVar[str] = "0"
     Settings: ClassVar[type[BackendSettings]] = BackendSettings
     default_label_config: ClassVar[str | None] = None
+    #: regions that do not fit the project's config are always dropped; with this set, the
+    #: task's result also gets an ``error`` that names them (label-studio-ml models, whose
+    #: authors expect to see every region they return)
+    report_dropped_regions: ClassVar[bool] = False
     #: the process's Prometheus metrics, set by the Runtime (None outside one): a backend may
     #: register its own counters on ``metrics.registry`` so /metrics shows them
     metrics: Metrics | None = None

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,15 @@ def _normalize(output: Any) -> tuple[list[dict], float | None]:
         return list(output), None
     raise TypeError(f"predict returned {type(output).__name__} for a task; return a Prediction, a list of "
                     "regions, None, or a TaskError")
+
+
+def dropped_regions_message(problems: list[str]) -> str:
+    """One line for a task's ``error``: what sanitize dropped, each distinct problem once."""
+    counts = Counter(problems)
+    shown = [f"{problem} (x{n})" if n > 1 else problem for problem, n in list(counts.items())[:10]]
+    more = f"; and {len(counts) - 10} more" if len(counts) > 10 else ""
+    return (f"dropped {len(problems)} region{'s' if len(problems) > 1 else ''} that the project's label config "
+            f"does not have: {'; '.join(shown)}{more}")
 
 
 def _mean_score(result: list[dict]) -> float | None:
@@ -152,6 +162,8 @@ class Predictor:
                 if score is None:
                     score = _mean_score(result)
                 item = {"result": result, "score": score, "model_version": version}
+                if problems and self.backend.report_dropped_regions:
+                    item["error"] = dropped_regions_message(problems)
             results.append(item)
         metrics.tasks.inc(len(tasks))
         return results

@@ -10,6 +10,14 @@ list of dicts or PredictionValues) becomes one prediction per task, stamped with
 ``train`` job for START_TRAINING and the model's ``TRAIN_EVENTS``, never inside the webhook.
 ``get``/``set`` go to prelabel's state store (namespace ``label_studio_ml:<project>``), so
 every process sees the same values; ``get_local_path`` downloads through prelabel's media layer.
+
+A process keeps the instances it made in an LRU bounded by count (``MODEL_INSTANCES_MAX``) and
+by memory (``MODEL_INSTANCES_MAX_MB``), so requests with ever new project ids cannot grow the
+process without end; an evicted project gets a new instance (and ``setup()``) when it comes
+back. An instance's memory is measured as the process's RSS growth while it was built; since
+memory freed by evicted instances is reused without growing RSS, each instance counts at least
+as much as the largest growth seen for one (the first build, which also pays one-off imports,
+counts as that typical size once a second one has been built).
 """
 
 from __future__ import annotations
@@ -17,17 +25,23 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
 from prelabel.backend import Backend, Prediction, TaskError
 from prelabel.compat.base import LabelStudioMLBase
 from prelabel.labelconfig import parse_label_config
+from prelabel.settings import BackendSettings
 from prelabel.state import ProjectState, StateStore
 
 if TYPE_CHECKING:
@@ -39,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("prelabel.compat")
 
 _MISSING = object()
+_MAX_WARNED = 4096  # distinct once-only warnings remembered per process
 _SETUP_VERSION_KEY = "prelabel:setup_model_version"  # the version setup() set when it last ran
 # Keys of Label Studio's project object that are secrets; they are dropped from a webhook's
 # payload before it is stored as a job's params (GET /jobs shows params).
@@ -129,11 +144,33 @@ class _Binding:
                 instance.__dict__[name] = function
 
 
+def rss_bytes() -> int | None:
+    """This process's resident memory now (Linux /proc), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class CompatSettings(BackendSettings):
+    """Environment variables: MODEL_INSTANCES_MAX, MODEL_INSTANCES_MAX_MB."""
+
+    model_config = SettingsConfigDict(extra="forbid", case_sensitive=False, protected_namespaces=())
+
+    model_instances_max: int = Field(32, ge=1, description="Model instances (projects) a process keeps.")
+    model_instances_max_mb: float = Field(
+        1024, gt=0, description="Memory the kept instances may take, in MB (each measured by the RSS growth "
+                                "while it was built); the least recently used go first. One is always kept.")
+
+
 @dataclass
 class _Entry:
     instance: Any
     label_config: str | None
     recorded_version: str | None = None
+    size: int = 0  # bytes the process grew by while the instance was built
+    first: bool = False  # the process's first build: its size includes one-off costs
 
 
 class LabelStudioMLAdapter(Backend):
@@ -147,10 +184,17 @@ class LabelStudioMLAdapter(Backend):
     max_batch_size = 1000
     default_port = 9090
     version = LabelStudioMLBase.INITIAL_MODEL_VERSION
+    Settings = CompatSettings
+    # upstream stored every region a model returned; prelabel drops those that do not fit the
+    # config (Label Studio's prediction validation refuses the whole batch for one of them),
+    # and says so in the task's error, so the author sees why
+    report_dropped_regions = True
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._instances: dict[str, _Entry] = {}
+        self._instances: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
+        self._builds = 0
+        self._typical_size: int | None = None  # largest RSS growth of a build after the first
         self._lock = threading.RLock()
         self._local = threading.local()
         self._media: MediaFetcher | None = None
@@ -178,12 +222,26 @@ class LabelStudioMLAdapter(Backend):
         return self._entry(state.store, state.project_id, label_config).instance
 
     def instances(self) -> dict[str, Any]:
-        """The instances this process holds, by project id."""
-        return {pid: entry.instance for pid, entry in self._instances.items()}
+        """The instances this process holds, by project id, least recently used first."""
+        with self._lock:
+            return {pid: entry.instance for pid, entry in self._instances.items()}
+
+    def instances_bytes(self) -> int:
+        """The memory the kept instances are counted as (see the module's docstring)."""
+        with self._lock:
+            return sum(self._cost(entry) for entry in self._instances.values())
+
+    def _cost(self, entry: _Entry) -> int:
+        typical = self._typical_size
+        if typical is None:
+            return entry.size
+        return typical if entry.first else max(entry.size, typical)
 
     def _entry(self, store: StateStore, project_id: str, label_config: str | None) -> _Entry:
         entry = self._instances.get(project_id)
         if entry is not None and (label_config is None or entry.label_config == label_config):
+            with contextlib.suppress(KeyError):  # evicted meanwhile: this caller still gets it
+                self._instances.move_to_end(project_id)
             return entry
         with self._lock:
             entry = self._instances.get(project_id)
@@ -191,9 +249,30 @@ class LabelStudioMLAdapter(Backend):
                 if entry is not None:
                     log.info("project %s: the label config changed; new %s instance", project_id,
                              self.model_class.__name__)
-                entry = _Entry(self._create(store, project_id, label_config), label_config)
+                before = rss_bytes()
+                instance = self._create(store, project_id, label_config)
+                after = rss_bytes()
+                size = max(0, after - before) if before is not None and after is not None else 0
+                self._builds += 1
+                entry = _Entry(instance, label_config, size=size, first=self._builds == 1)
+                if not entry.first:
+                    self._typical_size = max(self._typical_size or 0, size)
                 self._instances[project_id] = entry
+            self._instances.move_to_end(project_id)
+            self._evict()
             return entry
+
+    def _evict(self) -> None:
+        """Drop least recently used instances past the count or memory bound (keeping one)."""
+        limit = self.settings.model_instances_max
+        budget = self.settings.model_instances_max_mb * 1024 * 1024
+        total = sum(self._cost(entry) for entry in self._instances.values())
+        while len(self._instances) > 1 and (len(self._instances) > limit or total > budget):
+            pid, old = self._instances.popitem(last=False)
+            total -= self._cost(old)
+            log.info("project %s: dropped its %s instance (%.1f MB) to stay within MODEL_INSTANCES_MAX=%d and "
+                     "MODEL_INSTANCES_MAX_MB=%g; it is built again when the project comes back", pid,
+                     self.model_class.__name__, self._cost(old) / 1e6, limit, self.settings.model_instances_max_mb)
 
     def _create(self, store: StateStore, project_id: str, label_config: str | None) -> Any:
         cls = self.model_class
@@ -323,6 +402,8 @@ class LabelStudioMLAdapter(Backend):
 
     def _warn_once(self, key: tuple, message: str, *args: Any) -> None:
         if key not in self._warned:
+            if len(self._warned) >= _MAX_WARNED:  # keys carry project ids, which callers choose
+                self._warned.clear()
             self._warned.add(key)
             log.warning(message, *args)
 
@@ -418,4 +499,5 @@ def adapt(model_class: type, model_file: str | None = None) -> type[LabelStudioM
     return backend_class
 
 
-__all__ = ["ALL_CONTROL_TAGS", "ALL_OBJECT_TAGS", "LabelStudioMLAdapter", "adapt", "is_model_class"]
+__all__ = ["ALL_CONTROL_TAGS", "ALL_OBJECT_TAGS", "CompatSettings", "LabelStudioMLAdapter", "adapt", "is_model_class",
+           "rss_bytes"]

@@ -214,10 +214,9 @@ class LabelStudioMLBase:
         return self._values().local_path(url, task_id=task_id, ls_host=ls_host, ls_access_token=ls_access_token)
 
     def preload_task_data(self, task: dict, value: Any = None, read_file: bool = True) -> Any:
-        """Replace file references in ``value`` (default: ``task["data"]``) with their content
-        (``read_file``) or a local path, recursively through dicts and lists."""
-        if value is None:
-            value = task.get("data")
+        """``value`` (usually ``task["data"]`` or one of its values) with every file reference
+        in it replaced by the file's text (``read_file``) or a local path, recursively through
+        dicts (in place) and lists. Anything else, None included, is returned as it is."""
         if isinstance(value, dict):
             for key, item in value.items():
                 value[key] = self.preload_task_data(task, item, read_file)
@@ -228,7 +227,7 @@ class LabelStudioMLBase:
             path = self.get_local_path(url=value, task_id=task.get("id"))
             if not read_file:
                 return path
-            with open(path, encoding="utf-8") as f:
+            with open(path, "r") as f:  # noqa: UP015 (upstream's call, which model tests assert)
                 return f.read()
         return value
 

@@ -1,14 +1,18 @@
 """Load a label-studio-ml ``model.py[:ClassName]`` and adapt its model class.
 
-When the real ``label_studio_ml`` package is not installed (it is not on PyPI in its 2.x
-form), ``label_studio_ml``, ``label_studio_ml.model``, ``.response`` and ``.utils`` are made to
-resolve to ``prelabel.compat``, so a model file's upstream imports work unchanged. When it is
-installed, it is left alone and subclasses of its LabelStudioMLBase are accepted as well.
+``pip install "prelabel[compat]"`` installs prelabel's own ``label_studio_ml`` package (the
+``prelabel-compat`` distribution), which re-exports ``prelabel.compat``. Without it,
+``label_studio_ml``, ``label_studio_ml.model``, ``.response``, ``.utils`` and ``.api`` are made to
+resolve to ``prelabel.compat`` while a model file loads, so its upstream imports work unchanged.
+Another ``label_studio_ml`` (an upstream checkout on ``sys.path``) is left alone, and subclasses
+of its LabelStudioMLBase are accepted as well. PyPI's stale ``label-studio-ml`` distribution
+installed next to ``prelabel-compat`` is refused: both write ``label_studio_ml/``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import re
 import sys
@@ -20,6 +24,35 @@ from prelabel.plugins import PluginError
 
 _SPEC = re.compile(r"^(?P<path>.+?\.py)(?::(?P<name>[A-Za-z_]\w*))?$")
 _ALIAS_MARK = "__prelabel_compat__"
+#: prelabel's distribution of the ``label_studio_ml`` package, and PyPI's stale one (1.0.9, 2023)
+COMPAT_DISTRIBUTION = "prelabel-compat"
+UPSTREAM_DISTRIBUTION = "label-studio-ml"
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def two_label_studio_ml_message() -> str | None:
+    """Why this environment cannot work, when both distributions of ``label_studio_ml`` are
+    installed (the files of the one installed last replaced the other's); None otherwise."""
+    ours, theirs = _installed_version(COMPAT_DISTRIBUTION), _installed_version(UPSTREAM_DISTRIBUTION)
+    if ours is None or theirs is None:
+        return None
+    return (f"both {UPSTREAM_DISTRIBUTION} {theirs} (PyPI's, from 2023) and {COMPAT_DISTRIBUTION} {ours} "
+            f"(prelabel's) are installed, and both provide the label_studio_ml package: the files of one "
+            f"overwrote the other's. Keep one: pip uninstall -y {UPSTREAM_DISTRIBUTION} {COMPAT_DISTRIBUTION} && "
+            f'pip install "prelabel[compat]"')
+
+
+def refuse_two_label_studio_ml() -> None:
+    """Raise ImportError with :func:`two_label_studio_ml_message` when it applies."""
+    message = two_label_studio_ml_message()
+    if message is not None:
+        raise ImportError(message)
 
 
 def parse_model_spec(spec: str) -> tuple[Path, str | None]:
@@ -34,33 +67,58 @@ def parse_model_spec(spec: str) -> tuple[Path, str | None]:
 
 
 def upstream_installed() -> bool:
-    """True when a real ``label_studio_ml`` package (not prelabel's stand-in) is importable."""
+    """True when an importable ``label_studio_ml`` is not prelabel's (neither the
+    ``prelabel-compat`` package nor the stand-in of :func:`install_upstream_alias`)."""
     present = sys.modules.get("label_studio_ml")
-    if present is not None:
-        return not getattr(present, _ALIAS_MARK, False)
-    try:
-        return importlib.util.find_spec("label_studio_ml") is not None
-    except (ImportError, ValueError):
-        return False
+    if present is None:
+        try:
+            if importlib.util.find_spec("label_studio_ml") is None:
+                return False
+        except (ImportError, ValueError):
+            return False
+        try:
+            import label_studio_ml as present
+        except Exception:  # noqa: BLE001 (a broken package is still not ours)
+            return True
+    return not getattr(present, _ALIAS_MARK, False)
 
 
 def install_upstream_alias() -> bool:
-    """Make ``import label_studio_ml...`` resolve to prelabel.compat unless the real package
-    is installed. Returns True when the stand-in is (now) in place."""
+    """Make ``import label_studio_ml...`` resolve to prelabel.compat unless another package
+    provides it. Returns True when prelabel's (the stand-in or prelabel-compat) is in place."""
+    refuse_two_label_studio_ml()
     if upstream_installed():
         return False
     if "label_studio_ml" in sys.modules:
         return True
-    from prelabel.compat import base, response, utils
+    from prelabel.compat import api, base, response, utils
 
     package = types.ModuleType("label_studio_ml", "prelabel's stand-in for label-studio-ml (prelabel.compat)")
     package.__path__ = []  # a package, so submodule imports are looked up in sys.modules
     setattr(package, _ALIAS_MARK, True)
-    package.model, package.response, package.utils = base, response, utils
+    package.api, package.model, package.response, package.utils = api, base, response, utils
     package.LabelStudioMLBase = base.LabelStudioMLBase
-    sys.modules.update({"label_studio_ml": package, "label_studio_ml.model": base,
+    sys.modules.update({"label_studio_ml": package, "label_studio_ml.api": api, "label_studio_ml.model": base,
                         "label_studio_ml.response": response, "label_studio_ml.utils": utils})
     return True
+
+
+def example_folders(entries: list[str] | None = None, exclude: str | None = None) -> list[str]:
+    """The search path of ``label_studio_ml.examples``: each ``label_studio_ml/examples``
+    folder that is an entry of ``sys.path``, inside one (a checkout's root) or above one (an
+    example's own folder, where pytest runs its tests); ``exclude`` is prelabel-compat's own."""
+    found: list[str] = [str(Path(exclude).resolve())] if exclude else []
+    for entry in sys.path if entries is None else entries:
+        try:
+            here = Path(entry or ".").resolve()
+        except (OSError, ValueError):
+            continue
+        above = [p for p in (here, *here.parents) if p.name == "examples" and p.parent.name == "label_studio_ml"]
+        candidates = [here / "label_studio_ml" / "examples", *above]
+        for folder in candidates:
+            if folder.is_dir() and str(folder) not in found:
+                found.append(str(folder))
+    return found[1:] if exclude else found
 
 
 def _module_name(path: Path) -> str:
@@ -124,5 +182,6 @@ def load_model_file(spec: str) -> type[LabelStudioMLAdapter]:
     return adapt(model_class, model_file=f"{path}:{model_class.__name__}")
 
 
-__all__ = ["find_model_class", "install_upstream_alias", "load_model_file", "load_model_module",
-           "parse_model_spec", "upstream_installed"]
+__all__ = ["COMPAT_DISTRIBUTION", "UPSTREAM_DISTRIBUTION", "example_folders", "find_model_class",
+           "install_upstream_alias", "load_model_file", "load_model_module", "parse_model_spec",
+           "refuse_two_label_studio_ml", "two_label_studio_ml_message", "upstream_installed"]
