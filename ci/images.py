@@ -65,6 +65,9 @@ IMAGES: dict[str, Image] = {
                   sam2=True, gpu=True, volumes=("data", "models")),
     "grounding_sam": Image(9092, "vision", ("sam2", "grounding_sam"), extras=SAM2_RUNTIME,
                            variants=("gpu", "cpu"), torch=True, sam2=True, gpu=True, volumes=("data", "models")),
+    # transformers' SAM 3 (its video processor needs torchvision, which sam3's pyproject does not list)
+    "sam3": Image(9097, "vision", ("sam3",), extras=("torchvision",), variants=("gpu", "cpu"), torch=True, gpu=True,
+                  volumes=("data", "models")),
     # ultralytics installs lap at run time when tracking is first used; offline that fails
     "yolo": Image(9093, "vision", ("yolo",), extras=("lap",), variants=("gpu", "cpu"), torch=True, gpu=True,
                   volumes=("data", "models")),
