@@ -18,8 +18,14 @@ def model_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("model-root")
     write_tiny_sam3(root / "sam3-tiny")
     mp = pytest.MonkeyPatch()
-    for key, value in {"MODEL_ROOT": str(root), "SAM3_MODEL": "sam3-tiny", "DEVICE": "cpu", "HF_HUB_OFFLINE": "1",
-                       "SAM3_SCORE_THRESHOLD": "0.2", "SAM3_VIDEO_MAX_OBJECTS": "4"}.items():
+    for key, value in {
+        "MODEL_ROOT": str(root),
+        "SAM3_MODEL": "sam3-tiny",
+        "DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+        "SAM3_SCORE_THRESHOLD": "0.2",
+        "SAM3_VIDEO_MAX_OBJECTS": "4",
+    }.items():
         mp.setenv(key, value)
     yield root
     mp.undo()

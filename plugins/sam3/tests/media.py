@@ -14,8 +14,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def image_uri(seed: int = 0, width: int = WIDTH, height: int = HEIGHT) -> str:
     x = 10 + (seed * 9) % 30
-    return data_uri(png_bytes(width, height, color=(40 + seed * 20 % 200, 120, 200), box=(x, 12, x + 40, 48),
-                              noise=6, seed=seed))
+    return data_uri(
+        png_bytes(width, height, color=(40 + seed * 20 % 200, 120, 200), box=(x, 12, x + 40, 48), noise=6, seed=seed)
+    )
 
 
 def image_tasks(n: int, start: int = 1) -> list[dict]:
@@ -26,8 +27,9 @@ def fixture(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text())
 
 
-def smart_box(x: float, y: float, w: float, h: float, label: str = "defect", positive: bool | None = None,
-              from_name: str = "tag3") -> dict:
+def smart_box(
+    x: float, y: float, w: float, h: float, label: str = "defect", positive: bool | None = None, from_name: str = "tag3"
+) -> dict:
     """The captured smart rectangle, moved to (x, y, w, h) percent; Alt gives ``is_positive: false``."""
     region = json.loads(json.dumps(fixture("ls_smart_rectangle.json")["region"]))
     region["value"].update(x=x, y=y, width=w, height=h, rectanglelabels=[label])

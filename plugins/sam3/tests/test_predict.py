@@ -123,8 +123,11 @@ def test_polygons_validate(client):
 
 
 def test_one_bad_task_does_not_sink_the_others(client):
-    tasks = [{"id": 1, "data": {"image": image_uri(1)}}, {"id": 2, "data": {"image": "data:image/png;base64,AAAA"}},
-             {"id": 3, "data": {"other": "x"}}]
+    tasks = [
+        {"id": 1, "data": {"image": image_uri(1)}},
+        {"id": 2, "data": {"image": "data:image/png;base64,AAAA"}},
+        {"id": 3, "data": {"other": "x"}},
+    ]
     resp = client.post("/predict", json={"tasks": tasks, "project": PROJECT, "label_config": configs.MASKS})
     results = resp.json()["results"]
     assert len(results) == 3 and results[0]["result"] and "error" not in results[0]
@@ -164,8 +167,12 @@ def test_a_smart_box_is_an_exemplar_of_its_label_and_alt_makes_it_negative(clien
 
 
 def test_smart_boxes_fill_a_boxes_only_project(client):
-    (item,) = predict(client, [{"id": 12, "data": {"image": image_uri(5)}}], configs.SMART_BOXES_ONLY,
-                      {"result": [smart_box(10, 10, 40, 50, label="Person", from_name="box")]})
+    (item,) = predict(
+        client,
+        [{"id": 12, "data": {"image": image_uri(5)}}],
+        configs.SMART_BOXES_ONLY,
+        {"result": [smart_box(10, 10, 40, 50, label="Person", from_name="box")]},
+    )
     assert item["result"] and {r["type"] for r in item["result"]} == {"rectanglelabels"}
     assert {r["value"]["rectanglelabels"][0] for r in item["result"]} == {"Person"}
     assert_valid(item, configs.SMART_BOXES_ONLY)
@@ -205,8 +212,14 @@ def test_smart_keypoints_go_to_the_tracker_and_the_embedding_is_cached(client, b
 
 
 def test_a_bad_context_region_fails_the_task_with_a_message(client):
-    resp = client.post("/predict", json={
-        "tasks": [{"id": 1, "data": {"image": image_uri(1)}}], "project": PROJECT, "label_config": configs.SMART,
-        "params": {"context": {"result": [{"type": "rectanglelabels", "to_name": "image", "value": {"x": "a"}}]}}})
+    resp = client.post(
+        "/predict",
+        json={
+            "tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
+            "project": PROJECT,
+            "label_config": configs.SMART,
+            "params": {"context": {"result": [{"type": "rectanglelabels", "to_name": "image", "value": {"x": "a"}}]}},
+        },
+    )
     (item,) = resp.json()["results"]
     assert item["result"] == [] and "bad interactive context" in item["error"]

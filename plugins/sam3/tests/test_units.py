@@ -137,10 +137,21 @@ def test_preflight_says_where_to_get_the_weights_and_their_license(tmp_path):
 
 
 def test_prelabel_serve_stops_on_missing_weights(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PRELABEL_HOME": str(tmp_path / "home"),
-           "MODEL_ROOT": str(tmp_path / "empty"), "PRELABEL_PLUGINS": "sam3", "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-m", "prelabel.cli", "serve", "sam3", "--port", "1"], env=env,
-                         capture_output=True, text=True, timeout=120)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PRELABEL_HOME": str(tmp_path / "home"),
+        "MODEL_ROOT": str(tmp_path / "empty"),
+        "PRELABEL_PLUGINS": "sam3",
+        "HF_HUB_OFFLINE": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "prelabel.cli", "serve", "sam3", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0
     assert "facebook/sam3" in out.stderr and "SAM License" in out.stderr
     assert "serving" not in out.stderr

@@ -9,6 +9,7 @@ from typing import Any
 from prelabel import Backend, ControlInfo, CoreSettings, ParsedConfig, PredictContext, Prediction, Task, TaskError
 from prelabel.torchdevice import resolve_torch_device
 from prelabel_sam3.cache import LruCache, lookup_counter
+from prelabel_sam3.events import Sam3Events
 from prelabel_sam3.masks import MASK_TAGS, OUTPUT_TAGS, mask_region
 from prelabel_sam3.model import Embedding, decode_image, image_digest
 from prelabel_sam3.prompts import (
@@ -26,7 +27,7 @@ EXEMPLARS_KEPT = 16  # the newest smart boxes of one label on one image that ref
 EXEMPLARS_TTL = 1800.0  # seconds: boxes of an earlier labeling session stop counting
 
 
-class Sam3Backend(Backend):
+class Sam3Backend(Sam3Events, Backend):
     backend_id = "sam3"
     title = "SAM 3 (concept segmentation with the project's labels as prompts)"
     description = (
@@ -46,6 +47,7 @@ class Sam3Backend(Backend):
         self.max_concurrency = self.settings.sam3_max_concurrency
         self.network: Any = None
         self.embeddings = LruCache(self.settings.sam3_embedding_cache_size)
+        self._init_events()
 
     @classmethod
     def preflight(cls, settings: Sam3Settings, core: CoreSettings) -> None:

@@ -238,23 +238,26 @@ class Sam3Network:
         return Embedding(features, int(image.shape[0]), int(image.shape[1]))
 
     def segment_points(
-        self, embedding: Embedding, points: Sequence[Sequence[float]], labels: Sequence[int], multimask: bool = True
+        self,
+        embedding: Embedding,
+        points: Sequence[Sequence[float]],
+        labels: Sequence[int],
+        multimask: bool = True,
+        box: Sequence[float] | None = None,
     ) -> tuple[np.ndarray, float]:
-        """Clicks (pixel x, y; label 1 positive, 0 negative) -> the best mask and its predicted IoU."""
+        """Clicks (pixel x, y; label 1 positive, 0 negative) and/or a box (pixel x1, y1, x2, y2)
+        -> the best mask and its predicted IoU."""
         size = [[embedding.height, embedding.width]]
-        inputs = self.tracker_processor(
-            input_points=[[[list(map(float, p)) for p in points]]],
-            input_labels=[[list(map(int, labels))]],
-            original_sizes=size,
-            return_tensors="pt",
-        )
+        prompt: dict[str, Any] = {}
+        if points:
+            prompt["input_points"] = [[[list(map(float, p)) for p in points]]]
+            prompt["input_labels"] = [[list(map(int, labels))]]
+        if box is not None:
+            prompt["input_boxes"] = [[list(map(float, box))]]
+        inputs = self.tracker_processor(original_sizes=size, return_tensors="pt", **prompt)
+        tensors = {k: inputs[k].to(self.device) for k in ("input_points", "input_labels", "input_boxes") if k in inputs}
         with self._inference():
-            out = self.tracker(
-                image_embeddings=embedding.features,
-                input_points=inputs["input_points"].to(self.device),
-                input_labels=inputs["input_labels"].to(self.device),
-                multimask_output=multimask,
-            )
+            out = self.tracker(image_embeddings=embedding.features, multimask_output=multimask, **tensors)
             masks = self.tracker_processor.post_process_masks(out.pred_masks.cpu(), size)[0][0]
         scores = out.iou_scores[0, 0].float().cpu().numpy()
         best = int(np.argmax(scores))

@@ -49,6 +49,9 @@ class Sam3Settings(BackendSettings):
     )
     sam3_max_concurrency: int = Field(2, ge=1, description="Requests predicted at once per process.")
     max_frames_to_track: int = Field(10, ge=1, description="Video: frames tracked after the first one.")
+    sam3_track_max_frames: int = Field(
+        300, ge=1, description="SAM events: most frames one track event follows the object through."
+    )
     sam3_video_max_objects: int = Field(16, ge=1, description="Video: most objects tracked at once.")
     sam3_video_max_pixels: int = Field(
         1280 * 720, ge=1, description="Video: frames larger than this are refused (memory grows with frames x pixels)."
