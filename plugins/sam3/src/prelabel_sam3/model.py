@@ -258,7 +258,7 @@ class Sam3Network:
         tensors = {k: inputs[k].to(self.device) for k in ("input_points", "input_labels", "input_boxes") if k in inputs}
         with self._inference():
             out = self.tracker(image_embeddings=embedding.features, multimask_output=multimask, **tensors)
-            masks = self.tracker_processor.post_process_masks(out.pred_masks.cpu(), size)[0][0]
+            masks = self.tracker_processor.post_process_masks(out.pred_masks.float().cpu(), size)[0][0]
         scores = out.iou_scores[0, 0].float().cpu().numpy()
         best = int(np.argmax(scores))
         return masks[best].numpy().astype(bool), float(scores[best])

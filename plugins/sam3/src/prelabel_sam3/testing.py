@@ -12,6 +12,7 @@ plugin's tests and bench/sam3.py.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CLIP_VOCAB_SIZE = 49408
 # the video tracker reads memories of 64 channels (hard-coded in transformers) and splits wider object
@@ -97,15 +98,35 @@ def tiny_configs(image_size: int = 112, queries: int = 20) -> dict:
     return {"detector_config": detector, "tracker_config": tracker}
 
 
-def write_tiny_sam3(path: Path, seed: int = 0, image_size: int = 112, queries: int = 8) -> Path:
-    """Save a randomly initialised, tiny SAM 3 (``Sam3VideoModel``: detector, trackers) with its
-    processor (image processor at ``image_size``, the offline CLIP tokenizer) into ``path``."""
+def save_sam3(path: Path, config: Any, seed: int = 0) -> Path:
+    """Save a randomly initialised ``Sam3VideoModel`` of ``config`` (a ``Sam3VideoConfig``) with
+    its processor (image and video processors at the config's image size, the offline CLIP
+    tokenizer) into ``path``, laid out as the real checkpoint directory."""
     import torch
-    from transformers import CLIPTokenizer, Sam3ImageProcessor, Sam3VideoConfig, Sam3VideoModel, Sam3VideoProcessor
+    from transformers import CLIPTokenizer, Sam3ImageProcessor, Sam3VideoModel, Sam3VideoProcessor
     from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
 
     path.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
+    Sam3VideoModel(config).eval().save_pretrained(path)
+    image_size = int(config.image_size)
+    size = {"height": image_size, "width": image_size}
+    patch = config.detector_config.vision_config.backbone_config.patch_size
+    mask = image_size // patch * 4
+    processor = Sam3VideoProcessor(
+        image_processor=Sam3ImageProcessor(size=size, mask_size={"height": mask, "width": mask}),
+        video_processor=Sam2VideoVideoProcessor(size=size),
+        tokenizer=CLIPTokenizer(vocab=byte_level_vocab(), merges=[]),
+    )
+    processor.save_pretrained(path)
+    return path
+
+
+def write_tiny_sam3(path: Path, seed: int = 0, image_size: int = 112, queries: int = 8) -> Path:
+    """Save a randomly initialised, tiny SAM 3 (``Sam3VideoModel``: detector, trackers) with its
+    processor into ``path`` (see ``save_sam3``)."""
+    from transformers import Sam3VideoConfig
+
     # random weights score every object about 0.25: the video model's own thresholds (0.5 to keep a
     # detection, 0.7 to start a track, 15 frames of hot start) would keep nothing
     config = Sam3VideoConfig(
@@ -116,14 +137,4 @@ def write_tiny_sam3(path: Path, seed: int = 0, image_size: int = 112, queries: i
         hotstart_unmatch_thresh=0,
         hotstart_dup_thresh=0,
     )
-    Sam3VideoModel(config).eval().save_pretrained(path)
-    tokenizer = CLIPTokenizer(vocab=byte_level_vocab(), merges=[])
-    size = {"height": image_size, "width": image_size}
-    mask = image_size // 14 * 4
-    processor = Sam3VideoProcessor(
-        image_processor=Sam3ImageProcessor(size=size, mask_size={"height": mask, "width": mask}),
-        video_processor=Sam2VideoVideoProcessor(size=size),
-        tokenizer=tokenizer,
-    )
-    processor.save_pretrained(path)
-    return path
+    return save_sam3(path, config, seed)
