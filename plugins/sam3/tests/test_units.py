@@ -163,3 +163,31 @@ def test_a_directory_of_another_model_is_refused(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ValueError, match="not SAM 3"):
         Sam3Network(tmp_path, "cpu")
+
+
+def test_a_detector_only_checkpoint_serves_labels_and_says_what_clicks_need(tmp_path, model_root):
+    """A plain ``sam3`` directory (the concept detector alone): batch works, clicks fail the task
+    naming the full checkpoint."""
+    from prelabel_sam3.testing import tiny_configs
+    from transformers import Sam3Model, Sam3Processor
+
+    from prelabel.testing import make_runtime, serve_in_process
+
+    from .media import fixture, image_uri
+
+    weights = tmp_path / "weights" / "detector"
+    Sam3Model(tiny_configs()["detector_config"]).eval().save_pretrained(weights)
+    Sam3Processor.from_pretrained(model_root / "sam3-tiny").save_pretrained(weights)
+    runtime = make_runtime(Sam3Backend, tmp_path / "home", {"model_root": str(tmp_path / "weights"),
+                                                            "sam3_model": "detector"})
+    body = fixture("ls_smart_keypoint.json")["body"]
+    with serve_in_process(runtime, wait_ready=300) as client:
+        assert client.get("/health").json()["checkpoint"] == "sam3"
+        batch = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
+                                              "project": "2", "label_config": configs.MASKS}).json()["results"]
+        clicks = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
+                                               "project": "2", "label_config": configs.SMART,
+                                               "params": body["params"]}).json()["results"]
+    runtime.close()
+    assert batch[0]["result"] and "error" not in batch[0]
+    assert clicks[0]["result"] == [] and "full facebook/sam3 checkpoint" in clicks[0]["error"]

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from prelabel import TaskError
 from prelabel_sam3.cache import LruCache
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ class Sam3Network:
     # -- point prompts ----------------------------------------------------------------------
     def embed_for_points(self, image: np.ndarray) -> Embedding:
         if self.tracker is None:
-            raise ValueError(
+            raise TaskError(
                 f"{self.path} is a detector-only SAM 3 checkpoint: clicks need the full facebook/sam3 "
                 "checkpoint (sam3_video), which holds the point tracker"
             )
