@@ -68,3 +68,38 @@ def test_a_single_frame_video_still_answers(tmp_path, frames):
     runtime.close()
     (item,) = resp.json()["results"]
     assert "error" not in item, item["error"]
+
+
+def video_box(region_id: str, frame: int, x: float, y: float, w: float, h: float, label: str,
+              earlier: list[dict] | None = None) -> dict:
+    """A VideoRectangle of the interactive context (open-source Label Studio's shape)."""
+    sequence = list(earlier or []) + [{"frame": frame, "enabled": True, "x": x, "y": y, "width": w, "height": h,
+                                       "rotation": 0, "time": (frame - 1) / 10}]
+    return {"id": region_id, "from_name": "box", "to_name": "video", "type": "videorectangle",
+            "value": {"sequence": sequence, "framesCount": 5, "duration": 0.5, "labels": [label]}}
+
+
+def test_drawn_boxes_are_followed_under_their_own_ids(tmp_path):
+    video = data_uri(write_video(tmp_path / "clip.mp4", frames=5).read_bytes(), "video/mp4")
+    earlier = [{"frame": 1, "enabled": False, "x": 5.0, "y": 20.0, "width": 30.0, "height": 50.0, "rotation": 0}]
+    context = {"result": [video_box("carA", 2, 14.0, 25.0, 31.0, 50.0, "Car", earlier),
+                          video_box("personB", 2, 60.0, 10.0, 20.0, 30.0, "Person")]}
+    runtime = make_runtime(Sam3Backend, tmp_path / "home")
+    with serve_in_process(runtime, wait_ready=300) as client:
+        resp = client.post("/predict", json={"tasks": [{"id": 7, "data": {"video": video}}], "project": "9",
+                                             "label_config": configs.VIDEO, "params": {"context": context}})
+    runtime.close()
+    (item,) = resp.json()["results"]
+    assert "error" not in item, item["error"]
+    regions = {r["id"]: r for r in item["result"]}
+    assert set(regions) <= {"carA", "personB"} and regions, "no drawn box was followed"
+    for rid, region in regions.items():
+        sequence = region["value"]["sequence"]
+        frames = [k["frame"] for k in sequence]
+        assert frames == sorted(frames) and frames[-1] <= 4  # the keyframe at 2, then max_frames_to_track="2"
+        assert region["value"]["labels"] == (["Car"] if rid == "carA" else ["Person"])
+    if "carA" in regions:
+        assert regions["carA"]["value"]["sequence"][0] == {**earlier[0], "time": 0.0}
+        assert regions["carA"]["value"]["sequence"][1]["x"] == pytest.approx(14.0)
+    errors = parse_label_config(configs.VIDEO).interface.validate_prediction(item, return_errors=True)
+    assert not errors, errors

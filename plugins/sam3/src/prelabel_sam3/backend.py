@@ -192,6 +192,11 @@ class Sam3Backend(Sam3Events, Backend):
             )
             if region is not None:
                 result.append(region)
+        drawn = [r for r in regions if r.get("type") == "videorectangle"]
+        for control in (c for c in self.supported_controls(ctx.config) if c.tag == "VideoRectangle"):
+            mine = [r for r in drawn if r.get("to_name") in control.to_name]
+            if mine:
+                result += self.track_drawn_boxes(task, ctx, control, mine)
         return result
 
     def refine(self, task: Task, ctx: PredictContext, to_name: str, boxes: list[Exemplar]) -> list[dict]:

@@ -159,7 +159,8 @@ class Sam3Events:
 
         def produce(cancelled: Callable[[], bool]) -> Iterator[dict[str, Any]]:
             for k, indices in enumerate(ranges):
-                yield from self._follow(path, digest, list(indices), prompts, fps, cancelled, skip_first=k > 0)
+                for index, mask in self._follow(path, digest, list(indices), prompts, cancelled, skip_first=k > 0):
+                    yield {"frame": index, "time_ms": index * 1000.0 / fps if fps else 0.0, **bitmask_value(mask)}
 
         return TrackPlan(total, fps, count * 1000.0 / fps if fps else 0.0, produce)
 
@@ -169,12 +170,11 @@ class Sam3Events:
         digest: str,
         indices: list[int],
         prompts: Any,
-        fps: float,
         cancelled: Callable[[], bool],
-        skip_first: bool,
-    ) -> Iterator[dict[str, Any]]:
-        """Segment ``indices[0]`` with the prompts, then each next frame with the last mask's
-        box and centre; stop when the object is lost."""
+        skip_first: bool = False,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """(frame index, mask): ``indices[0]`` segmented with the prompts, then each next frame
+        with the last mask's box and centre; stop when the object is lost."""
         if not indices:
             return
         lo, hi = min(indices), max(indices)
@@ -195,7 +195,65 @@ class Sam3Events:
             box, points, labels = (x, y, x + bw, y + bh), [(x + bw / 2, y + bh / 2)], [1]
             if n == 0 and skip_first:
                 continue  # the prompt frame is sent once, by the forward pass
-            yield {"frame": index, "time_ms": index * 1000.0 / fps if fps else 0.0, **bitmask_value(mask)}
+            yield index, mask
+
+    def track_drawn_boxes(self, task: Any, ctx: PredictContext, control: Any, regions: list[dict]) -> list[dict]:
+        """The open-source path: each VideoRectangle of the interactive context followed from
+        its latest keyframe for ``max_frames_to_track`` frames, returned under its own id (so
+        Label Studio extends the region drawn), its earlier keyframes kept."""
+        from prelabel.regions import video_rectangle
+        from prelabel.sam_events import Prompts
+
+        obj = control.object
+        value = task.data.get(obj.data_key) if obj.data_key else obj.value
+        if not isinstance(value, str) or not value:
+            raise TaskError(f"task {task.id} has no {obj.data_key or obj.name!r} video URL in its data")
+        path = ctx.media.fetch_path(value, task.id)
+        digest = image_digest(path.read_bytes())
+        self._note(task.id, digest)
+        fps, count, _, _ = video_info(path)
+        frames = max(1, control.attr("max_frames_to_track", self.settings.max_frames_to_track, int))
+        out = []
+        for region in regions:
+            v = region.get("value") or {}
+            sequence = sorted(
+                (k for k in v.get("sequence") or [] if isinstance(k, dict) and "frame" in k),
+                key=lambda k: int(k["frame"]),
+            )
+            if not sequence:
+                continue
+            last = sequence[-1]
+            start = int(last["frame"]) - 1
+            if count and start >= count:
+                raise TaskError(f"region {region.get('id')}: frame {start + 1} is past the end of the video")
+            box = tuple(float(last[k]) for k in ("x", "y", "width", "height"))
+            stop = min(count - 1, start + frames) if count else start + frames
+            width = height = 0
+            boxes = []
+            for index, mask in self._follow(
+                path, digest, list(range(start, stop + 1)), Prompts(box=box), lambda: False
+            ):
+                height, width = mask.shape[:2]
+                if index == start:
+                    continue  # the drawn keyframe is kept as drawn
+                x, y, w, h = mask_box(mask)
+                boxes.append((index + 1, x, y, w, h))
+            frames_count = int(v.get("framesCount") or count or stop + 1)
+            duration = v.get("duration") or (frames_count / fps if fps else None)
+            if width:
+                x, y, w, h = box
+                drawn = (start + 1, x * width / 100, y * height / 100, w * width / 100, h * height / 100)
+                tracked = video_rectangle(
+                    control, v.get("labels") or [], [drawn, *boxes], width, height, frames_count, duration
+                )
+                earlier = [dict(k) for k in sequence[:-1]]
+                for item in earlier:  # Label Studio validates each keyframe's time: fill in a missing one
+                    if "time" not in item and duration and frames_count:
+                        item["time"] = (int(item["frame"]) - 1) * duration / frames_count
+                tracked["value"]["sequence"] = earlier + tracked["value"]["sequence"]
+                tracked["id"] = str(region.get("id") or tracked["id"])
+                out.append(tracked)
+        return out
 
     def sam_release(self, task_id: Any) -> None:
         with self._task_lock:
