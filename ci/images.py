@@ -98,6 +98,14 @@ IMAGES: dict[str, Image] = {
                    summary="PaddleNLP UIE / UIE-X extraction from text and documents.",
                    compose_note="PaddleNLP models are downloaded into the models volume "
                                 "(PPNLP_HOME=/models/paddlenlp)."),
+    # transformers' SAM 3 (its video processor needs torchvision, which sam3's pyproject does not list)
+    "sam3": Image(9097, "vision", ("sam3",), extras=("torchvision",), variants=("gpu", "cpu"), torch=True, gpu=True,
+                  volumes=("data", "models"), model_root=True, environment=(("HF_HUB_OFFLINE", "1"),),
+                  title="SAM 3 concept segmentation",
+                  summary="SAM 3 concept segmentation with the project's labels as prompts.",
+                  compose_note="SAM 3 weights (transformers' format, from https://huggingface.co/facebook/sam3 under "
+                               "Meta's SAM License)\ngo in the models volume as /models/sam3 (SAM3_MODEL=sam3), "
+                               "/models in the container."),
 }
 
 SAM2_SPEC = "sam2==1.1.0"  # as ci/envs/vision.post.sh builds it

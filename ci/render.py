@@ -146,7 +146,8 @@ def service_block(name: str, image: Image, stack_db: int | None = None) -> str:
     args = "        BASE_IMAGE: ${PRELABEL_BASE_IMAGE:-python:3.11-slim}\n"
     if len(image.variants) > 1:
         args += f"        VARIANT: ${{{v}_VARIANT:-{image.variants[0]}}}\n"
-    env = {"BIND_PORT": f'"{image.port}"', "PRELABEL_HOME": "/data", **image_env(image)}
+    env = {"BIND_PORT": f'"{image.port}"', "PRELABEL_HOME": "/data",
+           **{k: f'"{val}"' if val.isdigit() else val for k, val in image_env(image).items()}}
     if stack_db is not None:
         env.update({"LABEL_STUDIO_URL": "http://label-studio:8080", "LABEL_STUDIO_API_KEY": LS_TOKEN,
                     "REDIS_URL": f"redis://redis:6379/{stack_db}", "JOB_RUNNER": "${JOB_RUNNER:-inprocess}",
@@ -199,7 +200,7 @@ def compose(name: str, image: Image) -> str:
     if len(image.variants) > 1:
         variables += f"{v}_VARIANT ({' or '.join(image.variants)}), "
     variables += "PRELABEL_BASE_IMAGE, PRELABEL_REGISTRY, PRELABEL_TAG."
-    note = f"# {image.compose_note}\n" if image.compose_note else ""
+    note = "".join(f"# {line}\n" for line in image.compose_note.splitlines())
     vols = "".join(f"  {n}:\n" for n in volume_names(name, image))
     return f"""# prelabel {name} backend on port {image.port}: {image.summary}
 #

@@ -1,0 +1,193 @@
+"""Labels -> prompts, context parsing, overlap resolution, the caches, settings and start-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from prelabel_sam3.backend import Sam3Backend
+from prelabel_sam3.cache import LruCache
+from prelabel_sam3.prompts import (
+    context_clicks,
+    context_exemplars,
+    is_positive,
+    label_prompts,
+    project_concepts,
+    resolve_overlaps,
+)
+from prelabel_sam3.settings import Sam3Settings, model_dir
+
+from prelabel import CoreSettings, parse_label_config
+from prelabel.paths import PathEscapeError
+
+from . import configs
+from .media import fixture, smart_box
+
+
+def test_label_prompts_values_synonyms_and_hints():
+    control = parse_label_config(configs.MASKS).control("mask")
+    assert label_prompts(control, "Car") == ["car", "truck", "automobile"]
+    assert label_prompts(control, "Person") == ["person"]
+    assert label_prompts(control, "cls_3") == ["traffic light"]  # a coded name is replaced by its hint
+    xml = configs.MASKS.replace('hint="traffic light"', 'prompt="  Red  Traffic LIGHT "')
+    assert label_prompts(parse_label_config(xml).control("mask"), "cls_3") == ["red traffic light"]
+
+
+def test_a_phrase_is_one_prompt_for_all_controls_and_two_labels_share_it_first_come():
+    xml = """<View><Image name="image" value="$image"/>
+      <BrushLabels name="a" toName="image"><Label value="Car" predicted_values="vehicle"/></BrushLabels>
+      <PolygonLabels name="b" toName="image"><Label value="Car"/><Label value="Bus" predicted_values="vehicle"/>
+      </PolygonLabels></View>"""
+    config = parse_label_config(xml)
+    concepts = project_concepts([config.control("a"), config.control("b")])
+    assert concepts.texts == ["car", "vehicle", "bus"]
+    assert concepts.targets["car"] == [("a", "Car"), ("b", "Car")]
+    assert concepts.targets["vehicle"] == [("a", "Car"), ("b", "Bus")]
+
+
+def test_overlapping_answers_are_one_object_with_the_best_label():
+    a = np.zeros((10, 10), bool)
+    a[0:5, 0:5] = True
+    a2 = a.copy()
+    a2[0:5, 5] = True  # IoU 25/30 with a
+    b = np.zeros((10, 10), bool)
+    b[6:9, 6:9] = True
+    kept = resolve_overlaps([("Car", 0.6, a), ("Truck", 0.8, a2), ("Person", 0.3, b)], 0.5)
+    assert [(label, score) for label, score, _ in kept] == [("Truck", 0.8), ("Person", 0.3)]
+    assert len(resolve_overlaps([("Car", 0.6, a), ("Truck", 0.8, a2)], 0.9)) == 2  # below the IoU: two objects
+
+
+def test_context_exemplars_and_clicks_from_the_captured_bodies():
+    rect = fixture("ls_smart_rectangle.json")["region"]
+    (box,) = context_exemplars([rect])["image"]
+    assert box.positive and box.label == "defect" and box.box == (7.961, 61.922, 29.071, 31.041)
+    assert box.pixels(1600, 1200) == pytest.approx((127.376, 743.064, 592.512, 1115.556))
+    (neg,) = context_exemplars([smart_box(1, 2, 3, 4, positive=False)])["image"]
+    assert not neg.positive
+    clicks = context_clicks(fixture("ls_smart_keypoint.json")["body"]["params"]["context"]["result"])["image"]
+    assert clicks.labels == [1, 1, 1] and clicks.names == ["defect"] * 3 and clicks.points[2] == (55.006, 45.034)
+
+
+def test_is_positive_reads_label_studios_flag_upstreams_and_the_label():
+    assert not is_positive({"is_positive": False, "value": {}})
+    assert not is_positive({"value": {"positive": False}})
+    assert not is_positive({"type": "keypointlabels", "value": {"keypointlabels": ["background"]}})
+    assert is_positive({"type": "keypointlabels", "value": {"keypointlabels": ["Car"]}})
+
+
+def test_smart_rectangle_beside_a_mask_control_is_an_input_not_an_output():
+    backend = Sam3Backend.__new__(Sam3Backend)
+    assert [c.name for c in backend.output_controls(parse_label_config(configs.SMART))] == ["tag"]
+    assert [c.name for c in backend.output_controls(parse_label_config(configs.SMART_BOXES_ONLY))] == ["box"]
+    assert [c.name for c in backend.supported_controls(parse_label_config(configs.VIDEO))] == ["box"]
+    only_clicks = configs.SMART.split("<BrushLabels")[0] + "</View>"
+    assert backend.supported_controls(parse_label_config(only_clicks)) == []
+
+
+def test_the_cache_is_a_bounded_lru_that_computes_once():
+    seen = []
+    cache = LruCache(2, on_lookup=seen.append)
+    for key in "abacb":
+        cache.get_or_compute(key, lambda k=key: k.upper())
+    assert seen == [False, False, True, False, False]
+    assert cache.stats() == {"size": 2, "capacity": 2, "hits": 1, "misses": 4}
+    started, release, calls, results = threading.Event(), threading.Event(), [], []
+
+    def slow():
+        calls.append(1)
+        started.set()
+        assert release.wait(10)
+        return 1
+
+    first = threading.Thread(target=lambda: results.append(cache.get_or_compute("x", slow)))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=lambda: results.append(cache.get_or_compute("x", slow)))
+    second.start()
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert len(calls) == 1 and sorted(hit for _, hit in results) == [False, True]
+    with pytest.raises(RuntimeError):
+        cache.get_or_compute("y", lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert "y" not in cache
+
+
+# -- settings and start-up ----------------------------------------------------------------------
+def test_sam3_model_is_under_model_root_or_absolute(tmp_path, monkeypatch):
+    monkeypatch.delenv("SAM3_MODEL")
+    monkeypatch.delenv("MODEL_ROOT")
+    core = CoreSettings(prelabel_home=tmp_path)
+    assert model_dir(Sam3Settings(sam3_model="sam3", model_root=tmp_path), core) == (tmp_path / "sam3").resolve()
+    assert model_dir(Sam3Settings(sam3_model=str(tmp_path / "x")), core) == tmp_path / "x"
+    assert model_dir(Sam3Settings(), core) == (tmp_path / "weights" / "sam3").resolve()
+    with pytest.raises(PathEscapeError):
+        model_dir(Sam3Settings(sam3_model="../../etc", model_root=tmp_path), core)
+
+
+def test_preflight_says_where_to_get_the_weights_and_their_license(tmp_path):
+    with pytest.raises(ValueError) as err:
+        Sam3Backend.preflight(Sam3Settings(model_root=tmp_path), CoreSettings(prelabel_home=tmp_path))
+    message = str(err.value)
+    assert str(tmp_path / "sam3") in message and "https://huggingface.co/facebook/sam3" in message
+    assert "SAM License" in message and "SAM3_MODEL" in message
+
+
+def test_prelabel_serve_stops_on_missing_weights(tmp_path):
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PRELABEL_HOME": str(tmp_path / "home"),
+        "MODEL_ROOT": str(tmp_path / "empty"),
+        "PRELABEL_PLUGINS": "sam3",
+        "HF_HUB_OFFLINE": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "prelabel.cli", "serve", "sam3", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0
+    assert "facebook/sam3" in out.stderr and "SAM License" in out.stderr
+    assert "serving" not in out.stderr
+
+
+def test_a_directory_of_another_model_is_refused(tmp_path):
+    from prelabel_sam3.model import Sam3Network
+
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ValueError, match="not SAM 3"):
+        Sam3Network(tmp_path, "cpu")
+
+
+def test_a_detector_only_checkpoint_serves_labels_and_says_what_clicks_need(tmp_path, model_root):
+    """A plain ``sam3`` directory (the concept detector alone): batch works, clicks fail the task
+    naming the full checkpoint."""
+    from prelabel_sam3.testing import tiny_configs
+    from transformers import Sam3Model, Sam3Processor
+
+    from prelabel.testing import make_runtime, serve_in_process
+
+    from .media import fixture, image_uri
+
+    weights = tmp_path / "weights" / "detector"
+    Sam3Model(tiny_configs()["detector_config"]).eval().save_pretrained(weights)
+    Sam3Processor.from_pretrained(model_root / "sam3-tiny").save_pretrained(weights)
+    runtime = make_runtime(Sam3Backend, tmp_path / "home", {"model_root": str(tmp_path / "weights"),
+                                                            "sam3_model": "detector"})
+    body = fixture("ls_smart_keypoint.json")["body"]
+    with serve_in_process(runtime, wait_ready=300) as client:
+        assert client.get("/health").json()["checkpoint"] == "sam3"
+        batch = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
+                                              "project": "2", "label_config": configs.MASKS}).json()["results"]
+        clicks = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
+                                               "project": "2", "label_config": configs.SMART,
+                                               "params": body["params"]}).json()["results"]
+    runtime.close()
+    assert batch[0]["result"] and "error" not in batch[0]
+    assert clicks[0]["result"] == [] and "full facebook/sam3 checkpoint" in clicks[0]["error"]
