@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from prelabel import lsclient
-from prelabel.artifacts import ArtifactStore
+from prelabel.artifacts import TRAINED_NS, ArtifactStore
 from prelabel.backend import Backend, PredictContext, Project, Task
 from prelabel.jobs import InProcessRunner, JobContext, JobRunner, JobStore
 from prelabel.labelconfig import ParsedConfig, parse_label_config
@@ -87,6 +87,7 @@ class Runtime:
         include_queued = isinstance(self.runner, InProcessRunner)
         for job in self.jobs.mark_orphans_interrupted(include_queued=include_queued):
             log.warning("job %s (%s) was interrupted by a restart", job.id, job.kind)
+        self._index_trained_projects()
         started = time.perf_counter()
         try:
             self.backend.setup()
@@ -170,15 +171,25 @@ class Runtime:
 
     def versions(self) -> list[str]:
         found: list[tuple[float, str]] = []
-        for ns in self.state.namespaces("project:"):
-            for v in self.state.get(ns, "versions", []) or []:
+        for pid in self.trained_projects():
+            for v in self.project_state(pid).get("versions", []) or []:
                 found.append((v.get("created_at", 0), v["version"]))
         return [self.backend.model_version()] + [v for _, v in sorted(found)]
 
     def trained_projects(self) -> list[str]:
-        """Projects that have a trained version (for /health of trainable backends)."""
-        return [ns.split(":", 1)[1] for ns in self.state.namespaces("project:")
-                if self.state.get(ns, "model_version")]
+        """Projects that have a trained version (for /health of trainable backends). One read
+        of the index that promotion keeps, however many project ids have called /setup."""
+        return sorted(self.state.items(TRAINED_NS))
+
+    def _index_trained_projects(self) -> None:
+        """Build the trained-projects index once for a state store written before it existed."""
+        if self.state.get("meta", "trained_index"):
+            return
+        for ns in self.state.namespaces("project:"):
+            version = self.state.get(ns, "model_version")
+            if version:
+                self.state.set(TRAINED_NS, ns.split(":", 1)[1], version)
+        self.state.set("meta", "trained_index", True)
 
     def media_for(self, project: Project, params: dict[str, Any] | None = None) -> MediaFetcher:
         params = params or {}
