@@ -170,9 +170,11 @@ class Runtime:
         return self.artifacts.current(self.project_state(project_id).items())[1]
 
     def versions(self) -> list[str]:
+        # walks every project (the compat adapter keeps version lists of its own, outside the
+        # trained index); Label Studio calls /versions only when a person opens the versions list
         found: list[tuple[float, str]] = []
-        for pid in self.trained_projects():
-            for v in self.project_state(pid).get("versions", []) or []:
+        for ns in self.state.namespaces("project:"):
+            for v in self.state.get(ns, "versions", []) or []:
                 found.append((v.get("created_at", 0), v["version"]))
         return [self.backend.model_version()] + [v for _, v in sorted(found)]
 

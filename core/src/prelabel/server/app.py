@@ -130,6 +130,18 @@ class PrelabelApp(FastAPI):
     def build_middleware_stack(self) -> Any:
         return PrelabelMiddleware(super().build_middleware_stack(), runtime=self.runtime, fast=self.fast)
 
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        # the hot endpoints skip FastAPI's per-request telemetry checks (environment lookups)
+        if scope["type"] == "http" and (scope["method"], scope["path"]) in self.fast:
+            if self.middleware_stack is None:
+                self.middleware_stack = self.build_middleware_stack()
+            scope["app"] = self
+            if self.root_path:
+                scope["root_path"] = self.root_path
+            await self.middleware_stack(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
 
 class PredictEndpoint:
     """POST /predict: from the raw body to (status, JSON bytes, headers). The middleware calls

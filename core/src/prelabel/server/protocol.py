@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol with read timeouts.
+"""uvicorn's httptools protocol with read timeouts, and one write per small response.
 
 uvicorn arms no timer while a request arrives: a connection that sends its headers a byte at
 a time (slowloris), or never sends the body its Content-Length promised, holds its socket
@@ -6,6 +6,10 @@ and its task for as long as the client likes. Here the headers must arrive withi
 ``header_timeout`` of the connection (or of the request's first byte on a kept-alive one),
 and a request body may not pause for more than ``body_timeout``; otherwise the server
 answers 408 and closes the connection.
+
+uvicorn writes a response's status line and headers, then its body, as two writes (two
+syscalls, two TCP segments). Here the head waits until the end of the current event-loop
+step, so a body sent right after it (every JSON response) goes out in the same write.
 """
 
 from __future__ import annotations
@@ -30,6 +34,36 @@ def _response_408(message: str) -> bytes:
             + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
 
 
+class CoalescingTransport:
+    """Holds a response head until the body's write, or the end of this loop iteration."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        elif data.startswith(b"HTTP/1.1 ") and data.endswith(b"\r\n\r\n"):
+            self._held = data
+            self._loop.call_soon(self.flush)
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            data, self._held = self._held, None
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self._transport, name)
+
+
 class TimeoutHttpToolsProtocol(HttpToolsProtocol):
     header_timeout = HEADER_TIMEOUT
     body_timeout = BODY_TIMEOUT
@@ -48,6 +82,7 @@ class TimeoutHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         self._arm(self.header_timeout, self._headers_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
