@@ -117,8 +117,10 @@ def serve(backend: str | None, model_file: str | None, host: str, port: int | No
     click.echo(f"prelabel {__version__}: serving {backend_class.backend_id} on http://{host}:{port} "
                f"({workers} process{'es' if workers > 1 else ''})", err=True)
     # uvloop and httptools (uvicorn's "standard" extras, installed with prelabel), read
-    # timeouts on top of httptools, no uvicorn access log (the middleware writes one line)
+    # timeouts on top of httptools, no uvicorn access log (the middleware writes one line), no
+    # X-Forwarded-For rewriting (nothing reads the client address; it is a layer per request)
     options = {"host": host, "port": port, "log_config": None, "access_log": False, "loop": "uvloop",
+               "proxy_headers": False,
                "timeout_graceful_shutdown": shutdown_grace, "timeout_keep_alive": KEEP_ALIVE_SECONDS}
     if workers > 1:
         os.environ["PRELABEL_SERVE_BACKEND"] = backend

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from prelabel.logsetup import request_id_var
+from prelabel.logsetup import AccessLog, request_id_var
 
 if TYPE_CHECKING:
     from prelabel.runtime import Runtime
 
-log = logging.getLogger("prelabel.access")
+access_log = AccessLog("prelabel.access")
 
 KNOWN = ("/health", "/setup", "/predict", "/webhook", "/train", "/versions", "/metrics", "/jobs",
          "/openapi.json", "/docs")
@@ -155,10 +155,7 @@ class PrelabelMiddleware:
         timer.observe(elapsed)
         shown = 499 if status is None else status  # 499: the client went away before an answer
         level = logging.DEBUG if path in QUIET and shown < 400 else logging.INFO
-        if log.isEnabledFor(level):
-            ms = elapsed * 1000
-            log.log(level, "%s %s %s %.1fms", method, path, shown, ms,
-                    extra={"status": shown, "duration_ms": round(ms, 2), "path": path})
+        access_log.log(level, method, path, shown, elapsed * 1000)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
