@@ -113,7 +113,7 @@ def main() -> int:
 
         # the floor first (on its own project), with the job's upload chunk size
         load = os.getloadavg()[0]
-        chunk = max(UPLOAD_BATCH, args.batch_size or 0)
+        chunk = args.batch_size or UPLOAD_BATCH
         floor, listing, storing = floor_rate(client, runtime, floor_pid, chunk)
 
         params = {"batch_size": args.batch_size} if args.batch_size else {}

@@ -76,7 +76,10 @@ class PredictJob:
         self.only_unlabeled = bool(ctx.params.get("only_unlabeled"))
         self.counts = {"tasks": 0, "predicted": 0, "empty": 0, "skipped_existing": 0, "skipped_labeled": 0,
                        "failed": 0}
-        self.upload_batch = max(self.batch_size, int(ctx.params.get("upload_batch") or UPLOAD_BATCH))
+        # an explicit batch_size is also the upload unit (what is stored when a cancel lands);
+        # by default predictions go up in UPLOAD_BATCH chunks
+        default_upload = self.batch_size if ctx.params.get("batch_size") else max(self.batch_size, UPLOAD_BATCH)
+        self.upload_batch = max(1, int(ctx.params.get("upload_batch") or default_upload))
         self.failures: list[dict[str, Any]] = []
         self.uploader = ThreadPoolExecutor(max_workers=MAX_UPLOADS_IN_FLIGHT, thread_name_prefix="prelabel-upload")
         self.pending: list[Future] = []
@@ -172,6 +175,6 @@ class PredictJob:
 def run_predict_job(ctx: JobContext) -> dict[str, Any]:
     """The ``predict`` job. Params: ``only_unlabeled`` (bool), ``batch_size`` (tasks predicted
     between progress reports and cancel checks; default the backend's ``max_batch_size``),
-    ``upload_batch`` (predictions per Label Studio import call; default UPLOAD_BATCH, at least
-    ``batch_size``)."""
+    ``upload_batch`` (predictions per Label Studio import call; default ``batch_size`` when
+    that is given, else UPLOAD_BATCH)."""
     return PredictJob(ctx).run()

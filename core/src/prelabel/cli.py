@@ -136,7 +136,7 @@ def serve(backend: str | None, model_file: str | None, host: str, port: int | No
     from prelabel.server.app import create_app
     from prelabel.server.protocol import protocol_with_timeouts
 
-    app = create_app(Runtime(backend_class, core, settings))
+    app = create_app(Runtime(backend_class, core, settings), gc_tuning=True)
     uvicorn.run(app, http=protocol_with_timeouts(header_timeout, body_timeout), **options)
 
 
