@@ -39,11 +39,11 @@ def jobs_in_store(client) -> int:
 
 
 @pytest.mark.parametrize(("path", "body"), [
-    ("/setup", '{"project": %s, "schema": %s}' % (SURROGATE, json.dumps(TEXT_CHOICES))),
-    ("/predict", '{"project": %s, "tasks": [{"id": 1, "data": {"text": "x"}}]}' % SURROGATE),
-    ("/webhook", '{"action": "START_TRAINING", "project": {"id": %s}}' % SURROGATE),
-    ("/jobs", '{"kind": "train", "project": %s}' % SURROGATE),
-    ("/train", '{"project": "1", "annotations": [{"data": {"text": %s}}]}' % SURROGATE),
+    ("/setup", '{"project": ' + SURROGATE + ', "schema": ' + json.dumps(TEXT_CHOICES) + "}"),
+    ("/predict", '{"project": ' + SURROGATE + ', "tasks": [{"id": 1, "data": {"text": "x"}}]}'),
+    ("/webhook", '{"action": "START_TRAINING", "project": {"id": ' + SURROGATE + "}}"),
+    ("/jobs", '{"kind": "train", "project": ' + SURROGATE + "}"),
+    ("/train", '{"project": "1", "annotations": [{"data": {"text": ' + SURROGATE + "}}]}"),
 ])
 def test_lone_surrogate_is_refused_at_the_boundary(client, path, body):
     resp = client.post(path, content=body.encode(), headers=J)
@@ -64,11 +64,18 @@ def test_unprintable_or_huge_project_id_is_refused(client, key):
 @pytest.mark.parametrize("params", ['{"x": NaN}', '{"x": Infinity}', '{"x": -Infinity}',
                                     nested_json(300), nested_json(900), nested_json(2000)])
 def test_job_params_that_cannot_be_stored_create_nothing(client, params):
-    resp = client.post("/jobs", content=('{"kind": "train", "project": 1, "params": %s}' % params).encode(), headers=J)
+    body = '{"kind": "train", "project": 1, "params": ' + params + "}"
+    resp = client.post("/jobs", content=body.encode(), headers=J)
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]
     assert jobs_in_store(client) == 0
     assert client.get("/jobs").status_code == 200
+
+
+def test_reserved_job_params_are_refused(client):
+    resp = client.post("/jobs", json={"kind": "train", "project": 1, "params": {"_lock": "label_config"}})
+    assert resp.status_code == 422 and "reserved" in resp.json()["error"]
+    assert jobs_in_store(client) == 0
 
 
 def test_one_bad_stored_job_does_not_hide_the_others(client):
@@ -89,7 +96,8 @@ def test_one_bad_stored_job_does_not_hide_the_others(client):
 
 @pytest.mark.parametrize("label_config", [{"a": 1}, ["<View/>"], 5, True])
 def test_webhook_label_config_must_be_a_string(client, label_config):
-    resp = client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 1, "label_config": label_config}})
+    project = {"id": 1, "label_config": label_config}
+    resp = client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": project})
     assert resp.status_code == 422, resp.text
     assert "label_config must be a string" in resp.json()["error"]
 

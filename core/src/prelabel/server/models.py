@@ -121,6 +121,14 @@ class JobRequest(BaseModel):
     project: ProjectKey
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("params")
+    @classmethod
+    def _no_reserved_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        reserved = sorted(k for k in value if k.startswith("_"))
+        if reserved:  # core keeps its own bookkeeping (the project lock) under such keys
+            raise ValueError(f"params keys starting with '_' are reserved: {', '.join(reserved)}")
+        return value
+
 
 class PredictResponse(BaseModel):
     results: list[dict[str, Any]]
