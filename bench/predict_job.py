@@ -81,7 +81,7 @@ def floor_rate(client, runtime: Runtime, pid: int, chunk: int) -> tuple[float, f
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", type=int, default=3000)
+    parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=None,
                         help="the job's batch_size param (default: the job's own choice)")
     args = parser.parse_args()
