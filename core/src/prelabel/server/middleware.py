@@ -206,7 +206,8 @@ class PrelabelMiddleware:
                 except ClientGone:
                     return
                 code, raw, headers = await handler(body)
-                await send_json(send_wrapper, code, raw, headers)
+                status = code  # sent here directly, without the wrapper's copies
+                await send_json(send, code, raw, [*headers, rid_header])
                 return
             if (length is None or not length.isdigit()) and method in ("POST", "PUT", "PATCH"):
                 # no declared length (chunked): read it here, within the limit, then replay it
