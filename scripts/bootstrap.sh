@@ -48,6 +48,12 @@ if [[ $WITH_REDIS == 1 ]] && ! command -v redis-server >/dev/null 2>&1; then
     fi
 fi
 
+# wrk drives bench/server_overhead.py (make bench)
+if ! command -v wrk >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+    log "installing wrk (apt) for the server benchmark"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || log "wrk not installed"
+fi
+
 # docker-compose validates the compose files in tests/deploy (no engine needed for that)
 if ! command -v docker-compose >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
     log "installing docker-compose (apt) to validate compose files"

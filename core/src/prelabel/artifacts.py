@@ -17,6 +17,10 @@ from typing import Any
 from prelabel.paths import safe_id, safe_version
 from prelabel.state import ProjectState
 
+#: state namespace: project id -> its current trained version (what /health and /versions list,
+#: without walking every project's namespace)
+TRAINED_NS = "trained"
+
 
 class ArtifactStore:
     def __init__(self, root: Path, backend_id: str):
@@ -62,6 +66,7 @@ class ArtifactStore:
         state.set("versions", versions)
         state.set("model_version", version)
         state.set("model_dir", str(final))
+        state.store.set(TRAINED_NS, state.project_id, version)
         return version
 
     @staticmethod

@@ -7,8 +7,12 @@ times out: progress is visible in /jobs, it resumes (tasks that already have a p
 the current model version are skipped), it cancels between batches (a batch is uploaded
 whole or not at all), and a task that fails is counted and listed, never fatal.
 
-Label Studio is the slow part (listing and storing cost milliseconds per task), so the next
-page of tasks downloads and the previous batch uploads while the current batch is predicted.
+Label Studio is the slow part (listing and storing cost milliseconds per task, plus a fixed
+cost per call), so pages are large, predictions are stored in chunks of up to UPLOAD_BATCH
+tasks (each chunk whole or not at all), the next page downloads and up to
+MAX_UPLOADS_IN_FLIGHT chunks upload while the current batch is predicted. On cancel, the
+tasks already predicted are stored (whole chunks) before the job stops, so a resumed job
+predicts only the rest.
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from prelabel.backend import Project, Task
-from prelabel.jobs import JobContext
+from prelabel.jobs import JobCancelled, JobContext
 
 MAX_LISTED_FAILURES = 100
-PAGE_SIZE = 500
+# Label Studio's task list has no page size limit unless TASK_API_PAGE_SIZE_MAX is set, and
+# every page re-counts the project's tasks, annotations and predictions: fewer, larger pages.
+PAGE_SIZE = 1000
+UPLOAD_BATCH = 500  # predictions per import call: Label Studio's per-call cost is ~a batch of 50
+MAX_UPLOADS_IN_FLIGHT = 2
 # Only the fields the job reads: Label Studio computes the others per task (3x slower pages).
 # (fields="all" is still needed: without it Label Studio leaves predictions_model_versions empty.)
 TASK_FIELDS = "id,data,predictions_model_versions,is_labeled,total_annotations"
@@ -68,9 +76,15 @@ class PredictJob:
         self.only_unlabeled = bool(ctx.params.get("only_unlabeled"))
         self.counts = {"tasks": 0, "predicted": 0, "empty": 0, "skipped_existing": 0, "skipped_labeled": 0,
                        "failed": 0}
+        # an explicit batch_size is also the upload unit (what is stored when a cancel lands);
+        # by default predictions go up in UPLOAD_BATCH chunks
+        default_upload = self.batch_size if ctx.params.get("batch_size") else max(self.batch_size, UPLOAD_BATCH)
+        self.upload_batch = max(1, int(ctx.params.get("upload_batch") or default_upload))
         self.failures: list[dict[str, Any]] = []
-        self.uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prelabel-upload")
-        self.pending: Future | None = None
+        self.uploader = ThreadPoolExecutor(max_workers=MAX_UPLOADS_IN_FLIGHT, thread_name_prefix="prelabel-upload")
+        self.pending: list[Future] = []
+        self.ready: list[dict[str, Any]] = []  # predicted, not yet handed to an upload
+        self.upload_sizes: list[int] = []
 
     def run(self) -> dict[str, Any]:
         info = self.client.projects.get(id=int(self.pid))
@@ -84,14 +98,20 @@ class PredictJob:
         total = int(getattr(info, "task_number", 0) or 0)
         self.ctx.progress(0.0, f"{total} tasks; model version {version}")
         try:
-            self._predict_all(project, version, total)
+            try:
+                self._predict_all(project, version, total)
+            except JobCancelled:
+                self._upload(final=True)  # what was predicted is kept: a resumed job skips it
+                raise
+            self._upload(final=True)
         finally:
             try:
-                self._wait_upload()  # done, failed or cancelled: no upload is left half-way
+                self._wait_uploads(0)  # done, failed or cancelled: no upload is left half-way
             finally:
                 self.uploader.shutdown(wait=True)
         self.ctx.progress(1.0, self._message())
-        return {**self.counts, "model_version": version, "failures": self.failures}
+        return {**self.counts, "model_version": version, "failures": self.failures,
+                "upload_sizes": self.upload_sizes}
 
     def _predict_all(self, project: Project, version: str, total: int) -> None:
         pages = self.client.tasks.list(project=int(self.pid), page_size=PAGE_SIZE, fields="all",
@@ -128,15 +148,23 @@ class PredictJob:
             self.counts["empty"] += not item["result"]
             uploads.append({"task": task.id, "result": item["result"], "score": item["score"],
                             "model_version": version})
-        self._wait_upload()  # one upload in flight at a time, overlapping the next batch's predict
-        if uploads:
-            self.pending = self.uploader.submit(self.client.projects.import_predictions, id=int(self.pid),
-                                                request=uploads)
+        self.ready.extend(uploads)
+        self._upload(final=False)
 
-    def _wait_upload(self) -> None:
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            pending.result()  # an upload error fails the job
+    def _upload(self, final: bool) -> None:
+        """Hand full chunks (and with ``final`` the rest) to the uploader; at most
+        MAX_UPLOADS_IN_FLIGHT run at once, overlapping the next batches' predictions."""
+        while len(self.ready) >= self.upload_batch or (final and self.ready):
+            chunk, self.ready = self.ready[:self.upload_batch], self.ready[self.upload_batch:]
+            self._wait_uploads(MAX_UPLOADS_IN_FLIGHT - 1)
+            self.upload_sizes.append(len(chunk))
+            self.pending.append(self.uploader.submit(self.client.projects.import_predictions, id=int(self.pid),
+                                                     request=chunk))
+
+    def _wait_uploads(self, keep: int) -> None:
+        """Wait until at most ``keep`` uploads are in flight; an upload error fails the job."""
+        while len(self.pending) > keep:
+            self.pending.pop(0).result()
 
     def _message(self) -> str:
         c = self.counts
@@ -145,6 +173,8 @@ class PredictJob:
 
 
 def run_predict_job(ctx: JobContext) -> dict[str, Any]:
-    """The ``predict`` job. Params: ``only_unlabeled`` (bool), ``batch_size`` (int, default
-    the backend's ``max_batch_size``)."""
+    """The ``predict`` job. Params: ``only_unlabeled`` (bool), ``batch_size`` (tasks predicted
+    between progress reports and cancel checks; default the backend's ``max_batch_size``),
+    ``upload_batch`` (predictions per Label Studio import call; default ``batch_size`` when
+    that is given, else UPLOAD_BATCH)."""
     return PredictJob(ctx).run()

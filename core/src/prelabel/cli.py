@@ -89,8 +89,14 @@ def model_file_spec(model_file: str) -> str:
 @click.option("--port", type=int, default=None, help="Port (default: $BIND_PORT, else the plugin's own port).")
 @click.option("--workers", type=int, default=None, help="Server processes (default: $WORKER_COUNT, else 1).")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default: $LOG_LEVEL, else INFO).")
+@click.option("--header-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
+              help="Answer 408 and close a connection whose request headers take longer (slowloris).")
+@click.option("--body-timeout", type=float, default=15.0, show_default=True, metavar="SECONDS",
+              help="Answer 408 and close a connection whose request body pauses longer.")
+@click.option("--shutdown-grace", type=float, default=10.0, show_default=True, metavar="SECONDS",
+              help="On SIGTERM, how long requests in flight may finish; the rest get 503 with Retry-After.")
 def serve(backend: str | None, model_file: str | None, host: str, port: int | None, workers: int | None,
-          log_level: str | None) -> None:
+          log_level: str | None, header_timeout: float, body_timeout: float, shutdown_grace: float) -> None:
     """Serve BACKEND (a plugin name such as text_classifier, or module:Class), or a
     label-studio-ml model file (--model-file model.py[:Class]), to Label Studio."""
     import uvicorn
@@ -110,19 +116,28 @@ def serve(backend: str | None, model_file: str | None, host: str, port: int | No
     workers = workers or int(os.environ.get("WORKER_COUNT") or 1)
     click.echo(f"prelabel {__version__}: serving {backend_class.backend_id} on http://{host}:{port} "
                f"({workers} process{'es' if workers > 1 else ''})", err=True)
+    # uvloop and httptools (uvicorn's "standard" extras, installed with prelabel), read
+    # timeouts on top of httptools, no uvicorn access log (the middleware writes one line), no
+    # X-Forwarded-For rewriting (nothing reads the client address; it is a layer per request)
+    options = {"host": host, "port": port, "log_config": None, "access_log": False, "loop": "uvloop",
+               "proxy_headers": False,
+               "timeout_graceful_shutdown": shutdown_grace, "timeout_keep_alive": KEEP_ALIVE_SECONDS}
     if workers > 1:
         os.environ["PRELABEL_SERVE_BACKEND"] = backend
+        os.environ["PRELABEL_HEADER_TIMEOUT"] = str(header_timeout)
+        os.environ["PRELABEL_BODY_TIMEOUT"] = str(body_timeout)
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="prelabel-metrics-"))
-        uvicorn.run("prelabel.server.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_config=None, access_log=False, timeout_graceful_shutdown=10,
-                    timeout_keep_alive=KEEP_ALIVE_SECONDS)
+        from prelabel.server.protocol import TimeoutHttpToolsProtocol  # reads the two timeouts above
+
+        uvicorn.run("prelabel.server.app:app_from_env", factory=True, workers=workers,
+                    http=TimeoutHttpToolsProtocol, **options)
         return
     from prelabel.runtime import Runtime
     from prelabel.server.app import create_app
+    from prelabel.server.protocol import protocol_with_timeouts
 
-    app = create_app(Runtime(backend_class, core, settings))
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10,
-                    timeout_keep_alive=KEEP_ALIVE_SECONDS)
+    app = create_app(Runtime(backend_class, core, settings), gc_tuning=True)
+    uvicorn.run(app, http=protocol_with_timeouts(header_timeout, body_timeout), **options)
 
 
 @cli.command("plugins")

@@ -17,18 +17,25 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
 from prelabel.backend import PredictContext, Prediction, Task, TaskError
+from prelabel.labelconfig import ControlInfo, ParsedConfig
 from prelabel.redact import redact
 
 if TYPE_CHECKING:
     from prelabel.runtime import Runtime
 
 log = logging.getLogger("prelabel.predict")
+
+# anyio 4.1 renamed run_sync's ``cancellable`` to ``abandon_on_cancel``
+_ABANDON = "abandon_on_cancel" if "abandon_on_cancel" in inspect.signature(anyio.to_thread.run_sync).parameters \
+    else "cancellable"
+MAX_PLANS = 256  # parsed configs whose plan is kept (the parse cache keeps as many)
 
 
 def _normalize(output: Any) -> tuple[list[dict], float | None]:
@@ -71,6 +78,7 @@ class Predictor:
         # ...and a per-loop limiter, so waiting requests queue on the loop rather than as
         # dozens of blocked threads fighting for the GIL.
         self._limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._plans: dict[int, Plan] = {}
 
     def _limiter(self) -> anyio.CapacityLimiter:
         loop = asyncio.get_running_loop()
@@ -86,7 +94,10 @@ class Predictor:
     async def _call(self, tasks: list[Task], ctx: PredictContext) -> Sequence[Any]:
         if self.is_async:
             return await self.backend.predict(tasks, ctx)
-        return await anyio.to_thread.run_sync(self._locked_predict, tasks, ctx, limiter=self._limiter())
+        # abandoned on cancel: only the server's shutdown cancels a request, and it must answer
+        # (503) when its grace period ends, not when a long predict returns
+        return await anyio.to_thread.run_sync(self._locked_predict, tasks, ctx, limiter=self._limiter(),
+                                              **{_ABANDON: True})
 
     async def _run_batch(self, tasks: list[Task], ctx: PredictContext) -> list[Any]:
         """Outputs for one batch; a batch that raises is retried task by task."""
@@ -111,59 +122,135 @@ class Predictor:
             outputs = (outputs + [TaskError(msg)] * len(tasks))[: len(tasks)]
         return outputs
 
+    def plan(self, config: ParsedConfig) -> Plan:
+        """The controls this backend fills in ``config`` and the task data keys they read,
+        worked out once per parsed config (the parse cache hands out the same object)."""
+        plan = self._plans.get(id(config))
+        if plan is not None and plan.config() is config:
+            return plan
+        controls = self.backend.supported_controls(config)
+        needed = tuple(sorted({o.data_key for c in controls for o in c.objects
+                               if o.data_key and o.tag in self.backend.object_tags}))
+        if len(self._plans) >= MAX_PLANS:
+            self._plans.clear()
+        plan = self._plans[id(config)] = Plan(weakref.ref(config), controls, needed)
+        return plan
+
     async def predict(self, tasks: list[Task], ctx: PredictContext) -> list[dict]:
         """One Label Studio prediction dict per task, in order, never raising for a task."""
         version = ctx.model_version
-        controls = self.backend.supported_controls(ctx.config)
-        needed = sorted({o.data_key for c in controls for o in c.objects
-                         if o.data_key and o.tag in self.backend.object_tags})
+        config = ctx.config
+        needed = self.plan(config).needed
         outputs: list[Any] = [None] * len(tasks)
         runnable: list[int] = []
         for i, task in enumerate(tasks):
-            missing = [k for k in needed if k not in task.data]
-            if missing:
+            data = task.data
+            if all(k in data for k in needed):
+                runnable.append(i)
+            else:
+                missing = [k for k in needed if k not in data]
                 outputs[i] = TaskError(
                     f"task {task.id} has no data key {', '.join(repr(k) for k in missing)} that the label config "
-                    f"reads (its data keys: {sorted(task.data)})")
-            else:
-                runnable.append(i)
+                    f"reads (its data keys: {sorted(data)})")
         size = self.backend.max_batch_size
-        batches = [runnable[j:j + size] for j in range(0, len(runnable), size)]
-        if self.is_async:
-            done = await asyncio.gather(*(self._run_batch([tasks[i] for i in b], ctx) for b in batches))
+        if len(runnable) <= size:  # one batch (interactive and most batch requests): no task to spawn
+            batches = [runnable] if runnable else []
+            done = [await self._run_batch([tasks[i] for i in runnable], ctx)] if runnable else []
         else:
-            done = [await self._run_batch([tasks[i] for i in b], ctx) for b in batches]
+            batches = [runnable[j:j + size] for j in range(0, len(runnable), size)]
+            if self.is_async:
+                done = await asyncio.gather(*(self._run_batch([tasks[i] for i in b], ctx) for b in batches))
+            else:
+                done = [await self._run_batch([tasks[i] for i in b], ctx) for b in batches]
         for batch, outs in zip(batches, done, strict=True):
             for i, out in zip(batch, outs, strict=True):
                 outputs[i] = out
 
-        metrics = self.runtime.metrics
+        failures = FailureLog(ctx.log, len(tasks))
+        sanitize = config.sanitize
         results = []
+        append = results.append
         for task, out in zip(tasks, outputs, strict=True):
-            item: dict[str, Any]
-            if isinstance(out, BaseException):
-                reason = "task_error" if isinstance(out, TaskError) else type(out).__name__
+            kind = type(out)
+            if kind is Prediction:
+                result, score = out.result, out.score
+                if type(result) is not list:
+                    result = list(result)
+            elif kind is list:
+                result, score = out, None
+            elif out is None:
+                append({"result": [], "score": None, "model_version": version})
+                continue
+            elif isinstance(out, BaseException):
                 message = redact(str(out) or type(out).__name__)
-                ctx.log.error("task %s failed: %s", task.id, message,
-                              exc_info=None if isinstance(out, TaskError) else out)
-                metrics.task_failures.labels(reason=reason).inc()
-                item = {"result": [], "score": None, "model_version": version, "error": message}
+                failures.failed(task.id, "task_error" if isinstance(out, TaskError) else "exception", message,
+                                None if isinstance(out, TaskError) else out)
+                append({"result": [], "score": None, "model_version": version, "error": message})
+                continue
             else:
                 try:
                     result, score = _normalize(out)
                 except TypeError as exc:
-                    ctx.log.error("task %s: %s", task.id, exc)
-                    metrics.task_failures.labels(reason="bad_output").inc()
-                    results.append({"result": [], "score": None, "model_version": version, "error": str(exc)})
+                    failures.failed(task.id, "bad_output", str(exc))
+                    append({"result": [], "score": None, "model_version": version, "error": str(exc)})
                     continue
-                result, problems = ctx.config.sanitize(result)
-                for problem in problems:
-                    ctx.log.warning("task %s: dropped a region: %s", task.id, problem)
-                if score is None:
-                    score = _mean_score(result)
-                item = {"result": result, "score": score, "model_version": version}
-                if problems and self.backend.report_dropped_regions:
-                    item["error"] = dropped_regions_message(problems)
-            results.append(item)
-        metrics.tasks.inc(len(tasks))
+            result, problems = sanitize(result)
+            if problems:
+                failures.dropped(task.id, problems)
+            if score is None and result:
+                score = _mean_score(result)
+            item = {"result": result, "score": score, "model_version": version}
+            if problems and self.backend.report_dropped_regions:
+                item["error"] = dropped_regions_message(problems)
+            append(item)
+        failures.flush(self.runtime.metrics)
+        self.runtime.metrics.tasks.inc(len(tasks))
         return results
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: weakref.ref
+    controls: list[ControlInfo]
+    needed: tuple[str, ...]
+
+
+class FailureLog:
+    """Failed tasks and dropped regions of one call, logged as a few lines however many tasks
+    fail: the first MAX_LOGGED one by one (with a traceback for an unexpected exception),
+    then one summary with the count per reason."""
+
+    MAX_LOGGED = 5
+
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter, total: int):
+        self.log = logger
+        self.total = total
+        self.reasons: dict[str, int] = {}
+        self.logged = 0
+        self.dropped_tasks = 0
+        self.dropped_regions = 0
+
+    def failed(self, task_id: Any, reason: str, message: str, exc: BaseException | None = None) -> None:
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        if self.logged < self.MAX_LOGGED:
+            self.logged += 1
+            self.log.error("task %s failed: %s", task_id, message, exc_info=exc)
+
+    def dropped(self, task_id: Any, problems: list[str]) -> None:
+        self.dropped_tasks += 1
+        self.dropped_regions += len(problems)
+        if self.dropped_tasks <= self.MAX_LOGGED:
+            for problem in problems[:self.MAX_LOGGED]:
+                self.log.warning("task %s: dropped a region: %s", task_id, problem)
+
+    def flush(self, metrics: Any) -> None:
+        failed = sum(self.reasons.values())
+        for reason, n in self.reasons.items():
+            metrics.task_failures.labels(reason=reason).inc(n)
+        if failed > self.logged:
+            self.log.error("%d of %d tasks failed (%s); the first %d are logged above", failed, self.total,
+                           ", ".join(f"{n} {r}" for r, n in sorted(self.reasons.items())), self.logged)
+        if self.dropped_tasks > self.MAX_LOGGED:
+            self.log.warning("dropped %d regions in %d of %d tasks (labels or controls not in the project's "
+                             "config); the first are logged above", self.dropped_regions, self.dropped_tasks,
+                             self.total)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from prelabel import lsclient
-from prelabel.artifacts import ArtifactStore
+from prelabel.artifacts import TRAINED_NS, ArtifactStore
 from prelabel.backend import Backend, PredictContext, Project, Task
 from prelabel.jobs import ACTIVE, InProcessRunner, JobContext, JobRunner, JobStore, Reaper, release_lock
 from prelabel.labelconfig import ParsedConfig, parse_label_config
@@ -96,6 +96,7 @@ class Runtime:
             log.warning("removed %s, left by a training job that did not finish", path)
         if self.reaper is None:
             self.reaper = Reaper(self, include_queued=False).start()
+        self._index_trained_projects()
         started = time.perf_counter()
         try:
             self.backend.setup()
@@ -187,6 +188,8 @@ class Runtime:
         return self.artifacts.current(self.project_state(project_id).items())[1]
 
     def versions(self) -> list[str]:
+        # walks every project (the compat adapter keeps version lists of its own, outside the
+        # trained index); Label Studio calls /versions only when a person opens the versions list
         found: list[tuple[float, str]] = []
         for ns in self.state.namespaces("project:"):
             for v in self.state.get(ns, "versions", []) or []:
@@ -194,9 +197,19 @@ class Runtime:
         return [self.backend.model_version()] + [v for _, v in sorted(found)]
 
     def trained_projects(self) -> list[str]:
-        """Projects that have a trained version (for /health of trainable backends)."""
-        return [ns.split(":", 1)[1] for ns in self.state.namespaces("project:")
-                if self.state.get(ns, "model_version")]
+        """Projects that have a trained version (for /health of trainable backends). One read
+        of the index that promotion keeps, however many project ids have called /setup."""
+        return sorted(self.state.items(TRAINED_NS))
+
+    def _index_trained_projects(self) -> None:
+        """Build the trained-projects index once for a state store written before it existed."""
+        if self.state.get("meta", "trained_index"):
+            return
+        for ns in self.state.namespaces("project:"):
+            version = self.state.get(ns, "model_version")
+            if version:
+                self.state.set(TRAINED_NS, ns.split(":", 1)[1], version)
+        self.state.set("meta", "trained_index", True)
 
     def media_for(self, project: Project, params: dict[str, Any] | None = None) -> MediaFetcher:
         params = params or {}

@@ -2,15 +2,63 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+#: Label Studio's deepest bodies (an export-format task with annotations and region values)
+#: nest about eight levels; far deeper is an attack on the recursion of whatever reads it next.
+MAX_JSON_DEPTH = 64
+MAX_PROJECT_KEY = 256
+
+
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``value`` (parsed JSON) nests lists and objects more than ``limit`` levels."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if type(item) is dict else item if type(item) is list else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
+    return False
+
+
+def project_key_problem(key: Any) -> str | None:
+    """What is wrong with a project key or id from a request, or None. Label Studio sends
+    ``"<id>.<created timestamp>"`` or the integer id; anything else is refused here, before it
+    becomes a state key."""
+    if key is None or type(key) is int:
+        return None
+    if type(key) is not str:
+        return f"must be a string or an integer, got {type(key).__name__}"
+    if len(key) > MAX_PROJECT_KEY:
+        return f"is {len(key)} characters long; at most {MAX_PROJECT_KEY}"
+    if not key.isprintable():
+        return "contains control or unprintable characters"
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    return None
+
+
+def _check_project(value: Any) -> Any:
+    problem = project_key_problem(value)
+    if problem:
+        raise ValueError(f"the project id {problem}")
+    return value
+
+
+ProjectKey = Annotated[str | int, AfterValidator(_check_project)]
 
 
 class SetupRequest(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    project: str | int = Field(description='"<project id>.<created timestamp>"')
+    project: ProjectKey = Field(description='"<project id>.<created timestamp>"')
     label_config: str = Field(alias="schema", description="The project's label config XML.")
     hostname: str | None = Field(default=None, description="Label Studio's own URL (its HOST setting).")
     access_token: str | None = Field(default=None, description="The project creator's legacy token.")
@@ -18,6 +66,8 @@ class SetupRequest(BaseModel):
 
 
 class PredictRequest(BaseModel):
+    """Documents the /predict body; the endpoint checks it by hand (see server/app.py)."""
+
     model_config = ConfigDict(extra="allow")
 
     # Items are checked one by one in the endpoint (a malformed task fails alone, and
@@ -36,7 +86,7 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     annotations: list[dict[str, Any]] = Field(default_factory=list)
-    project: str | int
+    project: ProjectKey
     label_config: str | None = None
     params: dict[str, Any] | None = None
 
@@ -47,13 +97,37 @@ class WebhookRequest(BaseModel):
     action: str
     project: dict[str, Any] | None = None
 
+    @field_validator("project")
+    @classmethod
+    def _project_fields(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        pid = value.get("id")
+        if pid is not None:
+            if type(pid) not in (int, str):
+                raise ValueError(f"project.id must be an integer or a string, got {type(pid).__name__}")
+            _check_project(pid)
+        config = value.get("label_config")
+        if config is not None and type(config) is not str:
+            raise ValueError(f"project.label_config must be a string (the label config XML), "
+                             f"got {type(config).__name__}")
+        return value
+
 
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: str = Field(description="predict (pre-annotate the whole project), or train")
-    project: str | int
+    project: ProjectKey
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _no_reserved_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        reserved = sorted(k for k in value if k.startswith("_"))
+        if reserved:  # core keeps its own bookkeeping (the project lock) under such keys
+            raise ValueError(f"params keys starting with '_' are reserved: {', '.join(reserved)}")
+        return value
 
 
 class PredictResponse(BaseModel):

@@ -49,7 +49,7 @@ class ReferenceBackend(Backend):
         key = control.object.data_key
         weights = self._weights(ctx.model_dir)
         out = []
-        lowered = {label: label.lower() for label in control.labels}
+        lowered = [(label, label.lower()) for label in control.labels]
         for task in tasks:
             text = str(task.data.get(key, "")).lower()
             if weights:
@@ -59,8 +59,14 @@ class ReferenceBackend(Backend):
                     for label, n in weights.get(w, {}).items():
                         scores[label] += n
                 ranked = [(lab, s) for lab, s in scores.most_common() if lab in control.labels]
-            else:
-                ranked = [(lab, 1) for lab, low in lowered.items() if low in text]
+            else:  # untrained: every label named in the text counts once
+                found = [lab for lab, low in lowered if low in text]
+                if not found:
+                    out.append(None)
+                    continue
+                score = 1 / len(found)
+                out.append(Prediction([choices(control, found[0], score=score)], score=score))
+                continue
             if not ranked:
                 out.append(None)
                 continue
