@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,33 @@ def test_track_directions_send_each_frame_once_in_order(served, video_uri, monke
     assert indices == ahead + behind and ahead == forward[:len(ahead)] and behind == backward[:len(behind)]
     assert indices and indices[0] == 3
     assert calls == ["init_state"] + ["propagate_in_video"] * (2 if direction == "both" else 1)  # one state
+
+
+def test_one_track_at_a_time_and_cancel_stops_the_propagation(served, video_uri, monkeypatch):
+    client, backend = served
+    net, gate, steps = backend.model.net, threading.Event(), []
+    real = net.propagate_in_video
+
+    def held(*args, **kwargs):  # the real propagation, each frame waiting for the test's go
+        for step in real(*args, **kwargs):
+            gate.wait(30)
+            steps.append(step[0])
+            yield step
+
+    monkeypatch.setattr(net, "propagate_in_video", held)
+    data = {"video": video_uri}
+    body = {"event": "track", "frame": 1, "max_frames": 5, "result": [BOX]}
+    first = only(send(client, body, configs.VIDEO, data), "track_started", "box")
+    busy = only(send(client, body, configs.VIDEO, data), "track_busy", "box")
+    assert busy["error"] == "tracking capacity exhausted" and busy["max_sessions"] == 1
+    cancel = {**EVENTS["track_cancel"], "session_id": first["session_id"]}
+    assert only(send(client, cancel, configs.VIDEO, data, task_id=22), "track_cancel_ack", "box") == {
+        "status": "not_found"}  # another task's session is not this one's to cancel
+    assert only(send(client, cancel, configs.VIDEO, data), "track_cancel_ack", "box") == {"status": "cancelled"}
+    gate.set()
+    monkeypatch.setattr(net, "propagate_in_video", real)
+    _, frames = track(client, body, data)  # the slot is free again
+    assert frames and len(steps) <= 2, "the cancelled propagation went on"
 
 
 def test_bad_events_are_answered_by_name(served, video_uri):

@@ -107,7 +107,9 @@ class Sam2Events:
         path, data, digest = self._source(request, ctx)
         if not request.is_video:
             self._image_embedding(data, digest)
-            return {"status": "ok", "cached": [0] if (self.model.key, digest) in self.embeddings else [], "pending": []}
+            kept = (self.model.key, digest) in self.embeddings or (
+                self.store is not None and (self.store_key, digest) in self.store)
+            return {"status": "ok", "cached": [0] if kept else [], "pending": []}
         # a window larger than the cache would evict its own first frames
         most = max(0, min(PREWARM_MAX_WINDOW, self.embeddings.capacity - 1))
         window = request.bounded_int("window", most, most)
