@@ -112,7 +112,7 @@ def test_image_prewarm_fills_both_caches_and_predict_uses_them(served):
 
 
 def test_the_mask_follows_the_prompts_and_the_classic_path_is_unchanged(served):
-    client, _ = served
+    client, backend = served
     data = {"image": image_uri(3)}
     clicks = only(send(client, EVENTS["predict"], configs.UPSTREAM_SAM2_IMAGE, data), "bitmask", "tag")
     boxed = only(send(client, EVENTS["predict_box"], configs.UPSTREAM_SAM2_IMAGE, data), "bitmask", "tag")
@@ -120,8 +120,10 @@ def test_the_mask_follows_the_prompts_and_the_classic_path_is_unchanged(served):
     negative = {"event": "predict",
                 "result": [{"type": "keypointlabels", "value": {"x": 5, "y": 5, "positive": False}}]}
     assert send(client, negative, configs.UPSTREAM_SAM2_IMAGE, data)["result"] == []  # nothing to subtract from
+    calls = backend.model.encoder_calls
     classic = send(client, {"result": [click(45.0, 45.0, "defect", True, from_name="tag2")]},
                    configs.UPSTREAM_SAM2_IMAGE, data)
+    assert backend.model.encoder_calls == calls, "a classic click did not share the events' image encoding"
     assert [r["type"] for r in classic["result"]] == ["brushlabels"]
     assert classic["result"][0]["value"]["brushlabels"] == ["defect"]
 
