@@ -4,7 +4,8 @@ Interactive: KeyPointLabels clicks and a RectangleLabels box on an Image -> one 
 BrushLabels (RLE) or PolygonLabels, labelled with the label the annotator clicked with; image
 embeddings are cached in memory and on disk, and the ``embed`` job fills the disk cache for a
 whole project, so even the first click on an image skips the encoder. Video: the
-context's VideoRectangle boxes are propagated through the next frames. Importing this module
+context's VideoRectangle boxes are propagated through the next frames. Label Studio's SAM tool
+events (``params.context.event``) are answered through ``prelabel.sam_events``. Importing this module
 stays light: torch and sam2 load in ``setup``.
 """
 

@@ -19,6 +19,7 @@ from prelabel import (
 )
 from prelabel.torchdevice import resolve_torch_device
 from prelabel_sam2.embedstore import EmbeddingStore, model_key
+from prelabel_sam2.events import Sam2Events
 from prelabel_sam2.masks import mask_region
 from prelabel_sam2.model import Embedding, EmbeddingCache, decode_image, image_digest, lookup_counter
 from prelabel_sam2.prompts import ImagePrompt, image_prompts, video_objects
@@ -27,7 +28,7 @@ from prelabel_sam2.settings import Sam2Settings, check_installed, check_model_fi
 OUTPUT_TAGS = ("BrushLabels", "PolygonLabels")
 
 
-class Sam2Backend(Backend):
+class Sam2Backend(Sam2Events, Backend):
     backend_id = "sam2"
     title = "SAM 2 (interactive segmentation)"
     description = ("Segment Anything 2: clicks (KeyPointLabels) and a box (RectangleLabels) -> a mask as "
@@ -46,6 +47,7 @@ class Sam2Backend(Backend):
         self.embeddings = EmbeddingCache(self.settings.sam2_embedding_cache_size)
         self.store: EmbeddingStore | None = None  # the on-disk cache the embed job fills
         self.store_key: str | None = None  # this model's directory in it
+        self._init_events()
 
     @classmethod
     def preflight(cls, settings: Sam2Settings, core: CoreSettings) -> None:
@@ -93,6 +95,11 @@ class Sam2Backend(Backend):
 
     # -- prediction -------------------------------------------------------------------------
     def predict(self, tasks: list[Task], ctx: PredictContext) -> list[Prediction | TaskError | None]:
+        from prelabel.sam_events import dispatch_sam_event
+
+        handled = dispatch_sam_event(self, tasks, ctx)  # Label Studio's SAM tool: params.context.event
+        if handled is not None:
+            return handled
         regions = ctx.context_regions()
         if not regions:
             return [None] * len(tasks)  # SAM 2 answers clicks and boxes; nothing to do without them

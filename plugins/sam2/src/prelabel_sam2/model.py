@@ -105,6 +105,14 @@ class EmbeddingCache:
         if self._on_lookup is not None:
             self._on_lookup(hit)
 
+    def discard(self, predicate: Callable[[tuple], bool]) -> int:
+        """Drop the entries whose key ``predicate`` accepts; returns how many."""
+        with self._lock:
+            gone = [key for key in self._items if predicate(key)]
+            for key in gone:
+                del self._items[key]
+        return len(gone)
+
     def stats(self) -> dict[str, int]:
         return {"size": len(self._items), "capacity": self.capacity, "hits": self.hits, "misses": self.misses}
 
@@ -260,6 +268,82 @@ class Sam2Model:
                 masks = (logits[:, 0] > 0).cpu().numpy()
                 out.append((int(frame_idx), {int(o): masks[i] for i, o in enumerate(obj_ids)}))
         return out
+
+    def follow(self, frames_dir: Path, count: int, prompt: int, points: np.ndarray | None, labels: np.ndarray | None,
+               box: np.ndarray | None, passes: list[tuple[bool, int]], cancelled: Callable[[], bool]
+               ) -> Iterator[tuple[int, np.ndarray]]:
+        """Follow one object, prompted on frame ``prompt`` of a folder of ``count`` JPEG frames,
+        with SAM 2's video propagation: (frame index in the folder, H x W bool mask) as each
+        frame is done. ``passes`` are (reverse, frames) propagations from the prompt frame on
+        one inference state (a later pass does not repeat the prompt frame); a pass ends where
+        the mask is empty (the object is lost) or when ``cancelled()``. Frames are read from
+        disk as the propagation reaches them, so memory does not grow with the track's length."""
+        import shutil
+
+        head = frames_dir / "head"
+        head.mkdir(exist_ok=True)
+        shutil.copyfile(frames_dir / f"{prompt}.jpg", head / "0.jpg")
+        with self._inference():
+            state = self.net.init_state(video_path=str(head), offload_video_to_cpu=True)
+            # init_state decodes every frame of its folder at the model's size; give it the prompt
+            # frame only (its features become the cache of index 0), then the frames on demand
+            state["images"] = FrameFolder(frames_dir, count, self.image_size)
+            state["num_frames"] = count
+            state["cached_features"] = {prompt: state["cached_features"][0]}
+            self.net.add_new_points_or_box(state, frame_idx=prompt, obj_id=1, points=points, labels=labels, box=box)
+        try:
+            for n, (reverse, frames) in enumerate(passes):
+                steps = self.net.propagate_in_video(state, start_frame_idx=prompt, max_frame_num_to_track=frames,
+                                                    reverse=reverse)
+                try:
+                    while not cancelled():
+                        with self._inference():
+                            step = next(steps, None)
+                        if step is None:
+                            break
+                        frame_idx, _, logits = step
+                        mask = (logits[0, 0] > 0).cpu().numpy()
+                        if not mask.any():
+                            break  # lost: this direction ends at the last frame the object was seen
+                        if n > 0 and frame_idx == prompt:
+                            continue  # the first pass sent the prompt frame
+                        yield int(frame_idx), mask
+                finally:
+                    steps.close()
+        finally:
+            state.clear()  # the frames' features and memories go now, not with the next collection
+
+
+class FrameFolder:
+    """The frames of a folder (``0.jpg``...) as sam2's video predictor reads its ``images``
+    (index -> normalised 3 x S x S float tensor), loaded when asked for; the last two are kept."""
+
+    MEAN = (0.485, 0.456, 0.406)  # sam2's load_video_frames defaults (ImageNet statistics)
+    STD = (0.229, 0.224, 0.225)
+
+    def __init__(self, folder: Path, count: int, image_size: int):
+        self.folder = folder
+        self.count = count
+        self.image_size = image_size
+        self._recent: OrderedDict[int, Any] = OrderedDict()
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> Any:
+        import torch
+        from PIL import Image
+
+        if index in self._recent:
+            return self._recent[index]
+        with Image.open(self.folder / f"{index}.jpg") as image:
+            rgb = np.asarray(image.convert("RGB").resize((self.image_size, self.image_size)), dtype=np.float32)
+        tensor = torch.from_numpy(rgb / 255.0).permute(2, 0, 1)
+        tensor = (tensor - torch.tensor(self.MEAN).view(3, 1, 1)) / torch.tensor(self.STD).view(3, 1, 1)
+        self._recent[index] = tensor
+        while len(self._recent) > 2:
+            self._recent.popitem(last=False)
+        return tensor
 
 
 _MODELS: OrderedDict[tuple, Sam2Model] = OrderedDict()

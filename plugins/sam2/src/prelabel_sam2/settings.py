@@ -51,6 +51,8 @@ class Sam2Settings(BackendSettings):
         1.5, ge=0, description="PolygonLabels: largest distance in pixels between the mask outline and the polygon.")
     sam2_max_concurrency: int = Field(2, ge=1, description="Requests predicted at once per process.")
     max_frames_to_track: int = Field(10, ge=1, description="Video: frames propagated after the prompted frame.")
+    sam2_track_max_frames: int = Field(
+        300, ge=1, description="SAM events: most frames one track event follows the object through, each way.")
 
     def checkpoint_root(self, core: CoreSettings) -> Path:
         return Path(self.model_root) if self.model_root else core.prelabel_home / "weights"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from prelabel import ControlInfo, TaskError
 from prelabel.regions import video_rectangle
 from prelabel_sam2.masks import mask_box
@@ -41,6 +43,44 @@ def extract_frames(path: Path, start: int, stop: int, out_dir: Path, max_pixels:
     if written == 0:
         raise TaskError(f"the video has no frame {start + 1} (it has {index} frames)")
     return written, width, height, fps
+
+
+def video_info(path: Path) -> tuple[float, int]:
+    """(fps, frame count) from the container, without decoding."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise TaskError(f"{path.name} is not a video OpenCV can read")
+        return float(capture.get(cv2.CAP_PROP_FPS) or 0.0), int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    finally:
+        capture.release()
+
+
+def read_frames(path: Path, start: int, stop: int, max_pixels: int) -> dict[int, np.ndarray]:
+    """RGB frames ``start..stop`` (0-based, inclusive) by index; fewer past the video's end."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames: dict[int, np.ndarray] = {}
+    try:
+        if not capture.isOpened():
+            raise TaskError(f"{path.name} is not a video OpenCV can read")
+        index = 0
+        while index <= stop:
+            ok, frame = capture.read()  # every frame: seeking is not frame-exact for many codecs
+            if not ok:
+                break
+            if index >= start:
+                height, width = frame.shape[:2]
+                if width * height > max_pixels:
+                    raise TaskError(f"video frames of {width}x{height} pixels are more than MEDIA_MAX_PIXELS")
+                frames[index] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        capture.release()
+    return frames
 
 
 def video_frame_count(path: Path) -> int:
