@@ -238,3 +238,42 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(tmp_path):
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
             readable, _, _ = select.select([sock], [], [], 20)
             assert readable, "the server still holds the half-sent request open after 20 s"
+
+
+# -- secrets registry ---------------------------------------------------------------------------
+@pytest.fixture
+def isolated_secrets(monkeypatch):
+    """The process-wide redaction set, restored after the test (a test that grows it must not
+    slow or mask the rest of the run)."""
+    import prelabel.redact as redact_module
+
+    monkeypatch.setattr(redact_module, "_secrets", set(redact_module._secrets))
+    monkeypatch.setattr(redact_module, "_pattern", redact_module._pattern)
+    return redact_module
+
+
+@pytest.mark.xfail(strict=True, reason="every task-data password (and /setup access_token) an unauthenticated "
+                                       "request sends is added for good to one process-wide regex that every "
+                                       "log line and error runs through: 100 /predict calls with 20 kB "
+                                       "passwords took a server from 210 to 1232 MB RSS and /predict from "
+                                       "0.15 s to 5-9 s for everyone")
+def test_request_supplied_passwords_do_not_grow_the_process_wide_redaction_set(served, isolated_secrets):
+    _, client = served
+    before = sum(map(len, isolated_secrets._secrets))
+    for i in range(40):
+        resp = client.post("/predict", json={
+            "project": "1", "label_config": TEXT_CHOICES, "tasks": [{"id": 1, "data": {"text": "x"}}],
+            "params": {"login": "u", "password": f"pw{i:04d}-" + "p" * 5_000}})
+        assert resp.status_code == 200
+    grown = sum(map(len, isolated_secrets._secrets)) - before
+    assert grown < 50_000, f"the redaction set grew by {grown} characters from 40 requests"
+
+
+@pytest.mark.xfail(strict=True, reason="a request can register any word of 6+ characters as a secret: it is "
+                                       "then masked in every later log line and error of the process")
+def test_a_request_cannot_mask_ordinary_words_in_every_log_line(served, isolated_secrets):
+    _, client = served
+    client.post("/predict", json={"project": "1", "label_config": TEXT_CHOICES,
+                                  "tasks": [{"id": 1, "data": {"text": "x"}}],
+                                  "params": {"login": "u", "password": "refused"}})
+    assert isolated_secrets.redact("Label Studio refused the token") == "Label Studio refused the token"
