@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from prelabel.compat import LabelStudioMLBase, adapt
 from prelabel.media import MediaFetcher
 from prelabel.settings import CoreSettings
 from prelabel.testing.backendprocess import BackendProcess
@@ -277,3 +278,26 @@ def test_a_request_cannot_mask_ordinary_words_in_every_log_line(served, isolated
                                   "tasks": [{"id": 1, "data": {"text": "x"}}],
                                   "params": {"login": "u", "password": "refused"}})
     assert isolated_secrets.redact("Label Studio refused the token") == "Label Studio refused the token"
+
+
+# -- memory: --model-file instances -------------------------------------------------------------
+class _UpstreamStyleModel(LabelStudioMLBase):
+    """A model.py as label-studio-ml-backend users write it: it predicts nothing."""
+
+    def predict(self, tasks, context=None, **kwargs):
+        return [{"result": []} for _ in tasks]
+
+
+@pytest.mark.xfail(strict=True, reason="--model-file keeps one model instance (with its parsed label config) "
+                                       "per project id for the life of the process: 400 forged project ids "
+                                       "with 2,000-choice configs took a server from 118 to 1564 MB RSS, "
+                                       "held (text_classifier under the same requests: 209 -> 352 MB, flat)")
+def test_model_file_instances_are_not_kept_for_every_forged_project_id(tmp_path):
+    rt = make_runtime(adapt(_UpstreamStyleModel), tmp_path / "home")
+    with serve_in_process(rt) as client:
+        for i in range(300):
+            resp = client.post("/predict", json={"project": str(5000 + i), "label_config": TEXT_CHOICES,
+                                                 "tasks": [{"id": 1, "data": {"text": "x"}}]})
+            assert resp.status_code == 200, resp.text
+        kept = len(rt.backend.instances())
+    assert kept < 300, f"{kept} model instances kept for 300 project ids"
