@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import select
 import socket
+import threading
 import time
 
 import pytest
 
 from prelabel.compat import LabelStudioMLBase, adapt
-from prelabel.media import MediaFetcher
+from prelabel.media import MediaError, MediaFetcher
 from prelabel.settings import CoreSettings
 from prelabel.testing.backendprocess import BackendProcess
 from prelabel.testing.client import make_runtime, serve_in_process
@@ -301,3 +302,79 @@ def test_model_file_instances_are_not_kept_for_every_forged_project_id(tmp_path)
             assert resp.status_code == 200, resp.text
         kept = len(rt.backend.instances())
     assert kept < 300, f"{kept} model instances kept for 300 project ids"
+
+
+# -- slow peers ---------------------------------------------------------------------------------
+@pytest.fixture
+def header_dripper():
+    """A host on 127.0.0.2 that answers every request with response headers one byte at a
+    time, twice a second, for as long as the client stays."""
+    server = socket.create_server(("127.0.0.2", 0))
+    stop = threading.Event()
+
+    def drip(conn):
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 10_000:
+                if stop.wait(0.5):  # the drip's pace, not a readiness wait
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.2:{server.getsockname()[1]}"
+    stop.set()
+    server.close()
+
+
+@pytest.mark.xfail(strict=True, reason="MEDIA_TIMEOUT bounds each socket read, not the download: a host that "
+                                       "drips its response headers holds a media download (and the /predict "
+                                       "or job waiting on it) indefinitely")
+def test_a_host_that_drips_its_headers_cannot_hold_a_download_past_media_timeout(tmp_path, header_dripper):
+    media = MediaFetcher(CoreSettings(prelabel_home=tmp_path, media_timeout=2))
+    outcome: list[str] = []
+
+    def download():
+        try:
+            media.fetch(header_dripper + "/x.png")
+            outcome.append("downloaded")
+        except MediaError as exc:
+            outcome.append(str(exc))
+
+    worker = threading.Thread(target=download, daemon=True)
+    worker.start()
+    worker.join(15)
+    assert outcome, "still downloading 15 s after the start, with MEDIA_TIMEOUT=2"
+    assert "MEDIA_TIMEOUT" in outcome[0] or "timed out" in outcome[0]
+
+
+# -- label config size --------------------------------------------------------------------------
+@pytest.mark.xfail(strict=True, reason="a big label config is parsed on the event loop: one /setup with a "
+                                       "3 MB config (150,000 choices) held /health for 6 s (Label Studio gives "
+                                       "it 1 s); a 26 MB one (1M choices) took 29 s and 3.6 GB peak RSS")
+def test_a_big_label_config_does_not_stall_health(tmp_path):
+    choices = "".join(f'<Choice value="c{i}"/>' for i in range(150_000))
+    xml = f'<View><Text name="text" value="$text"/><Choices name="s" toName="text">{choices}</Choices></View>'
+    with BackendProcess("prelabel.testing.reference:ReferenceBackend", home=tmp_path / "home",
+                        env={"LOG_LEVEL": "WARNING"}) as backend:
+        latencies: list[float] = []
+        with backend.http(timeout=120) as setup_http, backend.http(timeout=30) as probe:
+            setup = threading.Thread(target=lambda: setup_http.post("/setup", json={"project": "1.1", "schema": xml}))
+            setup.start()
+            while setup.is_alive():
+                started = time.monotonic()
+                assert probe.get("/health").status_code == 200
+                latencies.append(time.monotonic() - started)
+            setup.join()
+        assert latencies, "no /health probe ran during the /setup"
+        assert max(latencies) < 1.0, f"/health took {max(latencies):.1f} s during a /setup ({len(latencies)} probes)"
