@@ -7,6 +7,7 @@ Other hosts are played by other loopback addresses (127.0.0.2, 127.0.0.3)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import select
 import socket
@@ -378,3 +379,73 @@ def test_a_big_label_config_does_not_stall_health(tmp_path):
             setup.join()
         assert latencies, "no /health probe ran during the /setup"
         assert max(latencies) < 1.0, f"/health took {max(latencies):.1f} s during a /setup ({len(latencies)} probes)"
+
+
+# -- credentials --------------------------------------------------------------------------------
+def _jwt(exp: float) -> str:
+    def part(d: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'HS256'})}.{part({'exp': exp, 'token_type': 'refresh'})}.c2ln"
+
+
+@pytest.mark.xfail(strict=True, reason="the Label Studio API client (training, prediction jobs) follows "
+                                       "redirects: a 307 from the token refresh endpoint re-posts the personal "
+                                       "access token, in the body, to another host")
+def test_the_personal_access_token_does_not_follow_a_307_to_another_host():
+    from prelabel import lsclient
+
+    pat = _jwt(time.time() + 3600)
+    other = RecordingServer("127.0.0.2", lambda m, p, h, b, s: (
+        200, JSON, json.dumps({"access": _jwt(time.time() + 300)}).encode()))
+    ls = RecordingServer("127.0.0.1", lambda m, p, h, b, s: (
+        (307, {"location": other.url + "/api/token/refresh/"}, b"") if "token/refresh" in p
+        else (200, JSON, json.dumps({"id": 1, "label_config": TEXT_CHOICES}).encode())))
+    try:
+        client = lsclient.connect(ls.url, pat)
+        try:
+            client.projects.get(id=1)
+        except Exception:  # noqa: BLE001 - refusing the redirect is a fine outcome
+            pass
+        assert ls.requests, "the client never asked Label Studio"
+        assert not any(pat in r["body"].decode() or pat in str(r["headers"]) for r in other.requests)
+    finally:
+        ls.close()
+        other.close()
+
+
+# -- image bombs under the pixel limit ----------------------------------------------------------
+_DECODE_PEAK = """
+import sys
+from prelabel.imageio import ImageRejected, open_image
+def rss(field):
+    return int(open("/proc/self/status").read().split(field + ":")[1].split()[0]) // 1024
+data = open(sys.argv[1], "rb").read()
+base = rss("VmRSS")
+try:
+    open_image(data)
+except ImageRejected:
+    print(0)
+else:
+    print(rss("VmHWM") - base)
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="MEDIA_MAX_PIXELS counts pixels, not bytes: a 144 kB 9000x9000 WebP "
+                                       "(81 MP, under the default 100 MP) costs 1.2 GB peak to decode (a 315 kB "
+                                       "RGBA PNG 617 MB, a 10 kB 1-bit PNG 385 MB), per task")
+def test_a_small_webp_under_the_default_pixel_limit_does_not_cost_a_gigabyte(tmp_path):
+    image = pytest.importorskip("PIL.Image", reason='needs Pillow: pip install "prelabel[vision]"')
+    import io
+    import subprocess
+    import sys
+
+    buf = io.BytesIO()
+    image.new("RGB", (9000, 9000)).save(buf, "WEBP", quality=1)
+    path = tmp_path / "bomb.webp"
+    path.write_bytes(buf.getvalue())
+    assert len(buf.getvalue()) < 200_000
+    out = subprocess.run([sys.executable, "-c", _DECODE_PEAK, str(path)], capture_output=True, text=True,
+                         timeout=120, check=True)
+    peak_mb = int(out.stdout.strip())
+    assert peak_mb < 800, f"decoding a {len(buf.getvalue()) // 1000} kB WebP took {peak_mb} MB"
