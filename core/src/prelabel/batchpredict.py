@@ -118,8 +118,16 @@ class PredictJob:
                                        include=TASK_FIELDS)
         batch: list[Task] = []
         counts = self.counts
+        # Label Studio said how many tasks the project has; a listing that goes on well past
+        # that (a host a /setup named that never ends its pages) is stopped, not followed forever
+        limit = total + 2 * PAGE_SIZE
         for raw in prefetch(pages, depth=2 * PAGE_SIZE):
             counts["tasks"] += 1
+            if counts["tasks"] > limit:
+                raise RuntimeError(f"Label Studio listed more than {limit} tasks for a project of {total}: "
+                                   "stopped (is the Label Studio URL right?)")
+            if counts["tasks"] % PAGE_SIZE == 0:  # a cancel is seen even while every task is skipped
+                self.ctx.progress(counts["tasks"] / max(total, counts["tasks"]), self._message())
             if _version_in(getattr(raw, "predictions_model_versions", None), version):
                 counts["skipped_existing"] += 1
                 continue

@@ -152,7 +152,13 @@ class MediaFetcher:
         cached = self.cache.get(key, suffix)
         if cached is not None:
             return cached
-        data = self._download(url, target)
+        credentialed_hops: list[str] = []
+        data = self._download(url, target, credentialed_hops)
+        if credentialed_hops:
+            # a redirect led to a host that got a credential the key above does not name (a
+            # public URL that redirects into Label Studio): keyed by those credentials too, so
+            # no request without them is ever served this file from the cache
+            key += "\0via:" + hashlib.sha256("\0".join(credentialed_hops).encode()).hexdigest()[:24]
         return self.cache.put(key, data, suffix)
 
     # -- resolution -------------------------------------------------------------------------
@@ -233,11 +239,14 @@ class MediaFetcher:
         basic = self._basic_auth_for(url, home)
         return {"Authorization": f"Basic {basic}"} if basic else {}
 
-    def _download(self, url: str, target: str) -> bytes:
+    def _download(self, url: str, target: str, credentialed_hops: list[str] | None = None) -> bytes:
         limit = self.core.media_max_bytes
         home = origin(target)  # task-data login/password belong to this host only
+        first = target
         for _ in range(MAX_REDIRECTS + 1):
             headers = self._headers_for(target, home)
+            if headers and target != first and credentialed_hops is not None:
+                credentialed_hops.append(f"{target}\0{headers['Authorization']}")
             started = time.monotonic()
             try:
                 with self._client.stream("GET", target, headers=headers) as resp:
