@@ -70,7 +70,7 @@ def shape_masks() -> dict[str, np.ndarray]:
     }
 
 
-def test_image() -> bytes:
+def render_image() -> bytes:
     from PIL import Image
 
     pixels = np.full((H, W, 3), 225, np.uint8)
@@ -82,8 +82,6 @@ def test_image() -> bytes:
     Image.fromarray(pixels).save(out, "PNG")
     return out.getvalue()
 
-
-test_image.__test__ = False  # a helper, not a test
 
 
 def image_predictions() -> dict[str, list[dict]]:
@@ -120,7 +118,7 @@ def image_project(label_studio):
     project = httpx.post(f"{label_studio.url}/api/projects", headers=label_studio.auth_headers("legacy"),
                          json={"title": "browser-regions", "label_config": IMAGE_CONFIG}, timeout=60).json()
     predictions = image_predictions()
-    image = test_image()
+    image = render_image()
     tasks = upload_files(label_studio, project["id"],
                          [(f"{name}.png", image, "image/png") for name in ["plain", *predictions]])
     by_name = dict(zip(["plain", *predictions], (t["id"] for t in tasks), strict=True))
