@@ -23,8 +23,6 @@ def browser(label_studio, request):
 
     if find_chromium() is None:
         pytest.skip(INSTALL_HINT)
-    folder = artifact_dir(request.module.__name__.rsplit(".", 1)[-1])
-    for old in folder.glob("*.png"):  # screenshots of an earlier run
-        old.unlink()
+    folder = artifact_dir(request.module.__name__.rsplit(".", 1)[-1], fresh=True)
     with LabelStudioBrowser(label_studio, folder) as b:
         yield b

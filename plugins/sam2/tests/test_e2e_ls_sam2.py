@@ -137,7 +137,7 @@ def test_smart_click_in_the_browser_draws_the_backends_mask(label_studio, projec
     if find_chromium() is None:
         pytest.skip(INSTALL_HINT)
     pid, ml, task = project
-    with LabelStudioBrowser(label_studio, artifact_dir("sam2-interactive")) as browser, \
+    with LabelStudioBrowser(label_studio, artifact_dir("sam2-interactive", fresh=True)) as browser, \
             browser.keep_on_failure("smart-click"):
         page = browser.page
         browser.open_task(pid, task["id"])

@@ -207,7 +207,7 @@ def test_the_browser_draws_the_boxes_on_the_people(label_studio, bus_project, ex
     # with a connected backend asks it for a prediction and draws that)
     bare = label_studio.client().projects.create(title="yolo-baseline", label_config=CONFIG)
     (plain,) = upload_files(label_studio, bare.id, [("bus.jpg", asset("bus.jpg").read_bytes(), "image/jpeg")])
-    with LabelStudioBrowser(label_studio, artifact_dir("yolo-real-weights")) as browser, \
+    with LabelStudioBrowser(label_studio, artifact_dir("yolo-real-weights", fresh=True)) as browser, \
             browser.keep_on_failure("bus"):
         before = browser.open_task(bare.id, plain["id"]).image("bus-plain")
         after = browser.open_task(pid, tasks[0]["id"]).image("bus-predicted")

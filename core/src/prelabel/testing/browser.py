@@ -80,12 +80,16 @@ def find_chromium() -> Path | None:
     return None
 
 
-def artifact_dir(*parts: str) -> Path:
+def artifact_dir(*parts: str, fresh: bool = False) -> Path:
     """Where screenshots go: ``$PRELABEL_ARTIFACTS/browser/<parts>``, default
-    ``./test-artifacts/browser/<parts>`` (relative to the working directory)."""
+    ``./test-artifacts/browser/<parts>`` (relative to the working directory). ``fresh`` removes
+    the screenshots an earlier run left there."""
     root = Path(os.environ.get("PRELABEL_ARTIFACTS") or "test-artifacts")
     path = root / "browser" / Path(*[re.sub(r"[^\w.-]+", "_", p) for p in parts])
     path.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        for old in path.glob("*.png"):
+            old.unlink()
     return path
 
 
