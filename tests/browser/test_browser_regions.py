@@ -205,3 +205,53 @@ def test_text_span_highlights_its_characters(label_studio, browser):
             f"highlight at {(x1, y1, x2, y2)}, characters at {after.span_box}")
         covered = drawn[int(ry1):int(ry2), int(rx1):int(rx2)].mean()
         assert covered >= 0.3, f"only {covered:.0%} of the span's characters are highlighted"
+
+
+VIDEO_CONFIG = f"""<View>
+  <Labels name="videoLabels" toName="video"><Label value="Car" {RED}/></Labels>
+  <Video name="video" value="$video" framerate="10"/>
+  <VideoRectangle name="box" toName="video"/>
+</View>"""
+VW, VH, FRAMES = 160, 120, 20
+
+
+def moving_box(frame: int) -> tuple[int, int, int, int]:
+    """The white box of ``frame`` (from 1): x, y, w, h, moving 4 px right per frame."""
+    return 10 + 4 * (frame - 1), 40, 30, 40
+
+
+def render_video(path) -> bytes:
+    """A VP8 WebM (Chromium plays it) of the moving box over a blue background, 10 fps."""
+    cv2 = pytest.importorskip("cv2", reason="pip install opencv-python-headless")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP80"), 10.0, (VW, VH))
+    assert writer.isOpened(), "OpenCV cannot write VP8 here"
+    for frame in range(1, FRAMES + 1):
+        image = np.full((VH, VW, 3), (160, 90, 30), np.uint8)
+        x, y, w, h = moving_box(frame)
+        image[y:y + h, x:x + w] = 250
+        writer.write(image)
+    writer.release()
+    return path.read_bytes()
+
+
+def test_video_rectangle_follows_the_box_at_several_frames(label_studio, browser, tmp_path):
+    ls = label_studio
+    project = httpx.post(f"{ls.url}/api/projects", headers=ls.auth_headers("legacy"),
+                         json={"title": "browser-video", "label_config": VIDEO_CONFIG}, timeout=60).json()
+    video = render_video(tmp_path / "box.webm")
+    plain, predicted = (t["id"] for t in upload_files(ls, project["id"], [("plain.webm", video, "video/webm"),
+                                                                        ("box.webm", video, "video/webm")]))
+    control = parse_label_config(VIDEO_CONFIG).control("box")
+    track = [(f, *moving_box(f)) for f in range(1, FRAMES + 1)]
+    add_prediction(ls, predicted, [regions.video_rectangle(control, "Car", track, VW, VH, FRAMES, duration=2.0)])
+    # typing 20, the last frame, into the player's counter lands on 19 (Label Studio 1.23.2)
+    for frame in (1, 10, 19):
+        with browser.keep_on_failure(f"video-frame-{frame}"):
+            browser.open_task(project["id"], plain).step_to_frame(frame, FRAMES)
+            before = browser.video(f"video-plain-{frame}")
+            browser.open_task(project["id"], predicted).step_to_frame(frame, FRAMES)
+            after = browser.video(f"video-box-{frame}")
+            x, y, w, h = moving_box(frame)
+            dx1, dy1, dx2, dy2 = after.to_media(bounding_box(changed(before.pixels, after.pixels)))
+            assert max(abs(dx1 - x), abs(dy1 - y), abs(dx2 - x - w), abs(dy2 - y - h)) <= 3, (
+                f"frame {frame}: drawn at {(dx1, dy1, dx2, dy2)}, box at {(x, y, x + w, y + h)}")

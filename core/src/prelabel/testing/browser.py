@@ -214,6 +214,13 @@ _CHARACTER_BOX_JS = """(el, [start, end]) => {
 }"""
 
 
+# The number the video player's frame counter ("N of TOTAL") shows, or null.
+_FRAME_COUNTER_JS = """total => {
+  const el = document.querySelector('.lsf-frames-control');
+  const m = el && (el.innerText || '').replace(/\\s+/g, ' ').trim().match(new RegExp('^(\\\\d+) of ' + total + '$'));
+  return m ? parseInt(m[1]) : null;
+}"""
+
 #: The image of an Image object on the labeling page.
 IMAGE_SELECTOR = ".lsf-main-view img"
 #: The Konva stage drawn over it: the image as displayed, with the regions.
@@ -324,9 +331,14 @@ class LabelStudioBrowser:
             last = shot
 
     def _clip(self, locator: Any) -> dict[str, int]:
-        # whole screen pixels, so two shots of the same layout have the same size
-        box = locator.bounding_box()
-        return {k: round(box[k]) for k in ("x", "y", "width", "height")}
+        # whole screen pixels, so two shots of the same layout have the same size; the view may
+        # re-render while a task loads (bounding_box is None while the element is replaced)
+        for _ in range(20):
+            locator.wait_for(state="visible")
+            box = locator.bounding_box()
+            if box is not None:
+                return {k: round(box[k]) for k in ("x", "y", "width", "height")}
+        raise AssertionError(f"{locator} never settled on the page")
 
     def _clip_shot(self, locator: Any) -> bytes:
         return self.page.screenshot(clip=self._clip(locator), animations="disabled")
@@ -353,6 +365,43 @@ class LabelStudioBrowser:
         origin = (rect["x"] - clip["x"], rect["y"] - clip["y"])
         return MediaShot(pixels, int(natural[0]), int(natural[1]), origin=origin,
                          displayed=(rect["width"], rect["height"]), path=path)
+
+    def video(self, name: str | None = None) -> MediaShot:
+        """Screenshot of the video's current frame (regions drawn over it included).
+
+        Label Studio keeps the <video> off screen and paints the frame, centred, into a canvas
+        under its Konva stage: the frame's place in the screenshot is where it differs from
+        the stage's background (the corner pixel)."""
+        import numpy as np
+        from PIL import Image
+
+        self.page.wait_for_function("() => { const v = document.querySelector('video'); "
+                                    "return v && v.readyState >= 2 && v.videoWidth > 0; }")
+        natural = self.page.locator("video").first.evaluate("v => [v.videoWidth, v.videoHeight]")
+        stage = self.page.locator(".konvajs-content").first
+        self._settle(stage)
+        png = self._clip_shot(stage)
+        pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        x1, y1, x2, y2 = bounding_box(np.abs(pixels.astype(int) - pixels[0, 0].astype(int)).sum(axis=-1) > 30)
+        path = None
+        if name:
+            path = self.artifacts / f"{name}.png"
+            path.write_bytes(png)
+        return MediaShot(pixels, int(natural[0]), int(natural[1]), origin=(x1, y1), displayed=(x2 - x1, y2 - y1),
+                         path=path)
+
+    def step_to_frame(self, frame: int, frames: int) -> None:
+        """Go to ``frame`` (from 1) as a user does: click the player's frame counter
+        (``.lsf-frames-control``, "N of FRAMES"), type the frame number, press Enter; wait
+        until the counter shows it."""
+        self.page.wait_for_function(f"total => ({_FRAME_COUNTER_JS})(total) !== null", arg=frames)
+        if self.page.evaluate(_FRAME_COUNTER_JS, frames) == frame:
+            return
+        self.page.locator(".lsf-frames-control").first.click()
+        field = self.page.locator(".lsf-frames-control input").first
+        field.fill(str(frame))
+        field.press("Enter")
+        self.page.wait_for_function(f"total => ({_FRAME_COUNTER_JS})(total) === {int(frame)}", arg=frames)
 
     @contextlib.contextmanager
     def keep_on_failure(self, name: str) -> Iterator[None]:
