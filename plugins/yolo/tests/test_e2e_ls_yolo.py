@@ -13,7 +13,8 @@ to it through ``predicted_values``, and ``Fall`` maps to nothing, so it must nev
 The backend runs as ``prelabel serve yolo`` (a real process), gets the project's images
 through Label Studio's ``/data/upload/`` with a personal access token, and Label Studio's
 Retrieve Predictions and a prediction job store the boxes; Chromium then shows them on the
-people."""
+people. Training goes through Label Studio too: annotations saved there, its Train button, and
+the new version's predictions."""
 
 from __future__ import annotations
 
@@ -85,7 +86,9 @@ def model_root(tmp_path_factory) -> Path:
 def yolo(label_studio, model_root, tmp_path_factory):
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
            "MODEL_ROOT": str(model_root), "YOLO_DOWNLOAD": "false", "YOLO_OFFLINE": "1",
-           "YOLO_CONFIG_DIR": str(tmp_path_factory.mktemp("ultralytics-config"))}
+           "YOLO_CONFIG_DIR": str(tmp_path_factory.mktemp("ultralytics-config")),
+           # one short epoch for the training test (CPU); prediction does not use these
+           "YOLO_EPOCHS": "1", "YOLO_TRAIN_BATCH": "2"}
     with BackendProcess("yolo", home=tmp_path_factory.mktemp("yolo-home"), env=env) as backend:
         yield backend
 
@@ -185,6 +188,50 @@ def test_prediction_job_fills_a_second_project(label_studio, yolo, expected_peop
     # the same action again adds nothing: one prediction per task and version
     retrieve_predictions(label_studio, project.id)
     assert len(stored_predictions(label_studio, project.id)) == 1
+
+
+def test_start_training_in_label_studio_serves_a_new_version(label_studio, yolo, expected_people):
+    """Annotations made in Label Studio, the project's Train button (POST /api/ml/{id}/train,
+    which sends START_TRAINING to /webhook), a training job that exports the annotations from
+    Label Studio, and a new model version that Retrieve Predictions then stores."""
+    import time
+
+    import httpx
+
+    pid, ml, tasks = new_project(label_studio, yolo, "yolo-real-weights-train", ["bus.jpg", "zidane.jpg"])
+    headers = label_studio.auth_headers("legacy")
+    zidane_people = [[698, 40, 1280, 720], [120, 190, 700, 720]]
+    for task, (name, people) in zip(tasks, [("bus.jpg", expected_people), ("zidane.jpg", zidane_people)],
+                                    strict=True):
+        width, height = image_size(asset(name))
+        result = [{"id": f"a{task['id']}-{i}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
+                   "original_width": width, "original_height": height, "image_rotation": 0,
+                   "value": {"x": 100 * x1 / width, "y": 100 * y1 / height, "width": 100 * (x2 - x1) / width,
+                             "height": 100 * (y2 - y1) / height, "rotation": 0, "rectanglelabels": ["person"]}}
+                  for i, (x1, y1, x2, y2) in enumerate(people)]
+        resp = httpx.post(f"{label_studio.url}/api/tasks/{task['id']}/annotations", headers=headers, timeout=60,
+                          json={"result": result})
+        assert resp.status_code == 201, resp.text
+    since = time.time() - 1
+    resp = httpx.post(f"{label_studio.url}/api/ml/{ml['id']}/train", headers=headers, timeout=120, json={})
+    assert resp.status_code == 200, resp.text
+    job = yolo.wait_new_job(pid, kind="train", since=since, timeout=900)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["train_images"] + job["result"]["val_images"] == 2
+    new_version = ml_record(label_studio, ml["id"])["model_version"]  # Label Studio re-reads /setup
+    assert new_version != ml["model_version"]
+    retrieve_predictions(label_studio, pid)
+    check_predictions(stored_predictions(label_studio, pid), [t["id"] for t in tasks], new_version, CONFIG,
+                      image_sizes={tasks[0]["id"]: image_size(asset("bus.jpg")),
+                                   tasks[1]["id"]: image_size(asset("zidane.jpg"))}, allow_empty=True)
+
+
+def ml_record(label_studio, ml_id: int) -> dict:
+    import httpx
+
+    resp = httpx.get(f"{label_studio.url}/api/ml/{ml_id}", headers=label_studio.auth_headers("legacy"), timeout=60)
+    resp.raise_for_status()
+    return resp.json()
 
 
 def test_the_browser_draws_the_boxes_on_the_people(label_studio, bus_project, expected_people):
