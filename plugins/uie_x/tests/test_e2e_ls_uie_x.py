@@ -5,7 +5,8 @@ OCR: the PP-OCRv4 detection and recognition models inside the ``rapidocr-onnxrun
 ``fonts-wqy-microhei`` (apt; GPL-2 with font embedding exception / Apache-2.0). Extraction:
 a random tiny UIE-X (no UIE-X checkpoint is on PyPI), so which fields it marks is arbitrary,
 but every box it returns is drawn around OCR lines: the boxes must sit on the rendered lines,
-in what Label Studio stored and in what Chromium draws.
+in what Label Studio stored and in what Chromium draws. Training through Label Studio's Train
+button is the last test (it is xfail: it crashes the backend process, see there).
 
 The page is uploaded to Label Studio; the backend (``prelabel serve uie_x``, a real process)
 fetches it from ``/data/upload/`` with a personal access token."""
@@ -89,7 +90,9 @@ def uie_x(label_studio, tiny_uiex, tmp_path_factory):
            "UIE_TASK_PATH": str(tiny_uiex), "UIE_MODEL": "uie-x-base", "UIE_MAX_SEQ_LEN": "128",
            "PPNLP_HOME": str(home / "paddlenlp"),
            # a random model scores every position near 0.5: a low bar makes it mark spans
-           "UIE_POSITION_PROB": "0.05"}
+           "UIE_POSITION_PROB": "0.05",
+           # a short fine-tune for the training test (CPU)
+           "UIE_MAX_STEPS": "10", "UIE_VAL_SPLIT": "0", "UIE_LEARNING_RATE": "2e-3"}
     backend = BackendProcess("uie_x", home=home, env=env).start(timeout=300)  # paddle loads slowly
     try:
         yield backend
@@ -147,3 +150,49 @@ def test_the_browser_draws_the_boxes_on_the_text(label_studio, document):
             rows[max(0, y1 - 12):y2 + 12] = True
         ys = np.nonzero(drawn)[0]
         assert rows[ys].mean() >= 0.95, "what is drawn lies on the text lines"
+
+
+@pytest.mark.xfail(strict=True, raises=Exception, reason=(
+    "uie_x bug: a training job started from Label Studio (START_TRAINING) segfaults the `prelabel serve "
+    "uie_x` process inside libpaddle.so (kernel log: 'prelabel[pid]: segfault at 18 ... in libpaddle.so', same "
+    "offset 0x51bf342 in 3 of 3 runs) right after the fine-tuning loads the base weights; the job poll then "
+    "gets 'connection refused'. The in-process fine-tuning tests (test_finetune.py) do not hit it"))
+def test_start_training_in_label_studio_serves_a_new_version(label_studio, uie_x):
+    """Box annotations (with their transcription) saved in Label Studio, its Train button
+    (START_TRAINING to /webhook), a fine-tuning job that exports them and OCRs the uploaded
+    pages, and a new version that Retrieve Predictions stores."""
+    import time
+
+    import httpx
+
+    png, lines = render_page()
+    project = label_studio.client().projects.create(title="uie-x-train", label_config=DOC_CONFIG)
+    ml = connect_backend(label_studio, project.id, uie_x.url, title="uie_x")
+    tasks = upload_files(label_studio, project.id, [("page-1.png", png, "image/png"), ("page-2.png", png, "image/png")])
+    headers = label_studio.auth_headers("legacy")
+    fields = {"Date": (LINES[1], lines[1]), "Total": (LINES[2], lines[2])}
+    for task in tasks:
+        result = []
+        for label, (text, (x1, y1, x2, y2)) in fields.items():
+            geometry = {"x": 100 * (x1 - 4) / W, "y": 100 * (y1 - 4) / H, "width": 100 * (x2 - x1 + 8) / W,
+                        "height": 100 * (y2 - y1 + 8) / H, "rotation": 0}
+            common = {"id": f"{task['id']}-{label}", "to_name": "image", "original_width": W, "original_height": H,
+                      "image_rotation": 0}
+            result += [{**common, "from_name": "label", "type": "rectanglelabels",
+                        "value": {**geometry, "rectanglelabels": [label]}},
+                       {**common, "from_name": "transcription", "type": "textarea",
+                        "value": {**geometry, "text": [text]}}]
+        resp = httpx.post(f"{label_studio.url}/api/tasks/{task['id']}/annotations", headers=headers, timeout=60,
+                          json={"result": result})
+        assert resp.status_code == 201, resp.text
+    since = time.time() - 1
+    resp = httpx.post(f"{label_studio.url}/api/ml/{ml['id']}/train", headers=headers, timeout=120, json={})
+    assert resp.status_code == 200, resp.text
+    job = uie_x.wait_new_job(project.id, kind="train", since=since, timeout=900)
+    assert job["status"] == "succeeded", job
+    with httpx.Client(timeout=60) as http:
+        record = http.get(f"{label_studio.url}/api/ml/{ml['id']}", headers=headers).json()  # re-reads /setup
+    assert record["model_version"] != ml["model_version"]
+    retrieve_predictions(label_studio, project.id)
+    check_predictions(stored_predictions(label_studio, project.id), [t["id"] for t in tasks], record["model_version"],
+                      DOC_CONFIG, image_sizes={t["id"]: (W, H) for t in tasks}, allow_empty=True)
