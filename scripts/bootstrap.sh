@@ -32,10 +32,12 @@ done
 
 [[ -x .venv/bin/python ]] || uv venv -q -p 3.11 .venv
 stamp=.venv/.prelabel-installed
-sources=$(cat core/pyproject.toml compat/pyproject.toml plugins/*/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+# this script is part of the digest: a package added to the install line below is installed
+sources=$(cat core/pyproject.toml compat/pyproject.toml plugins/*/pyproject.toml scripts/bootstrap.sh 2>/dev/null \
+    | sha256sum | cut -c1-16)
 if [[ ! -f $stamp || "$(cat $stamp)" != "$sources" ]]; then
     log "installing ${args[*]}"
-    VIRTUAL_ENV=.venv uv pip install -q "${args[@]}" ruff pytest pytest-timeout schemathesis kubernetes-validate
+    VIRTUAL_ENV=.venv uv pip install -q "${args[@]}" ruff pytest pytest-timeout schemathesis kubernetes-validate playwright==1.65.2
     echo "$sources" > $stamp
 fi
 
@@ -52,6 +54,16 @@ fi
 if ! command -v wrk >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
     log "installing wrk (apt) for the server benchmark"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || log "wrk not installed"
+fi
+
+# The browser tests drive Debian's chromium with Playwright (never `playwright install`, which
+# downloads a browser build); fonts-wqy-microhei renders the Chinese text the OCR tests read.
+if [[ $(id -u) == 0 ]] && { ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi microhei; }; then
+    log "installing chromium and fonts-wqy-microhei (apt) for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null \
+        || log "chromium not installed: the browser tests will skip"
+elif ! command -v chromium >/dev/null 2>&1; then
+    log "not root: install chromium yourself (sudo apt-get install chromium fonts-wqy-microhei); browser tests skip"
 fi
 
 # docker-compose validates the compose files in tests/deploy (no engine needed for that)

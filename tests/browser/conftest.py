@@ -1,0 +1,28 @@
+"""Fixtures of the browser tests: one Label Studio and one Chromium per test module."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def label_studio(tmp_path_factory):
+    from prelabel.testing.lsproject import label_studio as start
+
+    try:
+        with start(tmp_path_factory.mktemp("label-studio")) as server:
+            yield server
+    except LookupError as missing:
+        pytest.skip(str(missing))
+
+
+@pytest.fixture(scope="module")
+def browser(label_studio, request):
+    pytest.importorskip("playwright", reason="pip install playwright (and apt-get install chromium)")
+    from prelabel.testing.browser import INSTALL_HINT, LabelStudioBrowser, artifact_dir, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip(INSTALL_HINT)
+    folder = artifact_dir(request.module.__name__.rsplit(".", 1)[-1], fresh=True)
+    with LabelStudioBrowser(label_studio, folder) as b:
+        yield b
