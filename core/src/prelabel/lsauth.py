@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from prelabel.redact import register_secret
+from prelabel.redact import register_request_secret
 
 if TYPE_CHECKING:
     from prelabel.settings import CoreSettings
@@ -91,7 +91,7 @@ def resolve_access(core: CoreSettings, hostname: str | None = None,
     hostname = (hostname or "").strip().rstrip("/") or None
     access_token = access_token or None
     if access_token:
-        register_secret(access_token)
+        register_request_secret(access_token)
     if env_url:
         if env_key:
             return LabelStudioAccess(env_url, env_key)

@@ -22,8 +22,24 @@ def connect(url: str | None, token: str | None, timeout: float = 60.0, max_bytes
 
     from prelabel.boundedhttp import bounded_client
 
-    client = bounded_client(max_bytes, timeout=timeout, follow_redirects=True)
+    client = bounded_client(max_bytes, timeout=timeout, follow_redirects=True,
+                            event_hooks={"response": [_refuse_redirect_off_host]})
     return LabelStudio(base_url=url.rstrip("/"), api_key=token, timeout=timeout, httpx_client=client)
+
+
+def _refuse_redirect_off_host(response: Any) -> None:
+    """httpx drops the Authorization header on a redirect to another host, but a 307/308
+    re-sends the body, and the token refresh carries the personal access token in its body:
+    a redirect off the Label Studio host is refused before it is followed."""
+    if not response.is_redirect:
+        return
+    from prelabel.lsauth import origin
+
+    target = response.request.url.join(response.headers.get("location", ""))
+    if origin(str(target)) != origin(str(response.request.url)):
+        raise LabelStudioUnavailable(
+            f"Label Studio at {response.request.url.host} redirected to another host ({target.host}); refused: "
+            "set LABEL_STUDIO_URL to the address Label Studio answers on")
 
 
 def annotated_tasks(client: Any, project_id: int | str) -> list[dict]:

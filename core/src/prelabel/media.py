@@ -28,7 +28,7 @@ from prelabel.backend import TaskError
 from prelabel.boundedhttp import ResponseTooLarge, bounded_client
 from prelabel.lsauth import LabelStudioAuthError, TokenCache, origin, resolve_access
 from prelabel.paths import PathEscapeError, resolve_under
-from prelabel.redact import redact, register_secret
+from prelabel.redact import redact
 from prelabel.settings import CoreSettings
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,7 @@ class MediaFetcher:
         self.ls_url = self.access.base_url
         self.token = self.access.token
         self.login = login or None
-        self.password = password or None
-        register_secret(self.password)
+        self.password = password or None  # never logged by us; URL userinfo is masked by pattern
 
     def bind(self, ls_url: str | None = None, token: str | None = None, login: str | None = None,
              password: str | None = None) -> MediaFetcher:
