@@ -258,11 +258,31 @@ def parse_label_config(xml: str) -> ParsedConfig:
     """Parse a label config once; later calls with the same text hit the cache."""
     if not isinstance(xml, str):
         raise LabelConfigError(f"the label config must be an XML string, not {type(xml).__name__}")
+    if len(xml) > CONFIG_CACHE.max_chars:
+        raise LabelConfigError(f"the label config is {len(xml):,} characters long; the most a backend parses is "
+                               f"{CONFIG_CACHE.max_chars:,} (a config this size also stalls Label Studio's editor)")
     found = CONFIG_CACHE.get(xml)
     if found is None:
         found = _parse(xml)
         CONFIG_CACHE.put(xml, found)
     return found
+
+
+OFF_LOOP_CHARS = 32_000  # a config this long is parsed in a worker thread (tens of ms and up)
+
+
+async def warm_label_config(xml: object) -> None:
+    """Parse a long, not yet cached config in a worker thread, so that the request's own
+    (synchronous) parse hits the cache and the event loop keeps answering /health meanwhile:
+    a 150,000-choice config takes seconds to parse. Errors surface in the request's own parse."""
+    if (isinstance(xml, str) and OFF_LOOP_CHARS < len(xml) <= CONFIG_CACHE.max_chars
+            and CONFIG_CACHE.get(xml) is None):
+        import anyio.to_thread
+
+        try:
+            await anyio.to_thread.run_sync(parse_label_config, xml)
+        except LabelConfigError:
+            pass
 
 
 def _parse(xml: str) -> ParsedConfig:

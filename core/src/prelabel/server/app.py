@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import prelabel
 from prelabel.backend import Task
 from prelabel.jobs import Job, JobConflict
-from prelabel.labelconfig import LabelConfigError, ParsedConfig, parse_label_config
+from prelabel.labelconfig import LabelConfigError, ParsedConfig, parse_label_config, warm_label_config
 from prelabel.paths import InvalidIdentifier
 from prelabel.runtime import Runtime, project_id_of
 from prelabel.server.middleware import PrelabelMiddleware
@@ -219,6 +219,7 @@ class PredictEndpoint:
                                    f"(MAX_INFLIGHT={runtime.core.max_inflight}); retry later", [(b"retry-after", b"1")])
         project_key = body.get("project")
         try:
+            await warm_label_config(body.get("label_config"))
             project = runtime.project(None if project_key is None else str(project_key), body.get("label_config"))
         except (LabelConfigError, LookupError) as exc:
             return self._fail(400, str(exc) if isinstance(exc, LabelConfigError) else exc.args[0])
@@ -397,6 +398,7 @@ def create_app(runtime: Runtime, start_setup: bool = True, gc_tuning: bool = Fal
     @app.post("/setup", summary="Label Studio connects a project: store its config, return the model version")
     async def setup(body: SetupRequest) -> JSONResponse:
         try:
+            await warm_label_config(body.label_config)
             config = parse_label_config(body.label_config)
         # Label Studio drops the body of a failed /setup ("400 Client Error: Bad Request for url")
         # and tells the person to read the backend's console log: the reason must be logged.
@@ -433,6 +435,7 @@ def create_app(runtime: Runtime, start_setup: bool = True, gc_tuning: bool = Fal
             return JSONResponse({"status": "ignored", "reason": "no project id in the event"})
         pid = project_id_of(project.get("id"))
         if project.get("label_config"):
+            await warm_label_config(project["label_config"])
             try:
                 runtime.remember_project(pid, project["label_config"])
             except LabelConfigError:
@@ -465,6 +468,7 @@ def create_app(runtime: Runtime, start_setup: bool = True, gc_tuning: bool = Fal
             return _error(400, f"the {backend.backend_id} backend is not trainable")
         pid = project_id_of(str(body.project))
         if body.label_config:
+            await warm_label_config(body.label_config)
             try:
                 runtime.remember_project(str(body.project), body.label_config)
             except LabelConfigError as exc:
