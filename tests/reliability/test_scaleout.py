@@ -114,8 +114,9 @@ def test_worker_killed_mid_training_never_promotes_half_an_artifact(cluster, tmp
         job = b.wait_job(job_id, timeout=60)
         assert job["status"] == "interrupted" and "stopped before it finished" in job["error"]
         assert setup(a, "20.1") == old
-        workdirs = list((tmp_path / "worker" / "models").rglob("partial.bin"))
-        assert workdirs and all(".tmp-" in str(p) for p in workdirs)  # never inside a version dir
+        partial = list((tmp_path / "worker" / "models").rglob("partial.bin"))
+        assert partial == []  # never promoted into a version dir, and the restart removed its workdir
+        assert list((tmp_path / "worker" / "models").rglob(".tmp-*")) == []
     finally:
         restarted.terminate()
         restarted.wait(20)
