@@ -58,6 +58,8 @@ IMAGES: dict[str, Image] = {
     "kimi": Image(8751, "light", ("kimi",)),
     "modelscope_qwen": Image(9090, "light", ("modelscope_qwen",)),
     "text_classifier": Image(9095, "light", ("text_classifier",)),
+    # tested in .venv-llamacpp (beside a real llama.cpp server); the image holds no model server
+    "openai_compatible": Image(9096, "llamacpp", ("openai_compatible",)),
     "sam2": Image(9091, "vision", ("sam2",), extras=SAM2_RUNTIME, variants=("gpu", "cpu"), torch=True,
                   sam2=True, gpu=True, volumes=("data", "models")),
     "grounding_sam": Image(9092, "vision", ("sam2", "grounding_sam"), extras=SAM2_RUNTIME,

@@ -69,7 +69,7 @@ def test_docs_change_nothing_and_unknown_paths_change_everything(cp):
     assert cp.classify(["Makefile"])["images"] == []
 
 
-def test_command_line_json_stdin_and_github_output():
+def test_command_line_json_stdin_and_github_output(cp):
     run = [sys.executable, str(SCRIPT)]
     out = subprocess.run([*run, "plugins/yolo/src/prelabel_yolo/backend.py"], capture_output=True, text=True,
                          check=True).stdout
@@ -81,4 +81,4 @@ def test_command_line_json_stdin_and_github_output():
     assert out.splitlines() == ['packages=["kimi"]', 'images=["kimi"]']
     # a new branch's all-zero base: git cannot tell, so everything
     out = subprocess.run([*run, "--from-git", "0" * 40], capture_output=True, text=True, check=True).stdout
-    assert json.loads(out)["packages"][0] == "core" and len(json.loads(out)["images"]) == 7
+    assert json.loads(out)["packages"][0] == "core" and len(json.loads(out)["images"]) == len(cp.IMAGES)
