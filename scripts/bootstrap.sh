@@ -23,7 +23,7 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 
 # The light packages share one environment; heavy model plugins (torch, paddle) get their own.
-LIGHT_PLUGINS="text_classifier kimi modelscope_qwen"
+LIGHT_PLUGINS="text_classifier kimi modelscope_qwen openai_compatible"
 args=(-e "core[llm,redis,testing]")
 for p in $LIGHT_PLUGINS; do
     [[ -f "plugins/$p/pyproject.toml" ]] && args+=(-e "plugins/$p")

@@ -18,8 +18,10 @@ uv venv -q -p 3.11 "$work/venv"
 VIRTUAL_ENV=$work/venv uv pip install -q pip
 start=$(date +%s)
 # CPU build; examples, tests and the llama.cpp tools are not needed by the Python server.
+# GGML_NATIVE=OFF: AVX2/FMA code that runs on any current x86-64 machine, so a wheel cached on
+# one CI runner works on the next (a native build may use instructions another CPU lacks).
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
-export CMAKE_ARGS=${CMAKE_ARGS:-"-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF"}
+export CMAKE_ARGS=${CMAKE_ARGS:-"-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF"}
 echo "[llama-wheel] building llama-cpp-python==$version (CMAKE_ARGS=$CMAKE_ARGS, -j$CMAKE_BUILD_PARALLEL_LEVEL)" >&2
 "$work/venv/bin/python" -m pip wheel -q --no-deps --no-binary llama-cpp-python \
     "llama-cpp-python==$version" -w "$work/out" >&2
