@@ -157,6 +157,27 @@ def test_an_outage_is_not_turned_into_a_downgrade(fake_openai):
     assert all(r.response_format in ("json_schema", "json_object") for r in fake_openai.chat_requests)
 
 
+def test_500s_after_a_format_worked_are_an_outage_not_a_refusal(fake_openai):
+    engine = make(fake_openai, AcmeSettings, "acme-1")
+    ask(engine)  # json_schema works with this server
+    fake_openai.enqueue(*[Reply.server_error(500)] * 3)
+    assert ask(engine, PROMPT + " (storm)").attempts == 4
+    assert {r.response_format for r in fake_openai.chat_requests} == {"json_schema"}
+    assert engine.response_format == "json_schema"
+
+
+def test_one_500_each_for_two_tasks_is_no_evidence_about_the_format(fake_openai):
+    engine = make(fake_openai, AcmeSettings, "acme-1")
+    fake_openai.enqueue(Reply.server_error(500), Reply.server_error(500))
+
+    async def both():
+        return await asyncio.gather(*(engine.ask([{"role": "user", "content": PROMPT + t}], SCHEMA, extract_json)
+                                      for t in ("a", "b")))
+
+    assert [o.attempts for o in asyncio.run(both())] == [2, 2]
+    assert {r.response_format for r in fake_openai.chat_requests} == {"json_schema"}
+
+
 def test_gateway_errors_never_step_the_format_down(fake_openai):
     fake_openai.enqueue(Reply.server_error(503), Reply.server_error(502), Reply.server_error(503))
     engine = make(fake_openai, AcmeSettings, "acme-1")

@@ -32,7 +32,9 @@ T = TypeVar("T")
 FORMATS = ("json_schema", "json_object", "none")
 #: 5xx answers that a server gives for a request it cannot serve (llama-cpp-python answers
 #: json_schema with 500), unlike 502/503/504 (gateway, overload, timeout): only these count
-#: towards a format step-down, and only when the next format then succeeds
+#: towards a format step-down, only for a format that has never worked in this process (a
+#: server that cannot serve a format never can; a 500 after a success is an outage), and only
+#: when the next format then succeeds
 FORMAT_5XX = (500, 501)
 FORMAT_5XX_STRIKES = 2  # consecutive 5xx for one format before the next format is tried
 CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -177,7 +179,7 @@ class LLMEngine:
         self.response_format = "json_schema" if mode == "auto" else mode
         self.rules = params.rules_for(settings.provider_id, settings.model)
         self.fixes = params.ParameterFixes(settings.base_url, settings.model)
-        self._format_5xx: dict[str, int] = {}  # consecutive 5xx per format (see FORMAT_5XX)
+        self._format_worked: set[str] = set()  # formats that got a 2xx in this process
         self._state: _LoopState | None = None
 
     # -- the client -------------------------------------------------------------------------
@@ -249,16 +251,18 @@ class LLMEngine:
                                        options={"timeout": timeout})
 
     async def _create(self, state: _LoopState, messages: list[dict], schema: dict | None,
-                      max_tokens: int | None = None) -> Any:
+                      strikes: dict[str, int] | None = None, max_tokens: int | None = None) -> Any:
         """One completion. A 400 that names a parameter we sent fixes it and retries once (see
         :mod:`prelabel.llm.params`). In ``auto`` mode the format steps down json_schema ->
-        json_object -> prompt only on a 400/422, and on a 500/501 that persisted
-        (FORMAT_5XX_STRIKES in a row) for a format when the next format then succeeds; the first
+        json_object -> prompt only on a 400/422, and on a 500/501 that persisted over this call's
+        attempts (FORMAT_5XX_STRIKES) for a format that never worked, when the next format then
+        succeeds; the first
         format the provider accepts is kept for later calls (and shown in /health)."""
         openai = require_openai()
         auto = self.settings.llm_response_format == "auto"
         order = FORMATS[FORMATS.index(self.response_format):] if auto else (self.response_format,)
         i, stepped_for_5xx = 0, None
+        strikes = strikes if strikes is not None else {}
         while True:
             fmt = order[i]
             body = self.request_body(messages, schema, fmt, max_tokens)
@@ -276,19 +280,22 @@ class LLMEngine:
                 continue
             except openai.InternalServerError as exc:
                 status = errors.status_of(exc)
-                if stepped_for_5xx is not None or i == len(order) - 1 or status not in FORMAT_5XX:
+                if (stepped_for_5xx is not None or i == len(order) - 1 or status not in FORMAT_5XX
+                        or fmt in self._format_worked):
                     raise  # a probe that fails too, or a real outage: retried and reported as such
-                strikes = self._format_5xx[fmt] = self._format_5xx.get(fmt, 0) + 1
-                if strikes < FORMAT_5XX_STRIKES:
+                # counted per call (the same request, retried after a backoff), not per process:
+                # two tasks that each meet one 500 of a storm are no evidence about the format
+                count = strikes[fmt] = strikes.get(fmt, 0) + 1
+                if count < FORMAT_5XX_STRIKES:
                     raise  # once may be a blip: the caller retries with backoff
                 log.info("%s answered response_format=%s with %s %d times in a row (%s); trying the next "
-                         "format", self.settings.provider, fmt, status, strikes, errors.error_text(exc))
+                         "format", self.settings.provider, fmt, status, count, errors.error_text(exc))
                 stepped_for_5xx = (fmt, status)
                 i += 1
                 continue
-            self._format_5xx.pop(fmt, None)
+            self._format_worked.add(fmt)
             if fmt != self.response_format:
-                why = (f"answers it with HTTP {stepped_for_5xx[1]} (and {fmt} works)" if stepped_for_5xx
+                why = (f"answers it with HTTP {stepped_for_5xx[1]} every time while {fmt} works" if stepped_for_5xx
                        else "refuses it")
                 log.warning("%s does not accept response_format=%s (it %s); using %s from now on",
                             self.settings.provider, self.response_format, why, fmt)
@@ -309,13 +316,14 @@ class LLMEngine:
                    parse: Callable[[str], T]) -> Outcome[T]:
         openai = require_openai()
         s, usage, attempts, reasked = self.settings, Usage(), 0, False
+        strikes: dict[str, int] = {}  # 500s per format over this call's attempts
         while True:
             attempts += 1
             try:
                 async with state.semaphore:
                     started = time.perf_counter()
                     try:
-                        response = await self._create(state, messages, schema)
+                        response = await self._create(state, messages, schema, strikes)
                     finally:
                         self.metrics.seconds.observe(time.perf_counter() - started)
             except (openai.APIResponseValidationError, ValueError) as exc:
