@@ -106,7 +106,7 @@ def backend_client(request, llama_server, tmp_path, monkeypatch):
     for var in ("LLM_RESPONSE_FORMAT", "LLM_PROMPT", "LLM_THINKING", "LLM_MAX_TOKENS", "LLM_EXTRA_BODY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MAX_CONCURRENT", "2")  # the server answers one request at a time
-    X
+    monkeypatch.setenv("LLM_MAX_TOKENS", "120")  # enough for these configs' JSON; keeps a 135M model short
     if name == "kimi":
         from prelabel_kimi import KimiBackend as cls
 
