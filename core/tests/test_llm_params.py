@@ -119,6 +119,18 @@ def test_unknown_model_400_naming_a_parameter_fixes_it_once_and_remembers(moonsh
     assert make(moonshot, AcmeSettings).describe_health()["parameter_fixes"] == {"temperature": "set to 1"}
 
 
+def test_concurrent_calls_that_meet_the_same_400_all_retry_with_the_fix(moonshot):
+    engine = make(moonshot, AcmeSettings, "kimi-k2.5")  # unknown make: learned, not published, rules
+
+    async def many():
+        return await asyncio.gather(*(engine.ask([{"role": "user", "content": f"{PROMPT} {i}"}], SCHEMA,
+                                                 extract_json) for i in range(6)))
+
+    assert all(o.value == {"label": "yes"} for o in asyncio.run(many()))
+    assert engine.response_format == "json_schema"  # no call took the 400 for "format refused"
+    assert {r.response_format for r in moonshot.chat_requests} == {"json_schema"}
+
+
 def test_a_refused_parameter_without_an_allowed_value_is_dropped(fake_openai):
     fake_openai.enqueue(Reply.bad_request("Unrecognized request argument supplied: max_tokens"))
     engine = make(fake_openai, AcmeSettings, "acme-x")
