@@ -137,8 +137,8 @@ def describe(exc: BaseException, settings: LLMSettings, attempts: int = 1) -> LL
         return LLMError(f"no access to model {model!r} (403: {detail}): enable the model for your {p} account, "
                         f"or set {model_var} to a model you can use", "forbidden")
     if status == 404:
-        return LLMError(f"{p} does not know model {model!r} at {url} (404: {detail}): check {model_var} and "
-                        f"{url_var}", "not_found")
+        return LLMError(f"{p} does not know model {model!r} at {url} (404: {detail}): check {model_var} (retired "
+                        f"or misspelt? `prelabel doctor` lists the models on offer) and {url_var}", "not_found")
     if status == 429:
         return LLMError(f"{p} rate limit hit{tries} (429: {detail}): lower MAX_CONCURRENT or retry later",
                         "rate_limit")
