@@ -179,7 +179,8 @@ def test_500s_after_a_format_worked_are_an_outage_not_a_refusal(fake_openai):
 
 
 def test_one_500_each_for_two_tasks_is_no_evidence_about_the_format(fake_openai):
-    engine = make(fake_openai, AcmeSettings, "acme-1")
+    # both first calls go out at once; the retries only after a backoff of at least 0.25 s
+    engine = make(fake_openai, AcmeSettings, "acme-1", llm_backoff_base=0.5)
     fake_openai.enqueue(Reply.server_error(500), Reply.server_error(500))
 
     async def both():
