@@ -363,6 +363,7 @@ class FakeOpenAI:
         headers = self._rate_headers()
         if reply is None and self.daily_limit is not None and self.chat_calls > self.daily_limit:
             # https://modelscope.cn/docs/model-service/API-Inference/limits: past the daily allowance, 429
+            # with the rate-limit headers at 0 (the message wording is ours)
             reply = Reply(429, headers=headers, error={"message": "Request limit exceeded for today, please try "
                                                        "again tomorrow", "type": "rate_limit_error"})
         if reply is None and self.profile is not None:

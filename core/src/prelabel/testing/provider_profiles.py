@@ -54,6 +54,11 @@ class ProviderProfile:
         """(status, error object) for a request the provider refuses, else None."""
         model = str(body.get("model", ""))
         if model not in self.models:
+            # a retired or unknown id is a 404: Moonshot's retired k2 ids ("five 400s, one 404",
+            # https://dev.to/aihubmix/kimi-k31-pro-migration-guide-five-400s-one-404-and-the-claude-code-codex-config-13k);
+            # ModelScope: "the model ID may be incorrect, the model may have been retired"
+            # (https://docs.cherry-ai.com/pre-basic/providers/modelscope, from its API-Inference docs).
+            # The message wording is ours; the tests match the status and the model id only.
             return 404, {"message": f"Not found the model {model} or Permission denied",
                          "type": self.not_found_type}
         rules = self._prefixed(self.locked, model) or {}
