@@ -23,8 +23,10 @@ start=$(date +%s)
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 export CMAKE_ARGS=${CMAKE_ARGS:-"-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF"}
 echo "[llama-wheel] building llama-cpp-python==$version (CMAKE_ARGS=$CMAKE_ARGS, -j$CMAKE_BUILD_PARALLEL_LEVEL)" >&2
-"$work/venv/bin/python" -m pip wheel -q --no-deps --no-binary llama-cpp-python \
+# --no-cache-dir: pip's own wheel cache does not key on CMAKE_ARGS; this script's cache is the cache
+"$work/venv/bin/python" -m pip wheel -q --no-cache-dir --no-deps --no-binary llama-cpp-python \
     "llama-cpp-python==$version" -w "$work/out" >&2
-mv "$work"/out/llama_cpp_python-*.whl "$cache/"
+built=$(ls "$work"/out/llama_cpp_python-*.whl)
+cp "$built" "$cache/.partial.whl" && mv "$cache/.partial.whl" "$cache/$(basename "$built")"  # never half a wheel
 echo "[llama-wheel] built in $(( $(date +%s) - start )) s" >&2
 ls "$cache"/llama_cpp_python-"$version"-*.whl | head -n1
