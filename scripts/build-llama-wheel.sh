@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the llama-cpp-python wheel once and keep it in a wheel cache, so later environment builds
-# install it in seconds instead of compiling llama.cpp again (about 8 min on 2 cores).
+# install it in seconds instead of compiling llama.cpp again (about 6 min on 2 quiet cores).
 # PyPI ships llama-cpp-python 0.3.36 as an sdist only. Prints the wheel's path.
 # Usage: scripts/build-llama-wheel.sh            (cache: $PRELABEL_WHEEL_CACHE or ~/.cache/prelabel/wheels)
 set -euo pipefail
