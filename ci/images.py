@@ -106,6 +106,12 @@ IMAGES: dict[str, Image] = {
                   compose_note="SAM 3 weights (transformers' format, from https://huggingface.co/facebook/sam3 under "
                                "Meta's SAM License)\ngo in the models volume as /models/sam3 (SAM3_MODEL=sam3), "
                                "/models in the container."),
+    # tested in .venv-llamacpp (beside a real llama.cpp server); the image holds no model server
+    "openai_compatible": Image(9096, "llamacpp", ("openai_compatible",), secrets=True,
+                               title="a self-hosted OpenAI-compatible model server",
+                               summary="your own OpenAI-compatible model server (vLLM, Ollama, llama.cpp, LM Studio).",
+                               compose_note="The model server is not in the image: set LLM_BASE_URL and LLM_MODEL "
+                                            "in plugins/openai_compatible/.env."),
 }
 
 SAM2_SPEC = "sam2==1.1.0"  # as ci/envs/vision.post.sh builds it

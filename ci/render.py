@@ -39,7 +39,7 @@ def var(name: str) -> str:
 
 
 def start_period(image: Image) -> int:
-    return 300 if image.env != "light" else 60
+    return 300 if image.torch or image.env == "paddle" else 60  # weights to load, or an API client
 
 
 def env_pins(image: Image) -> str:

@@ -23,7 +23,7 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 
 # The light packages share one environment; heavy model plugins (torch, paddle) get their own.
-LIGHT_PLUGINS="text_classifier kimi modelscope_qwen"
+LIGHT_PLUGINS="text_classifier kimi modelscope_qwen openai_compatible"
 # compat: prelabel's label_studio_ml package (compat/), for upstream models and their tests
 args=(-e "core[llm,redis,testing,compat]" -e compat)
 for p in $LIGHT_PLUGINS; do

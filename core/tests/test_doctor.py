@@ -14,6 +14,7 @@ from prelabel import hookimpl
 from prelabel.cli import cli
 from prelabel.plugins import make_plugin_manager
 from prelabel.testing import configs
+from prelabel.testing.fake_openai import Reply
 
 REFERENCE = "prelabel.testing.reference:ReferenceBackend"
 
@@ -125,3 +126,45 @@ def test_plugin_rows_from_the_doctor_checks_hook(env, monkeypatch):
 def test_unknown_backend_is_a_clear_error(env):
     result = CliRunner().invoke(cli, ["doctor", "no_such_backend"])
     assert result.exit_code != 0 and "no backend named 'no_such_backend'" in result.output
+
+
+# -- LLM backends: the model is offered, and one real labeling call works --------------------
+def _llm_rows(fake, **kw):
+    from acme_llm import AcmeBackend, AcmeSettings
+
+    settings = AcmeSettings(acme_api_key="sk-test", acme_base_url=fake.base_url, llm_backoff_base=0.01, **kw)
+    return {name: (ok, detail) for name, ok, detail in AcmeBackend.doctor_checks(settings)}
+
+
+def test_llm_doctor_lists_models_and_labels_with_the_real_parameters(fake_openai):
+    fake_openai.models = ["acme-1", "acme-2"]
+    rows = _llm_rows(fake_openai, llm_temperature=0.3, llm_max_tokens=321)
+    assert rows["model"] == (True, f"acme-1 is offered at {fake_openai.base_url} (2 models)")
+    ok, detail = rows["labeling call"]
+    assert ok and "acme-1 labeled a sentiment task ['positive']" in detail and "response_format json_schema" in detail
+    [call] = fake_openai.chat_requests
+    assert (call.body["temperature"], call.body["max_tokens"]) == (0.3, 321)  # what predict sends, not a ping
+
+
+def test_llm_doctor_names_the_configured_model_and_those_on_offer(fake_openai):
+    fake_openai.models = ["acme-2", "acme-3"]
+    ok, detail = _llm_rows(fake_openai)["model"]
+    assert not ok and "ACME_MODEL='acme-1' is not offered" in detail and "models on offer: acme-2, acme-3" in detail
+
+
+def test_llm_doctor_without_a_model_list_relies_on_the_labeling_call(fake_openai):
+    import prelabel.testing.fake_openai as fo
+
+    original = fo.FakeOpenAI._dispatch
+
+    async def no_models(self, method, path, *args):
+        if path.endswith("/models"):
+            return 404, b'{"error": {"message": "not found"}}', {}
+        return await original(self, method, path, *args)
+
+    fake_openai._dispatch = no_models.__get__(fake_openai)
+    fake_openai.enqueue(*[Reply.malformed()] * 2)
+    rows = _llm_rows(fake_openai)
+    assert rows["model"][0] and "no model list" in rows["model"][1]
+    ok, detail = rows["labeling call"]
+    assert not ok and "without the JSON asked for" in detail

@@ -84,6 +84,12 @@ def test_textarea_rating_number_taxonomy():
     assert "sentiment" not in by_name and "ner" not in by_name
 
 
+def test_an_object_is_not_text():
+    # what SmolLM2-135M answers in JSON mode when the prompt shows a JSON schema: its shape
+    result, problems = _regions(configs.TEXT_TEXTAREA, {"label": {"type": "string"}}, "x")
+    assert result == [] and problems == ["label: \"{'type': 'string'}\" is not text"]
+
+
 def test_out_of_range_numbers_are_dropped():
     result, problems = _regions(ALL_KINDS, {"stars": 11, "year": "soon"}, "x")
     assert result == [] and len(problems) == 2

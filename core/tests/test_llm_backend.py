@@ -120,9 +120,40 @@ def test_identical_tasks_are_sent_once(client, fake_openai):
     assert all(r["result"] for r in results) and len(fake_openai.chat_requests) == 1
 
 
-def test_health_names_the_model(client):
+def test_health_names_the_model_and_how_it_is_called(client):
     body = client.get("/health").json()
-    assert body["model"] == "acme-1" and body["model_version"] == "acme-1"
+    assert body["model"] == "acme-1" and body["model_version"].startswith("acme-1-")
+    assert (body["response_format"], body["thinking"], body["model_family"]) == ("json_schema", False, "generic")
+
+
+def test_health_shows_the_format_after_a_step_down(client, fake_openai):
+    fake_openai.json_schema_status = 500  # as llama-cpp-python's server answers json_schema
+    results = predict(client, [{"id": 1, "data": {"text": "good"}}], configs.TEXT_CHOICES)
+    assert results[0]["result"], results
+    assert client.get("/health").json()["response_format"] == "json_object"
+
+
+def _version(tmp_path, fake_openai, **settings) -> str:
+    rt = make_runtime(AcmeBackend, tmp_path / "v", {"acme_api_key": "k", "acme_base_url": fake_openai.base_url,
+                                                    **settings})
+    try:
+        with serve_in_process(rt) as c:
+            setup = c.post("/setup", json={"project": "1.1", "schema": configs.TEXT_CHOICES}).json()["model_version"]
+            [item] = predict(c, [{"id": 1, "data": {"text": "x"}}], configs.TEXT_CHOICES)
+            assert item["model_version"] == setup  # or Label Studio predicts the same tasks again
+            return setup
+    finally:
+        rt.close()
+
+
+def test_model_version_follows_model_and_prompts_and_nothing_else(tmp_path, fake_openai):
+    base = _version(tmp_path, fake_openai)
+    assert base == _version(tmp_path, fake_openai)  # stable across restarts
+    assert base == _version(tmp_path, fake_openai, max_concurrent=3, llm_temperature=0.5, acme_timeout=9)
+    changed = {_version(tmp_path, fake_openai, acme_model="acme-2"),
+               _version(tmp_path, fake_openai, llm_prompt="These are tweets."),
+               _version(tmp_path, fake_openai, llm_system_prompt="Label like an expert.")}
+    assert len(changed) == 3 and base not in changed
 
 
 def test_llm_prompt_setting_is_the_default_instruction(tmp_path, fake_openai):
@@ -156,7 +187,7 @@ def test_supported_controls_and_refusal(client):
     resp = client.post("/setup", json={"project": "5.1", "schema": configs.AUDIO_RATING})
     assert resp.status_code == 400 and "Rating on Audio" in resp.json()["error"]
     resp = client.post("/setup", json={"project": "5.1", "schema": INTERACTIVE})
-    assert resp.status_code == 200 and resp.json()["model_version"] == "acme-1"
+    assert resp.status_code == 200 and resp.json()["model_version"].startswith("acme-1-")
     only_prompt = '<View><Text name="text" value="$text"/><TextArea name="prompt" toName="text"/></View>'
     assert client.post("/setup", json={"project": "5.1", "schema": only_prompt}).status_code == 400
 

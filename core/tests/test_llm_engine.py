@@ -277,14 +277,15 @@ def test_token_totals_are_counted(fake_openai):
     assert registry.get_sample_value("prelabel_llm_calls_total", {"outcome": "ok"}) == 2
 
 
-def test_ping_is_one_token_without_retries(fake_openai):
+def test_list_models_reads_get_models_without_retries(fake_openai):
+    fake_openai.models = ["acme-1", "acme-2"]
     engine = make(fake_openai)
-    text, seconds = run(engine.ping())
-    assert seconds >= 0 and fake_openai.chat_requests[0].body["max_tokens"] == 1
-    fake_openai.enqueue(Reply.server_error())
-    with pytest.raises(LLMError):
-        run(engine.ping())
-    assert len(fake_openai.chat_requests) == 2
+    assert run(engine.list_models()) == ["acme-1", "acme-2"]
+    fake_openai.api_key = "sk-other"
+    with pytest.raises(LLMError) as info:
+        run(make(fake_openai).list_models())
+    assert info.value.kind == "auth" and "ACME_API_KEY" in str(info.value)
+    assert [r.path for r in fake_openai.requests] == ["/v1/models", "/v1/models"]
 
 
 def test_settings_roles_and_base_url_normalisation():

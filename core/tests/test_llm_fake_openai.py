@@ -100,3 +100,56 @@ def test_runs_standalone():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+# -- provider profiles: each rule cites its page in prelabel.testing.provider_profiles ----------------
+def kimi(model="kimi-k2.6", **extra):
+    return {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+
+
+def test_moonshot_profile_lists_current_models_and_404s_retired_ids():
+    with FakeOpenAI(profile="moonshot") as fake:
+        ids = [m["id"] for m in httpx.get(f"{fake.base_url}/models").json()["data"]]
+        assert "kimi-k2.6" in ids and "kimi-k2-0905-preview" not in ids
+        resp = chat(fake.base_url, kimi("kimi-k2-0905-preview"))
+        assert resp.status_code == 404 and "kimi-k2-0905-preview" in resp.json()["error"]["message"]
+
+
+def test_moonshot_profile_locks_sampling_parameters_with_the_providers_message():
+    with FakeOpenAI(profile="moonshot") as fake:
+        resp = chat(fake.base_url, kimi(temperature=0.0))
+        assert resp.status_code == 400
+        assert resp.json()["error"]["message"] == "invalid temperature: only 1 is allowed for this model"
+        disabled = {"thinking": {"type": "disabled"}}
+        assert chat(fake.base_url, kimi(temperature=0.6, **disabled)).status_code == 200  # the non-thinking value
+        assert chat(fake.base_url, kimi(top_p=0.5, **disabled)).status_code == 400
+        assert chat(fake.base_url, kimi("moonshot-v1-8k", temperature=0.3)).status_code == 200  # modifiable
+
+
+def test_moonshot_profile_thinks_by_default_and_runs_out_of_tokens():
+    with FakeOpenAI(profile="moonshot") as fake:
+        on = chat(fake.base_url, kimi()).json()
+        assert on["choices"][0]["message"]["reasoning_content"]
+        assert on["usage"]["completion_tokens_details"]["reasoning_tokens"] > 0
+        off = chat(fake.base_url, kimi(thinking={"type": "disabled"})).json()
+        assert "reasoning_content" not in off["choices"][0]["message"]
+        assert "completion_tokens_details" not in off["usage"]
+        cut = chat(fake.base_url, kimi(max_tokens=20)).json()["choices"][0]
+        assert cut["finish_reason"] == "length" and cut["message"]["content"] == ""
+
+
+def test_modelscope_profile_rate_limit_headers_count_down_to_a_429():
+    with FakeOpenAI(profile="modelscope", daily_limit=2) as fake:
+        body = kimi("Qwen/Qwen3-Coder-480B-A35B-Instruct")
+        first, second, third = (chat(fake.base_url, body) for _ in range(3))
+        assert first.headers["modelscope-ratelimit-requests-remaining"] == "1"
+        assert second.status_code == 200 and second.headers["modelscope-ratelimit-requests-remaining"] == "0"
+        assert third.status_code == 429 and third.headers["modelscope-ratelimit-requests-remaining"] == "0"
+
+
+def test_json_schema_status_answers_like_llama_cpp(fake_openai):
+    fake_openai.json_schema_status = 500
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}}
+    assert chat(fake_openai.base_url, body).status_code == 500
+    assert chat(fake_openai.base_url, {**body, "response_format": {"type": "json_object"}}).status_code == 200

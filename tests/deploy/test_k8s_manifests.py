@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
-PORTS = {"text-classifier": 9095, "kimi": 8751, "modelscope-qwen": 9090, "yolo": 9093, "sam2": 9091, "sam3": 9097,
-         "grounding-sam": 9092, "uie-x": 9094}
+PORTS = {"text-classifier": 9095, "kimi": 8751, "modelscope-qwen": 9090, "openai-compatible": 9096, "yolo": 9093,
+         "sam2": 9091, "sam3": 9097, "grounding-sam": 9092, "uie-x": 9094}
 TRAINABLE = {"text-classifier", "yolo", "uie-x"}
 
 

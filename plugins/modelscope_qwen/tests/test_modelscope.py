@@ -104,12 +104,29 @@ def test_rate_limit_is_retried_transparently(predict, fake_openai):
     assert len(fake_openai.chat_requests) == 3
 
 
-def test_doctor(fake_openai, tmp_path):
+def test_doctor(fake_openai, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
     config = tmp_path / "c.xml"
     config.write_text(CODE_COMMENT)
     result = CliRunner().invoke(cli, ["doctor", "modelscope_qwen", "--config", str(config)])
     assert result.exit_code == 0, result.output
-    assert "Qwen/Qwen3-Coder-480B-A35B-Instruct answered" in result.output
+    assert "Qwen/Qwen3-Coder-480B-A35B-Instruct is offered" in result.output
+    assert "Qwen/Qwen3-Coder-480B-A35B-Instruct labeled a sentiment task" in result.output
     fake_openai.enqueue(Reply.forbidden())
     result = CliRunner().invoke(cli, ["doctor", "modelscope_qwen"])
     assert result.exit_code == 1 and "403" in result.output
+
+
+def test_the_daily_free_allowance_used_up_is_reported_not_retried(tmp_path, monkeypatch):
+    from prelabel.testing.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(profile="modelscope", daily_limit=1) as fake:
+        monkeypatch.setenv("MODELSCOPE_API_URL", fake.base_url)
+        rt = make_runtime(ModelScopeQwenBackend, tmp_path / "home")
+        with serve_in_process(rt) as c:
+            tasks = [{"id": 1, "data": {"code": "a = 1"}}, {"id": 2, "data": {"code": "b = 2"}}]
+            results = c.post("/predict", json={"tasks": tasks, "label_config": CODE_COMMENT}).json()["results"]
+        rt.close()
+        assert len(fake.chat_requests) == 2  # one each: a used-up daily allowance is not retried
+    errors = [r.get("error") for r in results]
+    assert sum(1 for e in errors if e and "quota or balance is used up" in e) == 1, errors

@@ -123,7 +123,11 @@ def control_regions(spec: ControlSpec, value: Any, texts: dict[str, str]) -> tup
                     seen.add((start, end, label))
                     out.append(regions.span(c, label, start, end, text))
     elif spec.kind == "text":
-        lines = [str(v).strip() for v in _as_list(value) if str(v).strip()]
+        items = _as_list(value)
+        for v in items:
+            if isinstance(v, (dict, list, tuple)):  # small models echo the schema's shape: not text
+                problems.append(f"{c.name}: {str(v)[:80]!r} is not text")
+        lines = [str(v).strip() for v in items if not isinstance(v, (dict, list, tuple)) and str(v).strip()]
         if lines:
             out.append(regions.textarea(c, lines))
     elif spec.kind in ("rating", "number"):

@@ -8,6 +8,8 @@ the engine, mapping answers to regions, and one actionable error per failed task
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from typing import Any, ClassVar
 
 from prelabel.backend import Backend, PredictContext, Prediction, Task, TaskError
@@ -15,7 +17,7 @@ from prelabel.labelconfig import ControlInfo, ParsedConfig
 from prelabel.llm import errors
 from prelabel.llm.answer import extract_json, to_regions
 from prelabel.llm.engine import LLMEngine, require_openai
-from prelabel.llm.prompt import build_messages
+from prelabel.llm.prompt import DEFAULT_SYSTEM_PROMPT, DEFAULT_TEMPLATES, PROMPT_FORMAT, build_messages
 from prelabel.llm.schema import CONTROL_TAGS, OBJECT_TAGS, TaskSpec, can_fill, task_spec
 from prelabel.llm.settings import LLMSettings
 from prelabel.settings import CoreSettings
@@ -45,11 +47,24 @@ class LLMBackend(Backend):
         self.engine = LLMEngine(self.settings, registry)
         self.engine.prepare()
 
+    def version_inputs(self) -> list[Any]:
+        """What determines the answers besides the task: the model id and the prompts (few-shot
+        examples go here too). A change gives a new model_version, so Label Studio predicts
+        again; nothing else changes it."""
+        s = self.settings
+        return [s.model, s.llm_prompt or "", s.llm_system_prompt or DEFAULT_SYSTEM_PROMPT, DEFAULT_TEMPLATES,
+                PROMPT_FORMAT]
+
     def model_version(self) -> str:
-        return self.settings.model
+        """``<model id>-<8 hex digits of version_inputs()>``: stable across restarts and replicas."""
+        blob = json.dumps(self.version_inputs(), sort_keys=True, ensure_ascii=False)
+        return f"{self.settings.model}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
     def health(self) -> dict[str, Any]:
-        return {"model": self.settings.model}
+        """The model id, and how it is called: the response format in use (after any
+        step-down), whether it thinks, parameter fixes learned from its 400s."""
+        engine = getattr(self, "engine", None)
+        return {"model": self.settings.model, **(engine.describe_health() if engine is not None else {})}
 
     def supported_controls(self, config: ParsedConfig) -> list[ControlInfo]:
         return [c for c in config.controls if can_fill(c)]
@@ -96,32 +111,19 @@ class LLMBackend(Backend):
         for problem in problems:
             ctx.log.warning("task %s: dropped from the answer: %s", task.id, problem)
         u = outcome.usage
-        ctx.log.info("task %s: %s, %d regions, tokens prompt=%d completion=%d total=%d%s", task.id,
-                     self.settings.model, len(result), u.prompt_tokens, u.completion_tokens, u.total_tokens,
-                     " (cached)" if outcome.cached else "",
+        ctx.log.info("task %s: %s, %d regions, tokens prompt=%d completion=%d (reasoning %d) total=%d%s", task.id,
+                     self.settings.model, len(result), u.prompt_tokens, u.completion_tokens, u.reasoning_tokens,
+                     u.total_tokens, " (cached)" if outcome.cached else "",
                      extra={"task_id": task.id, "prompt_tokens": u.prompt_tokens,
-                            "completion_tokens": u.completion_tokens, "cached": outcome.cached})
+                            "completion_tokens": u.completion_tokens, "reasoning_tokens": u.reasoning_tokens,
+                            "cached": outcome.cached})
         return Prediction(result=[*result, *[{k: v for k, v in r.items() if k != "id"} for r in echo]])
 
     # -- prelabel doctor ------------------------------------------------------------------------
     @classmethod
     def doctor_checks(cls, settings: LLMSettings) -> list[tuple[str, bool, str]]:
-        """The provider check for ``prelabel doctor``: a one-token request."""
-        try:
-            require_openai()
-        except ImportError as exc:
-            return [("openai SDK", False, str(exc))]
-        engine = LLMEngine(settings)
+        """``prelabel doctor``: the model is offered (GET /models) and one real labeling call
+        with the parameters the backend sends succeeds (see :mod:`prelabel.llm.doctor`)."""
+        from prelabel.llm.doctor import run_checks
 
-        async def ping() -> tuple[str, float]:
-            try:
-                return await engine.ping()
-            finally:
-                await engine.aclose()
-
-        try:
-            _, seconds = asyncio.run(ping())
-        except errors.LLMError as exc:
-            return [("provider", False, str(exc))]
-        return [("provider", True, f"{settings.model} answered at {settings.base_url} in {seconds * 1000:.0f} ms")]
-
+        return run_checks(settings)

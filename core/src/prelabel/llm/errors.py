@@ -47,9 +47,21 @@ def error_text(exc: BaseException) -> str:
     return "; ".join(parts)[:300]
 
 
+def _allowance_used_up(exc: BaseException) -> bool:
+    """A rate-limit header that counts a daily allowance says none is left: ModelScope's
+    ``modelscope-ratelimit-requests-remaining: 0`` (free API-Inference calls per day, see
+    https://modelscope.cn/docs/model-service/API-Inference/limits). Waiting seconds will not help."""
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    return any(k.lower().endswith("ratelimit-requests-remaining") or
+               k.lower().endswith("ratelimit-model-requests-remaining") for k, v in headers.items()
+               if str(v).strip() == "0")
+
+
 def is_quota(exc: BaseException) -> bool:
     status = status_of(exc)
     if status == 402:
+        return True
+    if status == 429 and _allowance_used_up(exc):
         return True
     return status in (429, 403) and any(w in error_text(exc).lower() for w in _QUOTA_WORDS)
 
@@ -125,8 +137,8 @@ def describe(exc: BaseException, settings: LLMSettings, attempts: int = 1) -> LL
         return LLMError(f"no access to model {model!r} (403: {detail}): enable the model for your {p} account, "
                         f"or set {model_var} to a model you can use", "forbidden")
     if status == 404:
-        return LLMError(f"{p} does not know model {model!r} at {url} (404: {detail}): check {model_var} and "
-                        f"{url_var}", "not_found")
+        return LLMError(f"{p} does not know model {model!r} at {url} (404: {detail}): check {model_var} (retired "
+                        f"or misspelt? `prelabel doctor` lists the models on offer) and {url_var}", "not_found")
     if status == 429:
         return LLMError(f"{p} rate limit hit{tries} (429: {detail}): lower MAX_CONCURRENT or retry later",
                         "rate_limit")
@@ -141,3 +153,16 @@ def malformed(settings: LLMSettings, reason: Any, attempts: int) -> LLMError:
     return LLMError(f"{settings.provider} answered{' ' + str(attempts) + ' times' if attempts > 1 else ''} without "
                     f"the JSON asked for ({reason}): retry, or set {settings.env_name('model')} to a model that "
                     "follows JSON instructions", "malformed")
+
+
+def truncated(settings: LLMSettings, usage: Any, thought: bool, thinking_on: bool) -> LLMError:
+    """The answer was cut off at max_tokens (``finish_reason: "length"``) before it was complete."""
+    spent = f"{usage.completion_tokens} tokens" + (f", {usage.reasoning_tokens} of them thinking"
+                                                   if usage.reasoning_tokens else "")
+    hint = ""
+    if thought and thinking_on:
+        hint = ", or set LLM_THINKING=false: thinking spends the same budget"
+    elif thought:
+        hint = " (the model thought before answering: it cannot be switched off for this model)"
+    return LLMError(f"{settings.provider} stopped at LLM_MAX_TOKENS={settings.llm_max_tokens} before the answer "
+                    f"was complete (finish_reason \"length\", {spent}): raise LLM_MAX_TOKENS{hint}", "truncated")

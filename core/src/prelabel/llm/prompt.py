@@ -18,6 +18,9 @@ from typing import Any
 
 from prelabel.llm.schema import TAXONOMY_SEPARATOR, ControlSpec, TaskSpec
 
+#: bump when build_messages changes what it sends: it is part of every LLM backend's model_version
+PROMPT_FORMAT = 1
+
 DEFAULT_SYSTEM_PROMPT = (
     "You are a careful data-labeling assistant for Label Studio. Follow the instructions, use only "
     "the labels offered, copy text spans exactly as they appear in the text, and answer with one "

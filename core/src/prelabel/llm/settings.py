@@ -7,7 +7,7 @@ roles in ``field_roles``; error messages then name the variable a person has to 
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 
@@ -30,6 +30,11 @@ class LLMSettings(BackendSettings):
     provider: ClassVar[str] = "the provider"
     #: where a person gets a key, for the "key missing / refused" messages
     key_url: ClassVar[str] = ""
+    #: whose published parameter rules apply (prelabel.llm.params.RULES): moonshot, modelscope;
+    #: "" for a server of unknown make (only the rules learned from its 400s apply)
+    provider_id: ClassVar[str] = ""
+    #: False: the API key may be empty (a self-hosted server without authentication)
+    key_required: ClassVar[bool] = True
 
     max_concurrent: int = Field(default=10, ge=1, description="Provider calls in flight per process.")
     llm_max_retries: int = Field(default=3, ge=0, validation_alias=_env("llm_max_retries"),
@@ -38,8 +43,16 @@ class LLMSettings(BackendSettings):
                                     description="First backoff in seconds; doubles per retry, with jitter.")
     llm_backoff_max: float = Field(default=30.0, gt=0, validation_alias=_env("llm_backoff_max"),
                                    description="Longest wait between retries, Retry-After included.")
-    llm_temperature: float = Field(default=0.0, ge=0, validation_alias=_env("llm_temperature"))
-    llm_max_tokens: int = Field(default=2000, ge=1, validation_alias=_env("llm_max_tokens"))
+    llm_temperature: float = Field(default=0.0, ge=0, validation_alias=_env("llm_temperature"),
+                                   description="Sampling temperature; not sent to models that lock it.")
+    llm_max_tokens: int = Field(default=2000, ge=1, validation_alias=_env("llm_max_tokens"),
+                                description="Most tokens per answer, thinking included.")
+    llm_thinking: bool = Field(default=False, validation_alias=_env("llm_thinking"),
+                               description="Let models that can think before answering do so (slower, "
+                                           "several times the tokens; raise LLM_MAX_TOKENS with it).")
+    llm_extra_body: dict[str, Any] = Field(default_factory=dict, validation_alias=_env("llm_extra_body"),
+                                           description="JSON object merged into every request body "
+                                                       "(server-specific fields).")
     llm_response_format: Literal["auto", "json_schema", "json_object", "none"] = Field(
         default="auto", validation_alias=_env("llm_response_format"),
         description="auto: json_schema, falling back to json_object, then to the prompt alone.")
@@ -90,7 +103,7 @@ class LLMSettings(BackendSettings):
     def problems(self) -> list[str]:
         """What is wrong with these settings, as messages that name the variable to fix."""
         out = []
-        if not self.api_key.strip():
+        if self.key_required and not self.api_key.strip():
             where = f" (get one at {self.key_url})" if self.key_url else ""
             out.append(f"{self.env_name('api_key')} is empty: set it to your {self.provider} API key{where}")
         if not self.base_url.startswith(("http://", "https://")):

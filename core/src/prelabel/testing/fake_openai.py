@@ -6,12 +6,18 @@ misbehaves on demand::
     with FakeOpenAI(latency=0.1) as fake:          # or the ``fake_openai`` pytest fixture
         fake.enqueue(Reply.rate_limited(retry_after=0.2), Reply.fenced())
         ...  # point the client at fake.base_url
-        assert fake.chat_requests[-1].body["model"] == "kimi-k2-0905-preview"
+        assert fake.chat_requests[-1].body["model"] == "kimi-k2.6"
 
 Replies come from the queue (one per chat request, first in first out), else from
 ``responder(request)``, else from a default answer that fits the JSON schema the request
 asked for (``response_format`` or a schema written in the prompt). Run it standalone with
 ``python -m prelabel.testing.fake_openai --latency 0.1`` (prints its base URL).
+
+``FakeOpenAI(profile="moonshot")`` (or ``"modelscope"``) follows that provider's published
+rules (see :mod:`prelabel.testing.provider_profiles`): its model list, 404 for retired ids,
+400 for locked parameters with the provider's message, thinking (``reasoning_content``,
+reasoning tokens, ``finish_reason: "length"`` when max_tokens runs out) and rate-limit headers.
+``json_schema_status=500`` answers response_format json_schema as llama-cpp-python's server does.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any
+
+from prelabel.testing.provider_profiles import PROFILES, REASONING, ProviderProfile
 
 __all__ = ["FakeOpenAI", "FakeRequest", "Reply", "answer_for_schema"]
 
@@ -164,12 +172,19 @@ class FakeOpenAI:
     a benchmark measures the client, not the fake."""
 
     def __init__(self, latency: float = 0.0, api_key: str | None = None, models: list[str] | None = None,
-                 responder: Callable[[FakeRequest], str | dict | Reply] | None = None, port: int = 0):
+                 responder: Callable[[FakeRequest], str | dict | Reply] | None = None, port: int = 0,
+                 profile: ProviderProfile | str | None = None, daily_limit: int | None = None):
         self.latency = latency
         self.api_key = api_key
-        self.models = models or ["fake-model"]
+        self.profile = PROFILES[profile] if isinstance(profile, str) else profile
+        self.models = models or (list(self.profile.models) if self.profile else ["fake-model"])
         self.responder = responder
         self.reject_json_schema = False
+        #: answer response_format json_schema with this status (llama-cpp-python's server: 500)
+        self.json_schema_status: int | None = None
+        #: chat calls allowed before 429 with the profile's "remaining: 0" headers (ModelScope's daily quota)
+        self.daily_limit = daily_limit
+        self.chat_calls = 0
         self.requests: list[FakeRequest] = []
         self.max_active = 0
         self._queue: list[Reply] = []
@@ -317,18 +332,49 @@ class FakeOpenAI:
             with self._lock:
                 self._active -= 1
 
+    def _rate_headers(self) -> dict[str, str]:
+        """The profile's rate-limit headers, "remaining" counting down with each chat call."""
+        if self.profile is None or not self.profile.rate_headers:
+            return {}
+        with self._lock:
+            self.chat_calls += 1
+            used = self.chat_calls
+        out = {}
+        for name, value in self.profile.rate_headers.items():
+            if name.endswith("-remaining"):
+                limit = self.daily_limit if self.daily_limit is not None else int(value) + 1
+                value = str(max(0, limit - used))
+            elif self.daily_limit is not None:
+                value = str(self.daily_limit)
+            out[name] = value
+        return out
+
     def _authorized(self, authorization: str | None) -> bool:
         return self.api_key is None or authorization == f"Bearer {self.api_key}"
 
     async def _build(self, req: FakeRequest, reply: Reply | None) -> tuple[int, bytes, dict[str, str]]:
         if not self._authorized(req.headers.get("authorization")):
             return 401, json.dumps({"error": Reply.unauthorized().error}).encode(), {}
+        body = req.body if isinstance(req.body, dict) else {}
         if reply is None and self.reject_json_schema and req.response_format == "json_schema":
             reply = Reply.bad_request("response_format json_schema is not supported")
+        if reply is None and self.json_schema_status and req.response_format == "json_schema":
+            reply = Reply(self.json_schema_status, error={"message": "Internal Server Error", "type": "server_error"})
+        headers = self._rate_headers()
+        if reply is None and self.daily_limit is not None and self.chat_calls > self.daily_limit:
+            # https://modelscope.cn/docs/model-service/API-Inference/limits: past the daily allowance, 429
+            # with the rate-limit headers at 0 (the message wording is ours)
+            reply = Reply(429, headers=headers, error={"message": "Request limit exceeded for today, please try "
+                                                       "again tomorrow", "type": "rate_limit_error"})
+        if reply is None and self.profile is not None:
+            refused = self.profile.refuse(body)
+            if refused is not None:
+                reply = Reply(refused[0], error=refused[1])
         if reply is None and self.responder is not None:
             got = self.responder(req)
             reply = got if isinstance(got, Reply) else Reply(content=got)
         reply = reply or Reply()
+        reply = replace(reply, headers={**headers, **reply.headers}) if headers else reply
         wait = self.latency + reply.delay
         if wait > 0:
             try:
@@ -345,17 +391,32 @@ class FakeOpenAI:
         text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
         if reply.fence:
             text = f"Here is the result:\n```json\n{text}\n```\nLet me know if you need anything else."
-        body = req.body if isinstance(req.body, dict) else {}
         if body.get("max_tokens") == 1:
             text = text[:2]
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        finish, reasoning_tokens = "stop", 0
+        if self.profile is not None and self.profile.thinks(body):
+            # thinking spends max_tokens before the answer does; run out and the answer is cut
+            # (https://platform.kimi.ai/docs/guide/use-kimi-k2-thinking-model: reasoning_content
+            # beside content; set max_tokens large enough for both)
+            budget = int(body.get("max_tokens") or 1_000_000)
+            reasoning_tokens = min(budget, len(REASONING) // 4)
+            message["reasoning_content"] = REASONING[: reasoning_tokens * 4]
+            left = budget - reasoning_tokens
+            if left < max(1, len(text) // 4):
+                text, finish = text[: left * 4], "length"
+                message["content"] = text
         prompt_tokens = max(1, len(req.prompt) // 4)
-        completion_tokens = max(1, len(text) // 4)
+        completion_tokens = max(1, len(text) // 4) + reasoning_tokens
+        usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                 "total_tokens": prompt_tokens + completion_tokens}
+        if reasoning_tokens:
+            usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
         payload = {
             "id": f"chatcmpl-fake-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", self.models[0]),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage,
         }
         return 200, json.dumps(payload, ensure_ascii=False).encode(), reply.headers
 
@@ -364,8 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each chat answer")
+    parser.add_argument("--profile", choices=sorted(PROFILES), help="follow this provider's published rules")
     args = parser.parse_args(argv)
-    fake = FakeOpenAI(latency=args.latency, port=args.port).start()
+    fake = FakeOpenAI(latency=args.latency, port=args.port, profile=args.profile).start()
     print(fake.base_url, flush=True)
     try:
         while True:

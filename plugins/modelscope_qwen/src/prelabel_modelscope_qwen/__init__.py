@@ -10,11 +10,17 @@ from prelabel.llm import LLMBackend, LLMSettings
 
 class Settings(LLMSettings):
     """MODELSCOPE_API_KEY (required), MODELSCOPE_API_URL, MODELSCOPE_MODEL,
-    MODELSCOPE_API_TIMEOUT, MAX_CONCURRENT, and the engine's LLM_* settings."""
+    MODELSCOPE_API_TIMEOUT, MAX_CONCURRENT, and the engine's LLM_* settings.
+
+    The free API-Inference tier allows about 2,000 calls per user per day (fewer per model); a
+    429 whose ModelScope rate-limit headers say nothing is left is reported as a used-up quota,
+    not retried. Qwen3-Coder does not think; hybrid Qwen3 models get enable_thinking from
+    LLM_THINKING (prelabel.llm.params)."""
 
     field_roles = {"api_key": "modelscope_api_key", "model": "modelscope_model",
                    "base_url": "modelscope_api_url", "timeout": "modelscope_api_timeout"}
     provider = "ModelScope"
+    provider_id = "modelscope"
     key_url = "https://modelscope.cn/my/myaccesstoken"
 
     modelscope_api_key: SecretStr
