@@ -127,7 +127,7 @@ def test_start_training_exports_the_projects_annotations_from_label_studio(clien
     from prelabel import lsclient
 
     fetched = []
-    monkeypatch.setattr(lsclient, "connect", lambda url, token, timeout=60.0: ("client", url, token))
+    monkeypatch.setattr(lsclient, "connect", lambda url, token, timeout=60.0, max_bytes=None: ("client", url, token))
     monkeypatch.setattr(lsclient, "annotated_tasks",
                         lambda client, project: fetched.append((client, project)) or rectangle_tasks(5))
     before = client.post("/setup", json={"project": "13.1", "schema": configs.IMAGE_RECTANGLES,
