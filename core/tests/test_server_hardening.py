@@ -83,7 +83,7 @@ def test_one_bad_stored_job_does_not_hide_the_others(client):
     good = client.post("/jobs", json={"kind": "train", "project": 1}).json()
     # records as an older version could write them: params too deep to render, a lone surrogate
     runtime.jobs.save(Job(id="deep", kind="train", project="1", params=nested(400)))
-    runtime.jobs.save(Job(id="surrogate", kind="train", project="1", params={"tasks": [{"text": "\ud800"}]}))
+    runtime.jobs.save(Job(id="surrogate", kind="train", project="1", params={"note": [{"text": "\ud800"}]}))
     resp = client.get("/jobs")
     assert resp.status_code == 200, resp.text
     jobs = {j["id"]: j for j in resp.json()["jobs"]}

@@ -118,10 +118,6 @@ def test_made_up_webhook_actions_add_no_metric_series(served):
 
 
 # -- memory: job records ------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="every job record keeps the whole /train body in params (500 finished "
-                                       "jobs are kept), and every /train and GET /jobs reads them all: eight "
-                                       "31 MB /train calls took a server from 209 to 1172 MB RSS and GET /jobs "
-                                       "answered 249 MB in 24 s")
 def test_job_records_do_not_keep_the_training_data_of_every_train_request(served):
     _, client = served
     annotations = [{"data": {"text": "x" * 1000}, "annotations": []} for _ in range(1000)]  # ~1 MB

@@ -326,6 +326,8 @@ def execute(job_id: str, runtime: Runtime) -> Job:
             changes = dict(status=SUCCEEDED, progress=1.0, result=result or {}, finished_at=time.time())
         finally:
             stop.set()
+        if isinstance(job.params.get("tasks"), list):  # a /train body: not kept once trained on
+            changes["params"] = {**job.params, "tasks": len(job.params["tasks"])}
         job = _write_outcome(store, job, changes)
         _retrying(lambda: release_lock(runtime, job), f"releasing the lock of job {job_id}")
     finally:

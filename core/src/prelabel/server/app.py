@@ -279,6 +279,7 @@ def job_view(job: Job) -> dict[str, Any]:
     version, or damaged) is shown as a stub that says so, so it never hides the others."""
     try:
         view = job.to_dict()
+        view["params"] = summarize_params(view.get("params"))
         orjson.dumps(view)  # what the response will do: fail here, for this job only
         return view
     except (TypeError, ValueError, RecursionError) as exc:
@@ -288,6 +289,14 @@ def job_view(job: Job) -> dict[str, Any]:
                 "error": f"this job's stored record cannot be shown ({type(exc).__name__}); "
                          "its params or result are not plain JSON",
                 "params": {}, "result": None, "created_at": job.created_at}
+
+
+def summarize_params(params: Any) -> Any:
+    """Job params as /jobs shows them: a /train body's annotated tasks (megabytes, and the
+    project's data) as their count, never the tasks themselves."""
+    if isinstance(params, dict) and isinstance(params.get("tasks"), list):
+        return {**params, "tasks": f"{len(params['tasks'])} annotated tasks from the /train body"}
+    return params
 
 
 GC_THRESHOLD0 = 100_000
