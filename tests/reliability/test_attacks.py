@@ -34,12 +34,20 @@ SETUP_TOKEN = "setuptoken-0123456789abcdef0123456789ab"
 PNG_A, PNG_B = png_bytes(4, 4), png_bytes(6, 6)
 
 
-def _serve(host: str, body: bytes = PNG_A, extra=None) -> RecordingServer:
+def _serve(host: str, body: bytes = PNG_A, extra=None, tokens: tuple[str, ...] = ()) -> RecordingServer:
+    """A host serving `body`. With `tokens` it plays a Label Studio: `/data/upload/...` answers 401
+    unless the request carries one of them, as Label Studio 1.23's
+    data_import.api.UploadedFileResponse does (permission_classes = (IsAuthenticated,))."""
+
     def routes(method, path, headers, raw, srv):
         if extra is not None:
             answer = extra(method, path, headers, raw, srv)
             if answer is not None:
                 return answer
+        if tokens and path.startswith("/data/upload/"):
+            given = headers.get("Authorization", "")
+            if given.split(" ", 1)[-1] not in tokens:
+                return 401, {"content-type": "application/json"}, b'{"detail":"Authentication credentials were not provided."}'
         return 200, {"content-type": "image/png"}, body
 
     return RecordingServer(host, routes)
@@ -83,7 +91,7 @@ def test_train_with_an_absolute_project_path_creates_nothing_outside(tmp_path):
 # -- 2./3. where the Label Studio credentials go ------------------------------------------------
 @pytest.fixture
 def ls_and_attacker():
-    ls = _serve("127.0.0.1")
+    ls = _serve("127.0.0.1", tokens=(ENV_KEY, SETUP_TOKEN))
     attacker = _serve("127.0.0.2")
     yield ls, attacker
     ls.close()
@@ -153,7 +161,8 @@ def test_access_rules_table():
 
 # -- 4./5. the media cache ----------------------------------------------------------------------
 def test_cache_never_serves_one_label_studio_s_file_to_another(tmp_path):
-    private, other = _serve("127.0.0.1", PNG_A), _serve("127.0.0.2", PNG_B)
+    private = _serve("127.0.0.1", PNG_A, tokens=(SETUP_TOKEN,))
+    other = _serve("127.0.0.2", PNG_B, tokens=("another-token-000000000000",))
     try:
         shared = MediaFetcher(CoreSettings(prelabel_home=tmp_path))
         project_21 = shared.bind(private.url, SETUP_TOKEN)
