@@ -290,3 +290,28 @@ def test_tokens_and_estimates_cover_cjk():
     assert tokens("技术文档") == ["技", "术", "文", "档", "技术", "术文", "文档"]
     assert estimate_tokens("abcdefgh") == 2 and estimate_tokens("技术") == 2
     assert all(code.isalpha() for code in CODES)
+
+
+def test_a_server_that_refuses_logprobs_gets_them_dropped(tmp_path):
+    with FakeOpenAI() as fake:  # a self-hosted server: LLM_LOGPROBS=auto asks for them
+        fake.enqueue(Reply.bad_request("Unrecognized request argument supplied: logprobs"))
+        rt = make_runtime(backend_for("", "fake-model"), tmp_path / "home",
+                          {"acme_base_url": fake.base_url, "llm_backoff_base": 0.01})
+        with serve_in_process(rt) as client:
+            client.post("/setup", json={"project": PROJECT, "schema": configs.TEXT_CHOICES})
+            [item] = predict(client, [(1, "a zorblat note", "positive")])
+            assert item["result"] and "error" not in item
+            assert [r.body.get("logprobs") for r in fake.chat_requests] == [True, None]
+            assert client.get("/health").json()["parameter_fixes"] == {"logprobs": "dropped"}
+        rt.close()
+
+
+def test_dry_run_params_are_checked_when_the_job_is_asked_for(tmp_path):
+    rt = make_runtime(backend_for("", "fake-model"), tmp_path / "home")
+    with serve_in_process(rt) as client:
+        for params, needle in (({"dry_run": True, "sample": 0}, "sample must be an integer from 1 to 1000"),
+                               ({"dry_run": "yes"}, "dry_run must be true or false")):
+            resp = client.post("/jobs", json={"kind": "predict", "project": 3, "params": params})
+            assert resp.status_code == 422 and needle in resp.text, resp.text
+        assert client.get("/jobs").json() == {"jobs": []}  # nothing was created
+    rt.close()
