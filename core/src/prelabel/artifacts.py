@@ -20,6 +20,12 @@ from prelabel.state import ProjectState
 #: state namespace: project id -> its current trained version (what /health and /versions list,
 #: without walking every project's namespace)
 TRAINED_NS = "trained"
+REFUSED_KEPT = 20
+
+
+def numeric(result: dict[str, Any]) -> dict[str, float]:
+    """The top-level numbers of a training result (what /versions shows as metrics)."""
+    return {k: v for k, v in result.items() if isinstance(v, (int, float))}
 
 
 class ArtifactStore:
@@ -62,12 +68,20 @@ class ArtifactStore:
         os.replace(workdir, final)  # atomic on one filesystem: the version dir appears complete
         versions = state.get("versions", [])
         versions.append({"version": version, "path": str(final), "created_at": record["time"],
-                         "metrics": {k: v for k, v in result.items() if isinstance(v, (int, float))}})
+                         "metrics": numeric(result),
+                         **({"reason": result["reason"]} if isinstance(result.get("reason"), str) else {})})
         state.set("versions", versions)
         state.set("model_version", version)
         state.set("model_dir", str(final))
         state.store.set(TRAINED_NS, state.project_id, version)
         return version
+
+    def refuse(self, state: ProjectState, job_id: str, reason: str, result: dict[str, Any]) -> None:
+        """Record a version that training built and evaluation refused (``/versions`` lists
+        the last REFUSED_KEPT per project with the reason)."""
+        refused = state.get("refused_versions", []) or []
+        refused.append({"job_id": job_id, "created_at": time.time(), "reason": reason, "metrics": numeric(result)})
+        state.set("refused_versions", refused[-REFUSED_KEPT:])
 
     @staticmethod
     def current(values: dict[str, Any]) -> tuple[str | None, Path | None]:

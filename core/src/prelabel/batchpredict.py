@@ -26,6 +26,7 @@ from typing import Any
 
 from prelabel.backend import Project, Task
 from prelabel.jobs import JobCancelled, JobContext
+from prelabel.usage import UsageTally, counting
 
 MAX_LISTED_FAILURES = 100
 # Label Studio's task list has no page size limit unless TASK_API_PAGE_SIZE_MAX is set, and
@@ -85,6 +86,7 @@ class PredictJob:
         self.pending: list[Future] = []
         self.ready: list[dict[str, Any]] = []  # predicted, not yet handed to an upload
         self.upload_sizes: list[int] = []
+        self.usage = UsageTally()  # tokens and calls of backends that report them (LLMs)
 
     def run(self) -> dict[str, Any]:
         info = self.client.projects.get(id=int(self.pid))
@@ -111,7 +113,7 @@ class PredictJob:
                 self.uploader.shutdown(wait=True)
         self.ctx.progress(1.0, self._message())
         return {**self.counts, "model_version": version, "failures": self.failures,
-                "upload_sizes": self.upload_sizes}
+                "upload_sizes": self.upload_sizes, **({"usage": self.usage.as_dict()} if self.usage.answers else {})}
 
     def _predict_all(self, project: Project, version: str, total: int) -> None:
         pages = self.client.tasks.list(project=int(self.pid), page_size=PAGE_SIZE, fields="all",
@@ -144,7 +146,8 @@ class PredictJob:
             self._flush(batch, project, version)
 
     def _flush(self, batch: list[Task], project: Project, version: str) -> None:
-        results = asyncio.run(self.runtime.predict(batch, project, {}, logger=self.ctx.log))
+        with counting(self.usage):
+            results = asyncio.run(self.runtime.predict(batch, project, {}, logger=self.ctx.log))
         uploads = []
         for task, item in zip(batch, results, strict=True):
             if "error" in item:
@@ -184,5 +187,10 @@ def run_predict_job(ctx: JobContext) -> dict[str, Any]:
     """The ``predict`` job. Params: ``only_unlabeled`` (bool), ``batch_size`` (tasks predicted
     between progress reports and cancel checks; default the backend's ``max_batch_size``),
     ``upload_batch`` (predictions per Label Studio import call; default ``batch_size`` when
-    that is given, else UPLOAD_BATCH)."""
+    that is given, else UPLOAD_BATCH). ``dry_run`` (bool): predict ``sample`` tasks only, store
+    nothing, and estimate the tokens and calls of the whole project (:mod:`prelabel.dryrun`)."""
+    if ctx.params.get("dry_run"):
+        from prelabel.dryrun import run_dry_run
+
+        return run_dry_run(ctx)
     return PredictJob(ctx).run()

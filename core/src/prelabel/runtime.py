@@ -196,6 +196,20 @@ class Runtime:
                 found.append((v.get("created_at", 0), v["version"]))
         return [self.backend.model_version()] + [v for _, v in sorted(found)]
 
+    def version_records(self) -> list[dict[str, Any]]:
+        """Per project with training history: the version it serves, each promoted version's
+        metrics (and the evaluation's reason, where the backend gives one), and the versions
+        evaluation refused, with why (``GET /versions`` shows them beside the list Label Studio reads)."""
+        out = []
+        for ns in self.state.namespaces("project:"):
+            values = self.state.items(ns)
+            trained, refused = values.get("versions") or [], values.get("refused_versions") or []
+            if trained or refused:
+                out.append({"project": ns.split(":", 1)[1], "serving": values.get("model_version"),
+                            "trained": [{k: v for k, v in r.items() if k != "path"} for r in trained],
+                            "refused": refused})
+        return out
+
     def trained_projects(self) -> list[str]:
         """Projects that have a trained version (for /health of trainable backends). One read
         of the index that promotion keeps, however many project ids have called /setup."""

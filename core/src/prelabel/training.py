@@ -17,6 +17,17 @@ def training_tasks(ctx: JobContext) -> list[dict]:
     return lsclient.annotated_tasks(client, ctx.project)
 
 
+class NotPromoted(Exception):  # noqa: N818 - an outcome, not a failure
+    """Raised by ``fit`` when the new version was evaluated and is not good enough: the job
+    succeeds, its workdir is discarded, the project keeps serving its version, and the job
+    result and ``/versions`` say why (``reason``) with the numbers (``result``)."""
+
+    def __init__(self, reason: str, result: dict[str, Any]):
+        super().__init__(reason)
+        self.reason = reason
+        self.result = result
+
+
 def run_training(ctx: JobContext) -> dict[str, Any]:
     runtime = ctx.runtime
     store = runtime.artifacts
@@ -28,8 +39,14 @@ def run_training(ctx: JobContext) -> dict[str, Any]:
         result = runtime.backend.fit(ctx) or {}
         ctx.check_cancelled()
         version = store.promote(runtime.project_state(ctx.project), workdir, ctx.job.id, result)
+    except NotPromoted as refused:
+        store.discard(workdir)
+        store.refuse(runtime.project_state(ctx.project), ctx.job.id, refused.reason, refused.result)
+        kept = runtime.model_version(ctx.project)
+        ctx.log.info("project %s keeps %s: %s", ctx.project, kept, refused.reason)
+        return {**refused.result, "promoted": False, "reason": refused.reason, "model_version": kept}
     except BaseException:
         store.discard(workdir)  # a failed or cancelled run never becomes a version
         raise
     ctx.log.info("project %s now serves %s", ctx.project, version)
-    return {**result, "model_version": version}
+    return {**result, "promoted": True, "model_version": version}

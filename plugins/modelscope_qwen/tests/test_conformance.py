@@ -1,6 +1,6 @@
 from prelabel_modelscope_qwen import ModelScopeQwenBackend
 
-from prelabel.testing import BackendConformanceTests
+from prelabel.testing import BackendConformanceTests, configs
 
 CLASSIFICATION = """<View>
   <Text name="text" value="$text"/>
@@ -17,3 +17,4 @@ class TestConformance(BackendConformanceTests):
 
     backend_class = ModelScopeQwenBackend
     label_config = CLASSIFICATION
+    training_tasks = configs.annotated_text_tasks(CLASSIFICATION, [f"第{i}号文档：接口说明与需求" for i in range(8)])

@@ -107,6 +107,8 @@ class Outcome(Generic[T]):
     usage: Usage = field(default_factory=Usage)
     attempts: int = 1
     cached: bool = False
+    #: the answer's token log-probabilities, where the server returned them (see LLM_LOGPROBS)
+    logprobs: list[float] | None = None
 
 
 class AnswerCache:
@@ -152,6 +154,16 @@ class Reply:
     content: str
     finish_reason: str | None = None
     reasoned: bool = False  # the message carried reasoning_content
+    logprobs: list[float] | None = None  # of the content's tokens, when the server sent them
+
+
+def _logprobs(choice: Any) -> list[float] | None:
+    """``choices[0].logprobs.content[*].logprob`` (the OpenAI shape vLLM and llama.cpp follow)."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    values = [getattr(t, "logprob", None) for t in content]
+    return [float(v) for v in values if isinstance(v, (int, float))] or None
 
 
 def _reply(response: Any, usage: Usage) -> Reply:
@@ -165,7 +177,7 @@ def _reply(response: Any, usage: Usage) -> Reply:
     reasoning = getattr(message, "reasoning_content", None) or (getattr(message, "model_extra", None)
                                                                or {}).get("reasoning_content")
     return Reply(getattr(message, "content", None) or "", getattr(choices[0], "finish_reason", None) if choices
-                 else None, bool(reasoning))
+                 else None, bool(reasoning), _logprobs(choices[0]) if choices else None)
 
 
 class LLMEngine:
@@ -218,6 +230,15 @@ class LLMEngine:
 
     # -- one call ---------------------------------------------------------------------------
     @property
+    def logprobs(self) -> bool:
+        """Whether requests ask for token log-probabilities: LLM_LOGPROBS=on, or auto for a
+        self-hosted server (vLLM and llama.cpp return them; Moonshot's and ModelScope's APIs do
+        not document them). A server that refuses the parameter with a 400 naming it gets it
+        dropped for the process (:mod:`prelabel.llm.params`)."""
+        mode = self.settings.llm_logprobs
+        return mode == "on" or (mode == "auto" and not self.settings.provider_id)
+
+    @property
     def thinking(self) -> bool:
         """Whether answers come with thinking: the setting, where the model has a switch."""
         return self.rules.always_thinks or (self.settings.llm_thinking and self.rules.thinking_switch)
@@ -233,6 +254,8 @@ class LLMEngine:
             body.pop(name, None)
         if self.rules.thinking is not None:
             body.update(self.rules.thinking(s.llm_thinking))
+        if self.logprobs:
+            body["logprobs"] = True
         body.update(s.llm_extra_body)
         if fmt == "json_schema" and schema is not None:
             body["response_format"] = {"type": "json_schema", "json_schema": {
@@ -366,7 +389,7 @@ class LLMEngine:
             self.metrics.tokens.labels(model=s.model, kind="completion").inc(usage.completion_tokens)
             if usage.reasoning_tokens:
                 self.metrics.tokens.labels(model=s.model, kind="reasoning").inc(usage.reasoning_tokens)
-            return Outcome(value, usage, attempts)
+            return Outcome(value, usage, attempts, logprobs=reply.logprobs)
 
     def cache_key(self, messages: list[dict], schema: dict | None) -> str:
         blob = json.dumps([self.settings.model, messages, schema, self.thinking], sort_keys=True,
@@ -380,7 +403,7 @@ class LLMEngine:
         hit = self.cache.get(key)
         if hit is not None:
             self.metrics.calls.labels(outcome="cached").inc()
-            return Outcome(hit, Usage(), 0, cached=True)
+            return Outcome(hit[0], Usage(), 0, cached=True, logprobs=hit[1])
         state = self.state()
         pending = state.inflight.get(key)
         if pending is not None:
@@ -400,7 +423,7 @@ class LLMEngine:
             raise
         else:
             future.set_result(outcome)
-            self.cache.put(key, outcome.value)
+            self.cache.put(key, (outcome.value, outcome.logprobs))
             return outcome
         finally:
             state.inflight.pop(key, None)

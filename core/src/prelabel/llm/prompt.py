@@ -44,6 +44,11 @@ def render(template: str, values: dict[str, Any]) -> str:
     return string.Template(template).safe_substitute({k: _flat(v) for k, v in values.items()})
 
 
+def data_blocks(spec: TaskSpec, data: dict[str, Any]) -> str:
+    """The task's texts as the prompt shows them: one ``<name>`` block per object."""
+    return "\n".join(f"<{o.name}>\n{_flat(data.get(o.data_key or '', ''))}\n</{o.name}>" for o in spec.objects)
+
+
 def _flat(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -89,9 +94,10 @@ _ANSWER_SHAPE = {
 
 
 def build_messages(spec: TaskSpec, data: dict[str, Any], instruction: str | None = None,
-                   system_prompt: str | None = None) -> list[dict[str, str]]:
+                   system_prompt: str | None = None, examples: str | None = None) -> list[dict[str, str]]:
     """The chat messages for one task; identical inputs give identical messages (the cache
-    relies on it)."""
+    relies on it). ``examples``: the few-shot block (:func:`prelabel.llm.fewshot.render_examples`),
+    put before the data; without it the messages are the zero-shot ones."""
     texts = {o.name: data.get(o.data_key or "", "") for o in spec.objects}
     used: set[str] = set()
     parts: list[str] = []
@@ -104,6 +110,8 @@ def build_messages(spec: TaskSpec, data: dict[str, Any], instruction: str | None
         lines.append(f'{i}. "{c.name}": {control_line(c, data)} Answer: {_ANSWER_SHAPE[c.kind](c)}.')
         used |= {k for k in data if f"${k}" in c.control.attrs.get("llm_prompt", "")}
     parts.append("Fill these fields:\n" + "\n".join(lines))
+    if examples:
+        parts.append(examples)
     shown = [o for o in spec.objects if o.data_key not in used]
     if shown:
         blocks = [f"<{o.name}>\n{_flat(texts[o.name])}\n</{o.name}>" for o in shown]

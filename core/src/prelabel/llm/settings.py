@@ -63,6 +63,28 @@ class LLMSettings(BackendSettings):
     llm_system_prompt: str | None = Field(default=None, validation_alias=_env("llm_system_prompt"))
     llm_http2: bool = Field(default=True, validation_alias=_env("llm_http2"),
                             description="Offer HTTP/2 (used where the provider supports it).")
+    llm_logprobs: Literal["auto", "on", "off"] = Field(
+        default="auto", validation_alias=_env("llm_logprobs"),
+        description="Ask for token log-probabilities (prediction scores): auto asks servers known to return "
+                    "them (vLLM, llama.cpp: openai_compatible), not Moonshot or ModelScope, whose APIs do not "
+                    "document them.")
+    # -- few-shot training (see prelabel.llm.fewshot) --------------------------------------------
+    llm_fewshot_holdout: float = Field(default=0.25, gt=0, lt=1, validation_alias=_env("llm_fewshot_holdout"),
+                                       description="Share of annotated tasks held out to evaluate a version.")
+    llm_fewshot_min_examples: int = Field(default=4, ge=2, validation_alias=_env("llm_fewshot_min_examples"),
+                                          description="Fewest annotated tasks worth training on.")
+    llm_fewshot_max_examples: int = Field(default=8, ge=1, validation_alias=_env("llm_fewshot_max_examples"),
+                                          description="Most examples put in one prompt.")
+    llm_fewshot_token_budget: int = Field(default=1500, ge=50, validation_alias=_env("llm_fewshot_token_budget"),
+                                          description="Most (estimated) tokens the examples may add to one prompt.")
+    llm_fewshot_eval_calls: int = Field(default=100, ge=2, validation_alias=_env("llm_fewshot_eval_calls"),
+                                        description="Most answers a training job asks for to evaluate (zero-shot "
+                                                    "and few-shot on each held-out task: two per task).")
+    llm_fewshot_eval_tokens: int = Field(default=200_000, ge=100, validation_alias=_env("llm_fewshot_eval_tokens"),
+                                         description="Tokens after which evaluation stops (the tasks done count).")
+    llm_fewshot_tolerance: float = Field(default=0.0, ge=0, le=1, validation_alias=_env("llm_fewshot_tolerance"),
+                                         description="Promote when few-shot's mean per-task score is at least "
+                                                     "zero-shot's minus this.")
 
     def _role(self, role: str):  # noqa: ANN202
         try:

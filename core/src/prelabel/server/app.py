@@ -488,7 +488,8 @@ def create_app(runtime: Runtime, start_setup: bool = True, gc_tuning: bool = Fal
 
     @app.get("/versions", summary="Model versions: the base version and every trained one")
     async def versions() -> dict:
-        return {"versions": runtime.versions(), "model_version": backend.model_version()}
+        return {"versions": runtime.versions(), "model_version": backend.model_version(),
+                "projects": runtime.version_records()}
 
     @app.get("/jobs", summary="Jobs, newest first")
     async def list_jobs(project: str | None = Query(default=None), kind: str | None = Query(default=None)) -> Response:

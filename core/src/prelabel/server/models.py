@@ -129,6 +129,17 @@ class JobRequest(BaseModel):
             raise ValueError(f"params keys starting with '_' are reserved: {', '.join(reserved)}")
         return value
 
+    @field_validator("params")
+    @classmethod
+    def _dry_run_sample(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "dry_run" in value and not isinstance(value["dry_run"], bool):
+            raise ValueError(f"dry_run must be true or false, got {value['dry_run']!r}")
+        if value.get("dry_run"):
+            from prelabel.dryrun import sample_size
+
+            sample_size(value)  # a bad sample is a 422 now, not a failed job later
+        return value
+
 
 class PredictResponse(BaseModel):
     results: list[dict[str, Any]]

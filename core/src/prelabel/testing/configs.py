@@ -117,3 +117,33 @@ ALL = {
     "video_rectangles": VIDEO_RECTANGLES,
     "audio_rating": AUDIO_RATING,
 }
+
+
+def annotated_text_tasks(label_config: str, texts: list[str]) -> list[dict]:
+    """Export-format tasks of ``texts`` annotated for every Choices, Labels, TextArea and
+    Rating control on a Text object of ``label_config`` (labels in turn; a span is the first
+    word): training data for a conformance suite's ``training_tasks``."""
+    from prelabel.labelconfig import parse_label_config
+
+    config = parse_label_config(label_config)
+    out = []
+    for i, text in enumerate(texts):
+        result = []
+        for c in config.controls:
+            obj = c.objects[0] if c.objects else None
+            if obj is None or obj.tag != "Text" or c.name == "prompt":
+                continue
+            base = {"from_name": c.name, "to_name": obj.name, "type": c.type}
+            if c.tag == "Choices" and c.labels:
+                result.append({**base, "value": {"choices": [c.labels[i % len(c.labels)]]}})
+            elif c.tag == "Labels" and c.labels:
+                word = text.split()[0]
+                result.append({**base, "value": {"start": 0, "end": len(word), "text": word,
+                                                 "labels": [c.labels[i % len(c.labels)]]}})
+            elif c.tag == "TextArea":
+                result.append({**base, "value": {"text": [f"about {text.split()[-1]}"]}})
+            elif c.tag == "Rating":
+                result.append({**base, "value": {"rating": 1 + i % 3}})
+        out.append({"id": i + 1, "data": {config.controls[0].objects[0].data_key: text},
+                    "annotations": [{"id": i + 1, "result": result}]})
+    return out

@@ -95,6 +95,9 @@ class Reply:
     fence: bool = False
     raw: bytes | None = None
     error: dict | None = None
+    #: the answer's total log-probability, spread over its tokens when the request asks for
+    #: ``logprobs`` (default: -0.01 per token, a confident answer)
+    logprob: float | None = None
 
     @classmethod
     def rate_limited(cls, retry_after: float | None = 0.1) -> Reply:
@@ -349,6 +352,14 @@ class FakeOpenAI:
             out[name] = value
         return out
 
+    def _logprobs(self, body: dict, text: str, total: float | None) -> dict[str, Any] | None:
+        """Token log-probabilities when asked for and the profile's provider returns them."""
+        if not body.get("logprobs"):
+            return None
+        if self.profile is not None and not self.profile.logprobs:
+            return None
+        return _token_logprobs(text, total)
+
     def _authorized(self, authorization: str | None) -> bool:
         return self.api_key is None or authorization == f"Bearer {self.api_key}"
 
@@ -394,6 +405,7 @@ class FakeOpenAI:
         if body.get("max_tokens") == 1:
             text = text[:2]
         message: dict[str, Any] = {"role": "assistant", "content": text}
+        choice_logprobs = self._logprobs(body, text, reply.logprob)
         finish, reasoning_tokens = "stop", 0
         if self.profile is not None and self.profile.thinks(body):
             # thinking spends max_tokens before the answer does; run out and the answer is cut
@@ -415,10 +427,23 @@ class FakeOpenAI:
         payload = {
             "id": f"chatcmpl-fake-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", self.models[0]),
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish,
+                         **({"logprobs": choice_logprobs} if choice_logprobs else {})}],
             "usage": usage,
         }
         return 200, json.dumps(payload, ensure_ascii=False).encode(), reply.headers
+
+
+def _token_logprobs(text: str, total: float | None) -> dict[str, Any]:
+    """``{"content": [{"token", "logprob", "bytes", "top_logprobs"}]}`` with the text cut in
+    4-character tokens, the shape of https://platform.openai.com/docs/api-reference/chat/object
+    (``choices[].logprobs.content``) that vLLM's OpenAI-compatible server
+    (https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html) and llama.cpp's
+    server return for ``logprobs: true``."""
+    chunks = [text[i:i + 4] for i in range(0, len(text), 4)] or [""]
+    each = (total / len(chunks)) if total is not None else -0.01
+    return {"content": [{"token": c, "logprob": each, "bytes": list(c.encode()), "top_logprobs": []}
+                        for c in chunks]}
 
 
 def main(argv: list[str] | None = None) -> int:

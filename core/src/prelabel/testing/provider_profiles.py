@@ -34,6 +34,11 @@ class ProviderProfile:
     #: response headers sent with every chat answer
     rate_headers: dict[str, str] = field(default_factory=dict)
     not_found_type: str = "resource_not_found_error"
+    #: whether answers carry ``logprobs`` when asked. Neither Moonshot's chat reference
+    #: (https://platform.kimi.ai/docs/api/chat) nor ModelScope's API-Inference pages
+    #: (https://modelscope.cn/docs/model-service/API-Inference/intro) document the parameter, so
+    #: the fake returns none for them (prelabel does not ask them; LLM_LOGPROBS=auto)
+    logprobs: bool = False
 
     def _prefixed(self, table: dict[str, Any], model: str) -> Any:
         return next((v for k, v in table.items() if model.startswith(k)), None)
