@@ -152,6 +152,14 @@ class PredictEndpoint:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.backend = runtime.backend
+        # the in-flight gauge: read from runtime.inflight when scraped (no two locked updates
+        # per request), except with several processes, whose gauges prometheus_client sums
+        # from values each process writes
+        self._inflight_gauge = None
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            self._inflight_gauge = runtime.metrics.inflight
+        else:
+            runtime.metrics.inflight.set_function(lambda: runtime.inflight)
 
     async def __call__(self, raw: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         try:
@@ -245,13 +253,16 @@ class PredictEndpoint:
             return self._fail(400, unsupported_message(runtime, project.config))
         version = project.trained_version or self.backend.model_version()
         tasks, bad = body["tasks"], body["bad"]
+        gauge = self._inflight_gauge
         runtime.inflight += 1
-        metrics.inflight.inc()
+        if gauge is not None:
+            gauge.inc()
         try:
             results = await runtime.predict(tasks, project, body.get("params") or {}) if tasks else []
         finally:
             runtime.inflight -= 1
-            metrics.inflight.dec()
+            if gauge is not None:
+                gauge.dec()
         if bad:
             merged = iter(results)
             results = [{"result": [], "score": None, "model_version": version, "error": bad[i]} if i in bad
