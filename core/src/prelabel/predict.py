@@ -138,22 +138,31 @@ class Predictor:
 
     async def predict(self, tasks: list[Task], ctx: PredictContext) -> list[dict]:
         """One Label Studio prediction dict per task, in order, never raising for a task."""
-        version = ctx.model_version
-        config = ctx.config
-        needed = self.plan(config).needed
-        outputs: list[Any] = [None] * len(tasks)
-        runnable: list[int] = []
-        for i, task in enumerate(tasks):
-            data = task.data
-            if all(k in data for k in needed):
-                runnable.append(i)
-            else:
-                missing = [k for k in needed if k not in data]
-                outputs[i] = TaskError(
-                    f"task {task.id} has no data key {', '.join(repr(k) for k in missing)} that the label config "
-                    f"reads (its data keys: {sorted(data)})")
+        needed = self.plan(ctx.config).needed
+        # tasks that have every data key the config reads (one key, the usual case: one lookup)
+        if len(needed) == 1:
+            key = needed[0]
+            runnable = [i for i, task in enumerate(tasks) if key in task.data]
+        else:
+            runnable = [i for i, task in enumerate(tasks) if all(k in task.data for k in needed)]
         size = self.backend.max_batch_size
-        if len(runnable) <= size:  # one batch (interactive and most batch requests): no task to spawn
+        outputs: list[Any]
+        if len(runnable) == len(tasks) and len(tasks) <= size:
+            # every task runnable, in one batch (interactive and most batch requests): no
+            # index bookkeeping, no task to spawn
+            outputs = await self._run_batch(tasks, ctx) if tasks else []
+            return self._results(tasks, outputs, ctx)
+        outputs = [None] * len(tasks)
+        if len(runnable) < len(tasks):
+            ok = set(runnable)
+            for i, task in enumerate(tasks):
+                if i not in ok:
+                    data = task.data
+                    missing = [k for k in needed if k not in data]
+                    outputs[i] = TaskError(
+                        f"task {task.id} has no data key {', '.join(repr(k) for k in missing)} that the label "
+                        f"config reads (its data keys: {sorted(data)})")
+        if len(runnable) <= size:  # one batch: no task to spawn
             batches = [runnable] if runnable else []
             done = [await self._run_batch([tasks[i] for i in runnable], ctx)] if runnable else []
         else:
@@ -165,9 +174,13 @@ class Predictor:
         for batch, outs in zip(batches, done, strict=True):
             for i, out in zip(batch, outs, strict=True):
                 outputs[i] = out
+        return self._results(tasks, outputs, ctx)
 
+    def _results(self, tasks: list[Task], outputs: list[Any], ctx: PredictContext) -> list[dict]:
+        """The Label Studio prediction dicts for the backend's outputs, one per task."""
+        version = ctx.model_version
         failures = FailureLog(ctx.log, len(tasks))
-        sanitize = config.sanitize
+        sanitize = ctx.config.sanitize
         results = []
         append = results.append
         for task, out in zip(tasks, outputs, strict=True):

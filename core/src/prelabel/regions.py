@@ -28,7 +28,7 @@ def region_id() -> str:
 def _base(control: ControlInfo, value: dict, score: float | None = None, to_name: str | None = None,
           **extra: Any) -> dict:
     region = {
-        "id": region_id(),
+        "id": f"{_ids.getrandbits(40):010x}",  # region_id(), inline: a builder runs once per region
         "from_name": control.name,
         "to_name": to_name or control.to_name[0],
         "type": control.type,
@@ -36,7 +36,8 @@ def _base(control: ControlInfo, value: dict, score: float | None = None, to_name
     }
     if score is not None:
         region["score"] = float(score)
-    region.update(extra)
+    if extra:
+        region.update(extra)
     return region
 
 

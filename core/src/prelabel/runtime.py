@@ -22,12 +22,14 @@ from prelabel.lsauth import resolve_access
 from prelabel.media import MediaFetcher
 from prelabel.metrics import Metrics
 from prelabel.paths import safe_id
+from prelabel.redact import register_request_secret
 from prelabel.settings import BackendSettings, CoreSettings
 from prelabel.state import ProjectState, open_state
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PROJECT = "default"
+MAX_CACHED_PROJECTS = 256  # per-project entries the /predict path keeps (ids come from requests)
 
 
 def project_id_of(key: str | int | None) -> str:
@@ -65,6 +67,13 @@ class Runtime:
         self.setup_error: str | None = None
         self.setup_seconds: float | None = None
         self.inflight = 0  # /predict requests being served; only touched on the event loop
+        # What /predict reads per request, kept while the state store's generation() says
+        # nothing changed (any process's write changes it, so no replica serves stale state):
+        # project id -> (generation, its state values); bounded, ids come from requests.
+        self._project_values: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._project_states: dict[str, ProjectState] = {}
+        self._fetchers: dict[tuple, MediaFetcher] = {}  # bound per credentials; immutable
+        self._predict_log = logging.getLogger("prelabel.predict")
         from prelabel.predict import Predictor
 
         self.predictor = Predictor(self)
@@ -128,7 +137,28 @@ class Runtime:
 
     # -- projects ---------------------------------------------------------------------------
     def project_state(self, project_id: str) -> ProjectState:
-        return self.state.project(project_id)
+        found = self._project_states.get(project_id)
+        if found is None or found.store is not self.state:
+            found = self.state.project(project_id)  # checks the id (a regex): once per id
+            if len(self._project_states) >= MAX_CACHED_PROJECTS:
+                self._project_states.clear()
+            self._project_states[project_id] = found
+        return found
+
+    def _values(self, st: ProjectState) -> dict[str, Any]:
+        """The project's state values: one read, or none while the store is unchanged.
+        Read-only to callers (it may be the same dict as the last request's)."""
+        generation = self.state.generation()  # before the read: a write between makes it stale
+        if generation is None:
+            return st.items()
+        hit = self._project_values.get(st.project_id)
+        if hit is not None and hit[0] == generation:
+            return hit[1]
+        values = st.items()
+        if len(self._project_values) >= MAX_CACHED_PROJECTS:
+            self._project_values.clear()
+        self._project_values[st.project_id] = (generation, values)
+        return values
 
     def remember_project(self, key: str, xml: str, hostname: str | None = None,
                          access_token: str | None = None) -> Project:
@@ -153,9 +183,9 @@ class Runtime:
     def project(self, key: str | None, xml: str | None = None) -> Project:
         """The project for a request: its config from the request, else the one /setup stored,
         else the backend's ``default_label_config``. One state read per request."""
-        pid = project_id_of(key)
-        st = self.project_state(pid)
-        values = st.items()
+        st = self.project_state(project_id_of(key))
+        pid = st.project_id
+        values = self._values(st)
         xml = xml or values.get("label_config") or self.backend.default_label_config
         if not xml:
             raise LookupError(
@@ -227,7 +257,16 @@ class Runtime:
 
     def media_for(self, project: Project, params: dict[str, Any] | None = None) -> MediaFetcher:
         params = params or {}
-        return self.media.bind(project.hostname, project.access_token, params.get("login"), params.get("password"))
+        key = (project.hostname, project.access_token, params.get("login"), params.get("password"))
+        found = self._fetchers.get(key)
+        if found is None:
+            found = self.media.bind(*key)
+            if len(self._fetchers) >= MAX_CACHED_PROJECTS:
+                self._fetchers.clear()
+            self._fetchers[key] = found
+        elif project.access_token:
+            register_request_secret(project.access_token)  # still masked while it is in use
+        return found
 
     def label_studio(self, project_id: str) -> Any:
         """An sdk client for the project's Label Studio (env settings first, then /setup's)."""
@@ -244,7 +283,7 @@ class Runtime:
             project=project, model_version=project.trained_version or self.backend.model_version(),
             model_dir=project.trained_dir,
             media=self.media_for(project, params), state=self.project_state(project.id), params=params or {},
-            log=logger or logging.getLogger("prelabel.predict"),
+            log=logger or self._predict_log,
         )
 
     async def predict(self, tasks: list[Task], project: Project, params: dict[str, Any] | None = None,

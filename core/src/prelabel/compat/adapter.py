@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from label_studio_sdk.label_interface.objects import PredictionValue, serialize_regions
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -382,6 +383,13 @@ class LabelStudioMLAdapter(Backend):
                                 "%s.predict returned %d predictions for one task; prelabel keeps the first "
                                 "(one per task)", self.model_class.__name__, len(predictions))
             item = predictions[0]
+        if type(item) is PredictionValue:
+            # read, not dumped: model_dump copies every region through pydantic's serializer,
+            # a third of this adapter's cost per task; serialize_regions is what that
+            # serializer does to ``result`` (Region objects to dicts, dicts as they are)
+            self._check_version(item.model_version, ctx)
+            score = item.score
+            return Prediction(serialize_regions(item.result or []), None if score is None else float(score))
         if not isinstance(item, dict) and hasattr(item, "model_dump"):
             item = item.model_dump()
         if not isinstance(item, dict) or "result" not in item:

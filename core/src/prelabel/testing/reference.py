@@ -49,9 +49,11 @@ class ReferenceBackend(Backend):
         key = control.object.data_key
         weights = self._weights(ctx.model_dir)
         out = []
+        append = out.append
         lowered = [(label, label.lower()) for label in control.labels]
         for task in tasks:
-            text = str(task.data.get(key, "")).lower()
+            text = task.data.get(key, "")
+            text = (text if type(text) is str else str(text)).lower()
             if weights:
                 words = WORD.findall(text)
                 scores = Counter()
@@ -62,10 +64,10 @@ class ReferenceBackend(Backend):
             else:  # untrained: every label named in the text counts once
                 found = [lab for lab, low in lowered if low in text]
                 if not found:
-                    out.append(None)
+                    append(None)
                     continue
                 score = 1 / len(found)
-                out.append(Prediction([choices(control, found[0], score=score)], score=score))
+                append(Prediction([choices(control, found[0], score=score)], score))
                 continue
             if not ranked:
                 out.append(None)
