@@ -1,36 +1,33 @@
 """Label Studio's SAM events on the sam2 backend (random-weight SAM 2.1 tiny): each event
-answered in upstream's shape (fixtures/sam_events.json, the contexts sam3's tests send too),
+answered in upstream's shape (prelabel.testing.sam_events' contexts, which sam3's tests send too),
 on an image and on a video; the classic context.result path is untouched."""
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from prelabel_sam2 import Sam2Backend
 
-from prelabel.testing import make_runtime, serve_in_process
 from prelabel.testing.images import data_uri
+from prelabel.testing.sam_events import SAM_EVENT_CONTEXTS as EVENTS
+from prelabel.testing.sam_events import bitmask_pixels as png
+from prelabel.testing.sam_events import event_value as only
+from prelabel.testing.sam_events import post_event as post
+from prelabel.testing.sam_events import send_event as send
+from prelabel.testing.sam_events import served_backend, track_to_the_end
 
 from . import configs
 from .media import HEIGHT, WIDTH, click, image_uri, write_video
 
-EVENTS = json.loads((Path(__file__).parent / "fixtures" / "sam_events.json").read_text())
 BOX = {"type": "rectanglelabels", "value": {"x": 10.0, "y": 20.0, "width": 40.0, "height": 55.0}}
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    runtime = make_runtime(Sam2Backend, tmp_path_factory.mktemp("home"))
-    with serve_in_process(runtime, wait_ready=300) as client:
-        yield client, runtime.backend
-    runtime.close()
+    with served_backend(Sam2Backend, tmp_path_factory.mktemp("home")) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
@@ -39,44 +36,8 @@ def video_uri(tmp_path_factory) -> str:
     return data_uri(path.read_bytes(), "video/mp4")
 
 
-def post(client, context: dict, config: str, data: dict, task_id: int = 21) -> dict:
-    resp = client.post("/predict", json={"tasks": [{"id": task_id, "data": data}], "project": "5.1",
-                                         "label_config": config, "params": {"context": context}})
-    assert resp.status_code == 200, resp.text
-    (item,) = resp.json()["results"]
-    return item
-
-
-def send(client, context: dict, config: str, data: dict, task_id: int = 21) -> dict:
-    item = post(client, context, config, data, task_id)
-    assert "error" not in item, item["error"]
-    return item
-
-
-def only(item: dict, kind: str, from_name: str) -> dict:
-    (result,) = item["result"]
-    assert result["type"] == kind and result["from_name"] == from_name and result["origin"] == "manual"
-    return result["value"]
-
-
-def png(value: dict) -> np.ndarray:
-    assert value["imageDataURL"].startswith("data:image/png;base64,")
-    return np.array(Image.open(io.BytesIO(base64.b64decode(value["imageDataURL"].split(",", 1)[1]))))
-
-
 def track(client, context: dict, data: dict) -> tuple[dict, list[dict]]:
-    """Start a track, poll it until done; (the track_started value, every frame produced)."""
-    started = only(send(client, context, configs.VIDEO, data), "track_started", "box")
-    frames = []
-    for _ in range(300):
-        progress = only(send(client, {**EVENTS["track_progress"], "session_id": started["session_id"]},
-                             configs.VIDEO, data), "track_progress", "box")
-        assert progress["error"] is None, progress["error"]
-        assert progress["total"] == started["total_frames"]
-        frames += progress["frames"]
-        if progress["done"]:
-            return started, frames
-    raise AssertionError("the track never finished")
+    return track_to_the_end(client, context, configs.VIDEO, data)
 
 
 def test_capabilities(served):

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 from prelabel_sam2.backend import Sam2Backend, choose_label, output_control
-from prelabel_sam2.model import Embedding, EmbeddingCache, decode_image
+from prelabel_sam2.model import decode_image
 from prelabel_sam2.prompts import image_prompts, is_negative_label, is_positive, video_objects
 from prelabel_sam2.settings import Sam2Settings, model_files, resolve_config
 
@@ -95,53 +95,6 @@ def test_the_clicked_label_picks_the_control_and_the_label():
 def test_setup_refuses_a_config_with_only_input_controls():
     only_clicks = configs.IMAGE_BRUSH.split("<BrushLabels")[0] + "</View>"
     assert Sam2Backend.__new__(Sam2Backend).supported_controls(parse_label_config(only_clicks)) == []
-
-
-# -- embedding cache --------------------------------------------------------------------------
-def _embedding(n: int) -> Embedding:
-    return Embedding({"image_embed": n}, 1, 1)
-
-
-def test_cache_is_a_bounded_lru_and_counts_hits():
-    seen = []
-    cache = EmbeddingCache(2, on_lookup=seen.append)
-    for key in ("a", "b", "a", "c", "b"):
-        cache.get_or_compute((key,), lambda k=key: _embedding(ord(k)))
-    # a miss, b miss, a hit, c miss (evicts b, the least recently used), b miss again
-    assert seen == [False, False, True, False, False]
-    assert cache.stats() == {"size": 2, "capacity": 2, "hits": 1, "misses": 4}
-    off = EmbeddingCache(0)
-    off.get_or_compute(("a",), lambda: _embedding(1))
-    assert off.get_or_compute(("a",), lambda: _embedding(1))[1] is False and len(off) == 0
-
-
-def test_concurrent_requests_for_one_image_encode_it_once():
-    cache = EmbeddingCache(4)
-    started, release, calls = threading.Event(), threading.Event(), []
-
-    def slow() -> Embedding:
-        calls.append(1)
-        started.set()
-        assert release.wait(10)
-        return _embedding(1)
-
-    results = []
-    first = threading.Thread(target=lambda: results.append(cache.get_or_compute(("img",), slow)))
-    first.start()
-    assert started.wait(10)
-    second = threading.Thread(target=lambda: results.append(cache.get_or_compute(("img",), slow)))
-    second.start()
-    release.set()
-    first.join(10)
-    second.join(10)
-    assert len(calls) == 1 and sorted(hit for _, hit in results) == [False, True]
-
-
-def test_a_failed_encoding_is_not_cached():
-    cache = EmbeddingCache(4)
-    with pytest.raises(RuntimeError):
-        cache.get_or_compute(("x",), lambda: (_ for _ in ()).throw(RuntimeError("boom")))
-    assert cache.get_or_compute(("x",), lambda: _embedding(2))[1] is False
 
 
 # -- the model through the plugin's own loading path -------------------------------------------

@@ -3,55 +3,30 @@ upstream's shape, on an image and on a video; the classic context.result path is
 
 from __future__ import annotations
 
-import base64
-import io
-
-import numpy as np
 import pytest
-from PIL import Image
 from prelabel_sam3 import Sam3Backend
 
-from prelabel.testing import make_runtime, serve_in_process
 from prelabel.testing.images import data_uri
+from prelabel.testing.sam_events import SAM_EVENT_CONTEXTS as EVENTS
+from prelabel.testing.sam_events import bitmask_pixels as png
+from prelabel.testing.sam_events import event_value as only
+from prelabel.testing.sam_events import send_event as send
+from prelabel.testing.sam_events import served_backend, track_to_the_end
 
 from . import configs
-from .media import HEIGHT, WIDTH, fixture, image_uri, write_video
-
-EVENTS = fixture("sam_events.json")
+from .media import HEIGHT, WIDTH, image_uri, write_video
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    runtime = make_runtime(Sam3Backend, tmp_path_factory.mktemp("home"))
-    with serve_in_process(runtime, wait_ready=300) as client:
-        yield client, runtime.backend
-    runtime.close()
+    with served_backend(Sam3Backend, tmp_path_factory.mktemp("home")) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
 def video_uri(tmp_path_factory) -> str:
     path = write_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames=5)
     return data_uri(path.read_bytes(), "video/mp4")
-
-
-def send(client, context: dict, config: str, data: dict, task_id: int = 21) -> dict:
-    resp = client.post("/predict", json={"tasks": [{"id": task_id, "data": data}], "project": "5.1",
-                                         "label_config": config, "params": {"context": context}})
-    assert resp.status_code == 200, resp.text
-    (item,) = resp.json()["results"]
-    assert "error" not in item, item["error"]
-    return item
-
-
-def only(item: dict, kind: str, from_name: str) -> dict:
-    (result,) = item["result"]
-    assert result["type"] == kind and result["from_name"] == from_name and result["origin"] == "manual"
-    return result["value"]
-
-
-def png(value: dict) -> np.ndarray:
-    assert value["imageDataURL"].startswith("data:image/png;base64,")
-    return np.array(Image.open(io.BytesIO(base64.b64decode(value["imageDataURL"].split(",", 1)[1]))))
 
 
 def test_capabilities(served):
@@ -82,18 +57,9 @@ def test_video_prewarm_predict_track_progress_release(served, video_uri):
     calls = backend.network.tracker_encoder_calls
     value = only(send(client, EVENTS["predict"], configs.VIDEO, data), "bitmask", "box")  # frame 2 = index 1
     assert png(value).shape == (64, 96) and backend.network.tracker_encoder_calls == calls
-    started = only(send(client, EVENTS["track"], configs.VIDEO, data), "track_started", "box")
+    started, frames = track_to_the_end(client, EVENTS["track"], configs.VIDEO, data)
     assert started["total_frames"] == 4 and started["fps"] > 0 and started["duration_ms"] > 0
-    frames, done = [], False
-    for _ in range(300):
-        progress = only(send(client, {**EVENTS["track_progress"], "session_id": started["session_id"]},
-                             configs.VIDEO, data), "track_progress", "box")
-        assert progress["error"] is None, progress["error"]
-        frames += progress["frames"]
-        if progress["done"]:
-            done = True
-            break
-    assert done and frames, "the track produced no frame"
+    assert frames, "the track produced no frame"
     indices = [f["frame"] for f in frames]
     assert indices == list(range(len(indices))) and len(indices) <= 4  # from frame 1 (index 0), forward
     assert all(png(f).shape == (64, 96) for f in frames)

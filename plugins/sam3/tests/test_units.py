@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 from prelabel_sam3.backend import Sam3Backend
-from prelabel_sam3.cache import LruCache
 from prelabel_sam3.prompts import (
     context_clicks,
     context_exemplars,
@@ -85,35 +83,6 @@ def test_smart_rectangle_beside_a_mask_control_is_an_input_not_an_output():
     assert [c.name for c in backend.supported_controls(parse_label_config(configs.VIDEO))] == ["box"]
     only_clicks = configs.SMART.split("<BrushLabels")[0] + "</View>"
     assert backend.supported_controls(parse_label_config(only_clicks)) == []
-
-
-def test_the_cache_is_a_bounded_lru_that_computes_once():
-    seen = []
-    cache = LruCache(2, on_lookup=seen.append)
-    for key in "abacb":
-        cache.get_or_compute(key, lambda k=key: k.upper())
-    assert seen == [False, False, True, False, False]
-    assert cache.stats() == {"size": 2, "capacity": 2, "hits": 1, "misses": 4}
-    started, release, calls, results = threading.Event(), threading.Event(), [], []
-
-    def slow():
-        calls.append(1)
-        started.set()
-        assert release.wait(10)
-        return 1
-
-    first = threading.Thread(target=lambda: results.append(cache.get_or_compute("x", slow)))
-    first.start()
-    assert started.wait(10)
-    second = threading.Thread(target=lambda: results.append(cache.get_or_compute("x", slow)))
-    second.start()
-    release.set()
-    first.join(10)
-    second.join(10)
-    assert len(calls) == 1 and sorted(hit for _, hit in results) == [False, True]
-    with pytest.raises(RuntimeError):
-        cache.get_or_compute("y", lambda: (_ for _ in ()).throw(RuntimeError("boom")))
-    assert "y" not in cache
 
 
 # -- settings and start-up ----------------------------------------------------------------------

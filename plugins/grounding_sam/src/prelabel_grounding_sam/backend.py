@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 from prelabel_sam2.masks import mask_region
-from prelabel_sam2.model import EmbeddingCache, decode_image, image_digest, lookup_counter
+from prelabel_sam2.model import decode_image, image_digest
 from prelabel_sam2.settings import check_installed, check_model_files
 
 from prelabel import Backend, ControlInfo, CoreSettings, ParsedConfig, PredictContext, Prediction, Task, TaskError
+from prelabel.lrucache import LruCache, lookup_counter
 from prelabel.regions import rectangle
 from prelabel.torchdevice import resolve_torch_device
 from prelabel_grounding_sam.phrases import Phrase, label_phrases, prompt_phrases
@@ -39,7 +40,7 @@ class GroundingSamBackend(Backend):
         self.max_batch_size = self.settings.grounding_max_batch_size  # images per Grounding DINO pass
         self.detector: Any = None
         self.sam: Any = None
-        self.embeddings = EmbeddingCache(self.settings.sam2_embedding_cache_size)
+        self.embeddings = LruCache(self.settings.sam2_embedding_cache_size)
         self.timings = {"images": 0, "detect_seconds": 0.0, "segment_seconds": 0.0, "detector_calls": 0}
 
     @classmethod
@@ -61,8 +62,8 @@ class GroundingSamBackend(Backend):
         if self.settings.use_sam:
             check_installed()
             self.sam = load_model(check_model_files(self.settings, self.core), device, self.settings.sam2_image_size)
-            self.embeddings = EmbeddingCache(self.settings.sam2_embedding_cache_size,
-                                             lookup_counter(self.metrics, self.backend_id))
+            self.embeddings = LruCache(self.settings.sam2_embedding_cache_size,
+                                       lookup_counter(self.metrics, self.backend_id))
         self.log.info("Grounding DINO %s%s on %s", source, f" + SAM 2 {self.sam.name}" if self.sam else "", device)
 
     def model_version(self) -> str:

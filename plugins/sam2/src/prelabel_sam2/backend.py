@@ -17,11 +17,12 @@ from prelabel import (
     Task,
     TaskError,
 )
+from prelabel.lrucache import LruCache, lookup_counter
 from prelabel.torchdevice import resolve_torch_device
 from prelabel_sam2.embedstore import EmbeddingStore, model_key
 from prelabel_sam2.events import Sam2Events
 from prelabel_sam2.masks import mask_region
-from prelabel_sam2.model import Embedding, EmbeddingCache, decode_image, image_digest, lookup_counter
+from prelabel_sam2.model import Embedding, decode_image, image_digest
 from prelabel_sam2.prompts import ImagePrompt, image_prompts, video_objects
 from prelabel_sam2.settings import Sam2Settings, check_installed, check_model_files, resolve_config
 
@@ -44,7 +45,7 @@ class Sam2Backend(Sam2Events, Backend):
         super().__init__(settings, core)
         self.max_concurrency = self.settings.sam2_max_concurrency  # core's per-process bound reads this
         self.model: Any = None
-        self.embeddings = EmbeddingCache(self.settings.sam2_embedding_cache_size)
+        self.embeddings = LruCache(self.settings.sam2_embedding_cache_size)
         self.store: EmbeddingStore | None = None  # the on-disk cache the embed job fills
         self.store_key: str | None = None  # this model's directory in it
         self._init_events()
@@ -60,8 +61,8 @@ class Sam2Backend(Sam2Events, Backend):
         check_installed()
         files = check_model_files(self.settings, self.core)
         self.model = load_model(files, resolve_torch_device(self.settings.device), self.settings.sam2_image_size)
-        self.embeddings = EmbeddingCache(self.settings.sam2_embedding_cache_size,
-                                         lookup_counter(self.metrics, self.backend_id))
+        self.embeddings = LruCache(self.settings.sam2_embedding_cache_size,
+                                   lookup_counter(self.metrics, self.backend_id))
         if self.settings.sam2_embedding_disk_mb > 0:
             self.store = EmbeddingStore(self.settings.embedding_root(self.core, self.backend_id),
                                         self.settings.sam2_embedding_disk_mb * 1024 * 1024,

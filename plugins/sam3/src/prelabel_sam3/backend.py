@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 from prelabel import Backend, ControlInfo, CoreSettings, ParsedConfig, PredictContext, Prediction, Task, TaskError
+from prelabel.lrucache import LruCache, lookup_counter
 from prelabel.torchdevice import resolve_torch_device
-from prelabel_sam3.cache import LruCache, lookup_counter
 from prelabel_sam3.events import Sam3Events
 from prelabel_sam3.masks import MASK_TAGS, OUTPUT_TAGS, mask_region
 from prelabel_sam3.model import Embedding, decode_image, image_digest

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from prelabel import TaskError
-from prelabel_sam3.cache import LruCache
+from prelabel.lrucache import LruCache
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,8 @@
-"""Bounded LRU caches for image embeddings and encoded prompts (pure Python)."""
+"""A bounded, thread-safe LRU cache whose lookups are counted (and can be exported to
+/metrics): what the SAM backends keep image encodings, encoded prompts and video frames in.
+
+Pure Python; a value is whatever the caller computes (a tensor, a tuple of them).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
+__all__ = ["LruCache", "lookup_counter"]
+
 
 class LruCache:
-    """A bounded LRU. Concurrent lookups of one missing key compute it once (the others wait
-    for the first); ``hits`` and ``misses`` count lookups, ``on_lookup`` hears each one."""
+    """At most ``capacity`` entries (0 keeps nothing), least recently used evicted first.
+
+    Concurrent lookups of one missing key compute it once: the others wait for the first and
+    count as hits. A failed computation is not cached. ``hits`` and ``misses`` count lookups;
+    ``on_lookup(hit)`` hears each one (see :func:`lookup_counter`)."""
 
     def __init__(self, capacity: int, on_lookup: Callable[[bool], None] | None = None):
         self.capacity = capacity
@@ -42,9 +51,15 @@ class LruCache:
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
 
+    def put(self, key: Hashable, value: Any) -> None:
+        """Store a value computed elsewhere (a batched encoder pass); counts as a miss."""
+        with self._lock:
+            self.misses += 1
+            self._store(key, value)
+        self._notify(False)
+
     def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> tuple[Any, bool]:
-        """The cached value for ``key`` (True) or a freshly computed one (False); a failed
-        computation is not cached."""
+        """The cached value for ``key`` (True) or a freshly computed one (False)."""
         with self._lock:
             found, value = self._hit(key)
             pending = None if found else self._pending.setdefault(key, threading.Lock())
@@ -53,7 +68,7 @@ class LruCache:
             return value, True
         with pending:
             with self._lock:
-                found, value = self._hit(key)  # computed by a concurrent request meanwhile
+                found, value = self._hit(key)  # computed by a concurrent request while this one waited
             if found:
                 self._notify(True)
                 return value, True
@@ -84,16 +99,14 @@ class LruCache:
         return {"size": len(self._items), "capacity": self.capacity, "hits": self.hits, "misses": self.misses}
 
 
-def lookup_counter(metrics: Any, backend_id: str) -> Callable[[bool], None] | None:
-    """``prelabel_<backend>_embedding_cache_total{result="hit"|"miss"}`` on /metrics."""
+def lookup_counter(metrics: Any, backend_id: str, name: str = "embedding_cache") -> Callable[[bool], None] | None:
+    """A Prometheus counter of a cache's lookups on the process's /metrics
+    (``prelabel_<backend>_<name>_total{result="hit"|"miss"}``), for ``LruCache(on_lookup=...)``;
+    None without metrics. sam2 names ``embedding_cache`` (in memory) and ``embedding_disk``."""
     if metrics is None:
         return None
     from prometheus_client import Counter
 
-    counter = Counter(
-        f"prelabel_{backend_id}_embedding_cache",
-        "Image embedding cache lookups (a hit skips the image encoder)",
-        ["result"],
-        registry=metrics.registry,
-    )
+    counter = Counter(f"prelabel_{backend_id}_{name}", f"Image embedding lookups in the {name.replace('_', ' ')} "
+                      "(a hit skips the image encoder)", ["result"], registry=metrics.registry)
     return lambda hit: counter.labels(result="hit" if hit else "miss").inc()
