@@ -20,8 +20,7 @@ def plugin(*classes):
 
 class Other(Backend):
     backend_id = "other"
-    control_tags = frozenset({"Labels"})
-    object_tags = frozenset({"Text"})
+    supports = {"Labels": frozenset({"Text"})}
 
 
 def test_register_and_collect():
@@ -48,7 +47,7 @@ def test_invalid_registrations_are_refused():
     class NoTags(Backend):
         backend_id = "no_tags"
 
-    with pytest.raises(TypeError, match="control_tags"):
+    with pytest.raises(TypeError, match="supports"):
         collect_backends(make_plugin_manager(load_entrypoints=False, plugins=[plugin(NoTags)]))
 
     class Untrainable(Other):
@@ -95,5 +94,5 @@ def test_public_api_is_pinned():
 def test_every_hookspec_is_documented():
     from prelabel import hookspecs
 
-    for name in ("register_backends", "register_commands", "doctor_checks"):
+    for name in ("register_backends", "register_commands"):
         assert getattr(hookspecs, name).__doc__.strip()

@@ -72,7 +72,7 @@ class PredictJob:
         self.runtime = ctx.runtime
         self.pid = ctx.project
         self.client = self.runtime.label_studio(self.pid)
-        self.batch_size = int(ctx.params.get("batch_size") or self.runtime.backend.max_batch_size)
+        self.batch_size = int(ctx.params.get("batch_size") or self.runtime.backend.limits.max_batch_size)
         self.only_unlabeled = bool(ctx.params.get("only_unlabeled"))
         self.counts = {"tasks": 0, "predicted": 0, "empty": 0, "skipped_existing": 0, "skipped_labeled": 0,
                        "failed": 0}

@@ -12,7 +12,7 @@ import pydantic
 
 from prelabel import __version__
 from prelabel.plugins import PluginError, collect_backends, load_backend_class, make_plugin_manager, plugin_versions
-from prelabel.settings import CoreSettings
+from prelabel.settings import KEEP_ALIVE_SECONDS, CoreSettings
 
 
 def settings_error_message(exc: pydantic.ValidationError) -> str:
@@ -47,10 +47,6 @@ def resolve_backend(spec: str):  # noqa: ANN201
     except (PluginError, ImportError) as exc:
         raise click.ClickException(str(exc)) from None
 
-
-# Longer than clients' idle pools (Label Studio's requests session, load balancers' 60 s): a
-# server that closes an idle keep-alive connection first races the client's next request on it.
-KEEP_ALIVE_SECONDS = 75
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -148,7 +144,7 @@ def list_plugins(as_json: bool) -> None:
     versions = plugin_versions()
     rows = []
     for bid, cls in sorted(registry.backends.items()):
-        rows.append({**cls.capabilities(), "plugin": registry.sources[bid],
+        rows.append({**_capabilities_in_force(cls), "plugin": registry.sources[bid],
                      "version": versions.get(registry.sources[bid], "?")})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -164,6 +160,17 @@ def list_plugins(as_json: bool) -> None:
         table.add_row(r["backend_id"], r["version"], str(r["default_port"]), ", ".join(r["control_tags"]),
                       ", ".join(r["object_tags"]), str(r["max_batch_size"]), "yes" if r["trainable"] else "no")
     Console().print(table)
+
+
+def _capabilities_in_force(cls):  # noqa: ANN001, ANN202
+    """The backend's capabilities with the limits its settings set in this environment (the
+    class defaults where its settings cannot be read, e.g. a required key is unset)."""
+    from prelabel.backend import capabilities_of, limits_in_force
+
+    try:
+        return capabilities_of(cls, limits_in_force(cls, cls.Settings()))
+    except (pydantic.ValidationError, ValueError):
+        return capabilities_of(cls)
 
 
 @cli.command()
@@ -223,6 +230,7 @@ def _label_studio_checks(core: CoreSettings) -> list[tuple[str, str, str]]:
 def _config_check(backend_class, path: str) -> tuple[str, str, str]:  # noqa: ANN001
     from pathlib import Path
 
+    from prelabel.backend import describe_supports
     from prelabel.labelconfig import LabelConfigError, parse_label_config
 
     try:
@@ -233,8 +241,7 @@ def _config_check(backend_class, path: str) -> tuple[str, str, str]:  # noqa: AN
     controls = backend.supported_controls(config)
     if not controls:
         return ("label config", "fail", f"{path}: the {backend_class.backend_id} backend supports "
-                f"{', '.join(sorted(backend_class.control_tags))} on {', '.join(sorted(backend_class.object_tags))}; "
-                f"this label config has {config.describe()}")
+                f"{describe_supports(backend_class.supports)}; this label config has {config.describe()}")
     return ("label config", "pass", f"{path}: fills " + ", ".join(f"{c.tag} {c.name!r}" for c in controls))
 
 
@@ -262,9 +269,8 @@ def doctor(backend: str, config_file: str | None) -> None:
     except ValueError as exc:
         rows.append(("settings", "fail", str(exc)))
     if rows[-1][1] == "pass":
-        pm = make_plugin_manager()
-        for found in pm.hook.doctor_checks(backend_class=backend_class, settings=settings):
-            rows += [(str(name), "pass" if ok else "fail", str(detail)) for name, ok, detail in found or []]
+        found = backend_class.doctor(settings, core)
+        rows += [(str(name), "pass" if ok else "fail", str(detail)) for name, ok, detail in found or []]
     else:
         rows.append((f"{backend_class.backend_id} checks", "skip", "fix the settings first"))
     if core is not None:

@@ -264,10 +264,21 @@ class JobContext:
         return self.runtime.config_of(self.project)
 
     def annotated_tasks(self) -> list[dict]:
-        """The project's annotated tasks (from the /train body, else fetched from Label Studio)."""
-        from prelabel.training import training_tasks
+        """The project's annotated tasks: those the legacy /train call carried, else the
+        project's annotated tasks fetched from Label Studio (webhooks are only a trigger)."""
+        if self.params.get("tasks"):
+            return list(self.params["tasks"])
+        from prelabel import lsclient
 
-        return training_tasks(self)
+        return lsclient.annotated_tasks(self.runtime.label_studio(self.project), self.project)
+
+    def annotations(self) -> list[tuple[dict, list[dict]]]:
+        """(task, its annotations that count) for each annotated task: not cancelled, with a
+        result, ground truth first; tasks left with none are skipped."""
+        from prelabel.lsclient import usable_annotations
+
+        pairs = ((task, usable_annotations(task)) for task in self.annotated_tasks())
+        return [(task, anns) for task, anns in pairs if anns]
 
     @property
     def media(self) -> MediaFetcher:

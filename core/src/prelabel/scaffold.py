@@ -39,17 +39,16 @@ class Settings(BackendSettings):
 class {cls}(Backend):
     backend_id = "{name}"
     title = "{name}"
-    control_tags = frozenset({{"Choices"}})
-    object_tags = frozenset({{"Text"}})
+    supports = {{"Choices": frozenset({{"Text"}})}}
     max_batch_size = 32
     default_port = 9100
     Settings = Settings
 
-    def setup(self) -> None:
+    def setup(self, device: str | None) -> None:
         """Load weights here: once per process, never per request."""
 
     def predict(self, tasks, ctx):
-        control = ctx.config.first(self.control_tags, self.object_tags)
+        control = self.supported_controls(ctx.config)[0]
         key = control.object.data_key
         out = []
         for task in tasks:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -145,13 +147,14 @@ def test_per_control_thresholds(client, backend, monkeypatch):
 
 def test_batched_and_one_at_a_time_agree(client, backend):
     tasks = image_tasks(4, start=30)
-    backend.max_batch_size = 1
+    in_force = backend.limits
+    backend.limits = dataclasses.replace(in_force, max_batch_size=1)  # as GROUNDING_MAX_BATCH_SIZE=1 would
     calls = backend.detector.calls
     try:
         single = predict(client, configs.BOXES, tasks)
         assert backend.detector.calls - calls == 4
     finally:
-        backend.max_batch_size = 4
+        backend.limits = in_force
     calls = backend.detector.calls
     batched = predict(client, configs.BOXES, tasks)
     assert backend.detector.calls - calls == 1
