@@ -126,3 +126,20 @@ def test_a_declaration_without_pairs_is_refused(bad):
 
     with pytest.raises(TypeError, match="supports"):
         Bad.check_declaration()
+
+
+def test_job_annotations_are_the_usable_ones_ground_truth_first(tmp_path):
+    from prelabel import Job, JobContext
+    from prelabel.testing.reference import ReferenceBackend
+
+    good = {"id": 1, "result": [{"from_name": "sentiment", "value": {"choices": ["positive"]}}]}
+    truth = {"id": 2, "ground_truth": True, "result": good["result"]}
+    cancelled = {"id": 3, "was_cancelled": True, "result": good["result"]}
+    empty = {"id": 4, "result": []}
+    tasks = [{"id": 10, "data": {}, "annotations": [cancelled, good, truth, empty]},
+             {"id": 11, "data": {}, "annotations": [cancelled, empty]}]
+    rt = make_runtime(ReferenceBackend, tmp_path / "home")
+    job = JobContext(Job(id="j1", kind="train", project="1", params={"tasks": tasks}), rt.jobs, rt)
+    pairs = job.annotations()
+    rt.close()
+    assert [(task["id"], [a["id"] for a in anns]) for task, anns in pairs] == [(10, [2, 1])]

@@ -18,14 +18,11 @@ predicts only the rest.
 from __future__ import annotations
 
 import asyncio
-import queue
-import threading
-from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from prelabel.backend import Project, Task
-from prelabel.jobs import JobCancelled, JobContext
+from prelabel.jobs import JobCancelled, JobContext, prefetch
 
 MAX_LISTED_FAILURES = 100
 # Label Studio's task list has no page size limit unless TASK_API_PAGE_SIZE_MAX is set, and
@@ -36,26 +33,6 @@ MAX_UPLOADS_IN_FLIGHT = 2
 # Only the fields the job reads: Label Studio computes the others per task (3x slower pages).
 # (fields="all" is still needed: without it Label Studio leaves predictions_model_versions empty.)
 TASK_FIELDS = "id,data,predictions_model_versions,is_labeled,total_annotations"
-
-
-def prefetch(iterable: Iterable[Any], depth: int) -> Iterator[Any]:
-    """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead."""
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in iterable:
-                items.put(item)
-        except BaseException as exc:  # handed to the consumer
-            items.put(exc)
-        items.put(done)
-
-    threading.Thread(target=produce, name="prelabel-prefetch", daemon=True).start()
-    while (item := items.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
 
 
 def _version_in(versions: Any, version: str) -> bool:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 import traceback
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -286,6 +287,12 @@ class JobContext:
         st = self.runtime.project_state(self.project)
         return self.runtime.media.bind(st.get("hostname"), st.get("access_token"))
 
+    @staticmethod
+    def prefetch(iterable: Iterable[Any], depth: int) -> Iterator[Any]:
+        """Iterate ``iterable`` (downloads, say) in a background thread, ``depth`` items ahead
+        of the loop that uses them (a model's forward passes)."""
+        return prefetch(iterable, depth)
+
     def progress(self, fraction: float, message: str = "") -> None:
         """Report progress (0..1) and a short message; raises JobCancelled if cancelled."""
         fraction = max(0.0, min(1.0, float(fraction)))
@@ -301,6 +308,26 @@ class JobContext:
 
 
 JobFunction = Callable[[JobContext], dict]
+
+
+def prefetch(iterable: Iterable[Any], depth: int) -> Iterator[Any]:
+    """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in iterable:
+                items.put(item)
+        except BaseException as exc:  # handed to the consumer
+            items.put(exc)
+        items.put(done)
+
+    threading.Thread(target=produce, name="prelabel-prefetch", daemon=True).start()
+    while (item := items.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def execute(job_id: str, runtime: Runtime) -> Job:

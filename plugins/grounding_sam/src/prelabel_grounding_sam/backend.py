@@ -7,9 +7,15 @@ import time
 from typing import Any
 
 import numpy as np
-from prelabel_sam2.masks import mask_region
-from prelabel_sam2.model import EmbeddingCache, decode_image, image_digest, lookup_counter
-from prelabel_sam2.settings import check_installed, check_model_files
+from prelabel_sam2 import (
+    EmbeddingCache,
+    check_installed,
+    check_model_files,
+    decode_image,
+    image_digest,
+    lookup_counter,
+    mask_region,
+)
 
 from prelabel import Backend, ControlInfo, CoreSettings, ParsedConfig, PredictContext, Prediction, Task, TaskError
 from prelabel.regions import rectangle
@@ -48,7 +54,7 @@ class GroundingSamBackend(Backend):
 
     def setup(self, device: str | None) -> None:
         import transformers  # noqa: F401  (fail at start-up, not at the first request)
-        from prelabel_sam2.model import load_model
+        from prelabel_sam2 import load_model
 
         from prelabel_grounding_sam.detector import load_detector
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from prelabel_sam2.settings import Sam2Settings
+from prelabel_sam2 import Sam2Settings
 from pydantic import AliasChoices, Field
 
-from prelabel import CoreSettings
-from prelabel.paths import resolve_under
+from prelabel import CoreSettings, resolve_under
 
 DEFAULT_DINO = "IDEA-Research/grounding-dino-tiny"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

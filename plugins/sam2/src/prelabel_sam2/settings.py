@@ -12,8 +12,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field
 
-from prelabel import BackendSettings, CoreSettings
-from prelabel.paths import resolve_under
+from prelabel import BackendSettings, CoreSettings, resolve_under
 
 INSTALL_SAM2 = "SAM2_BUILD_CUDA=0 pip install --no-build-isolation sam2==1.1.0 (after torch)"
 SIZE_WORDS = {"t": "tiny", "s": "small", "b+": "base_plus", "l": "large"}

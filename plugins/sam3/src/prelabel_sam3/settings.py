@@ -10,8 +10,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field
 
-from prelabel import BackendSettings, CoreSettings
-from prelabel.paths import resolve_under
+from prelabel import BackendSettings, CoreSettings, resolve_under
 
 HUB_REPO = "facebook/sam3"
 LICENSE = "Meta's SAM License (https://huggingface.co/facebook/sam3/blob/main/LICENSE)"

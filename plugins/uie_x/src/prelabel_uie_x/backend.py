@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from prelabel import Backend, JobContext, PredictContext, Prediction, Task, TaskError
-from prelabel.imageio import open_image
 from prelabel_uie_x import results
 from prelabel_uie_x.engine import ENGINES, UieEngine, load_engine, png_base64, prepare_paddle, select_device
 from prelabel_uie_x.ocr import OcrEngine, Segment, layout
@@ -114,8 +113,7 @@ class UieBackend(Backend):
                 if isinstance(outputs[i], TaskError):
                     continue
                 try:
-                    image = open_image(ctx.media.fetch_path(task.data[key], task.id),
-                                       max_pixels=self.core.media_max_pixels)
+                    image = ctx.media.open_image(task.data[key], task.id)
                 except TaskError as exc:
                     outputs[i] = exc
                     continue

@@ -17,9 +17,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from prelabel import MediaError
-from prelabel.imageio import open_image
-from prelabel.paths import PathEscapeError, resolve_under
+from prelabel import MediaError, PathEscapeError, resolve_under
 from prelabel_uie_x.ocr import content
 from prelabel_uie_x.results import flatten
 
@@ -102,7 +100,7 @@ def run_extract(body: ExtractRequest, backend: Any, ctx: Any) -> dict[str, Any]:
         return {"model_version": version, "result": flatten(engine.extract([body.text], body.extraction_schema)[0])}
     source = _image_source(body, backend, ctx, project)
     try:
-        image = open_image(source, max_pixels=ctx.core.media_max_pixels)
+        image = ctx.media(project).open_image(source)
     except MediaError as exc:
         raise InputProblem(422, str(exc)) from exc
     segments, doc = backend.read_document(image)

@@ -23,6 +23,7 @@ from prelabel_yolo import convert
 from prelabel_yolo.models import (
     CACHE,
     DEFAULT_WEIGHTS,
+    TRAINED_INFO,
     LoadedModel,
     ModelPathError,
     resolve_model_path,
@@ -34,7 +35,6 @@ from prelabel_yolo.settings import YoloSettings
 KIND_TASK = {"boxes": "detect", "obb": "obb", "polygons": "segment", "brush": "segment",
              "keypoints": "pose", "choices": "classify", "video": "detect"}
 TRACKABLE = ("detect", "segment", "pose")
-TRAINED_INFO = "training.json"
 
 
 def output_kind(control: ControlInfo) -> str:
@@ -175,13 +175,11 @@ class YoloBackend(Backend):
         """A task's image as a BGR array (EXIF orientation applied), decoded once per request."""
         key = (index, control.object.data_key or control.object.value)
         if key not in images:
-            from prelabel.imageio import image_array
-
-            path = ctx.media.fetch_path(task.data.get(key[1], control.object.value), task.id)
             try:  # core's decoder: the EXIF orientation applied, the size checked before decoding
-                images[key] = image_array(path, max_pixels=self.core.media_max_pixels, channels="BGR")
+                images[key] = ctx.media.image_array(task.data.get(key[1], control.object.value), task.id,
+                                                    channels="BGR")
             except MediaError as exc:
-                raise TaskError(f"task {task.id}: {path.name}: {exc}") from exc
+                raise TaskError(f"task {task.id}: {exc}") from exc
         return images[key]
 
     def _predict_images(self, plan: Plan, tasks: list[Task], ctx: PredictContext, images: dict,
