@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
+import grounding_sam_configs as configs
 import numpy as np
 import pytest
 import torch
+from grounding_sam_media import HEIGHT, WIDTH, image_tasks
 from prelabel_grounding_sam import GroundingSamBackend
 
 from prelabel.labelconfig import parse_label_config
 from prelabel.regions import rle_to_mask
 from prelabel.testing import make_runtime, serve_in_process
-
-from . import configs
-from .media import HEIGHT, WIDTH, image_tasks
 
 PROJECT = "5.1700000000"
 

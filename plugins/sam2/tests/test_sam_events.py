@@ -12,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sam2_configs as configs
 from PIL import Image
 from prelabel_sam2 import Sam2Backend
+from sam2_media import HEIGHT, WIDTH, click, image_uri, write_video
 
 from prelabel.testing import make_runtime, serve_in_process
 from prelabel.testing.images import data_uri
-
-from . import configs
-from .media import HEIGHT, WIDTH, click, image_uri, write_video
 
 EVENTS = json.loads((Path(__file__).parent / "fixtures" / "sam_events.json").read_text())
 BOX = {"type": "rectanglelabels", "value": {"x": 10.0, "y": 20.0, "width": 40.0, "height": 55.0}}

@@ -8,14 +8,13 @@ import io
 
 import numpy as np
 import pytest
+import sam3_configs as configs
 from PIL import Image
 from prelabel_sam3 import Sam3Backend
+from sam3_media import HEIGHT, WIDTH, fixture, image_uri, write_video
 
 from prelabel.testing import make_runtime, serve_in_process
 from prelabel.testing.images import data_uri
-
-from . import configs
-from .media import HEIGHT, WIDTH, fixture, image_uri, write_video
 
 EVENTS = fixture("sam_events.json")
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import sam3_configs as configs
+from sam3_media import image_uri, smart_box
 
 from prelabel.testing.backendprocess import BackendProcess
 from prelabel.testing.labelstudio import LabelStudioServer, find_label_studio_executable
-
-from . import configs
-from .media import image_uri, smart_box
 
 pytestmark = pytest.mark.e2e
 LABELS = {"Car", "Person", "cls_3"}

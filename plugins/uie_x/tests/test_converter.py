@@ -9,10 +9,9 @@ from prelabel_uie_x.converter import (
     text_examples,
 )
 from prelabel_uie_x.ocr import Segment, char_boxes, content, reading_order, span_box
+from uie_x_corpus import DOC_CONFIG, NER_CONFIG, ner_task
 
 from prelabel import parse_label_config
-
-from .corpus import DOC_CONFIG, NER_CONFIG, ner_task
 
 NER = parse_label_config(NER_CONFIG).controls[0]
 BOXES = parse_label_config(DOC_CONFIG).first({"RectangleLabels"})
