@@ -186,7 +186,11 @@ KIND = {
 def _load_images(repo: Path):  # noqa: ANN202 (ci/images.py, loaded by path as ci/render.py does)
     spec = importlib.util.spec_from_file_location("prelabel_scaffold_ci_images", repo / "ci" / "images.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
     return module
 
 
