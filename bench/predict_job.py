@@ -65,7 +65,7 @@ def floor_rate(client, runtime: Runtime, pid: int, chunk: int) -> tuple[float, f
     per task as the job does (same result shape, same chunk size), in one thread."""
     project = runtime.project(str(pid))
     version = project.trained_version or runtime.backend.model_version()
-    control = project.config.first(runtime.backend.control_tags, runtime.backend.object_tags)
+    control = runtime.backend.supported_controls(project.config)[0]
     started = time.perf_counter()
     ids = [t.id for t in client.tasks.list(project=pid, page_size=PAGE_SIZE, fields="all", include=TASK_FIELDS)]
     listed = time.perf_counter()

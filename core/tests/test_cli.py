@@ -65,8 +65,7 @@ def test_missing_setting_names_the_variable(tmp_path):
 
         class NeedsKey(Backend):
             backend_id = "needs_key"
-            control_tags = frozenset({"Choices"})
-            object_tags = frozenset({"Text"})
+            supports = {"Choices": frozenset({"Text"})}
             Settings = Settings
     """))
     out = run("serve", "needs_key:NeedsKey", env={"PYTHONPATH": str(tmp_path), "PRELABEL_HOME": str(tmp_path)})

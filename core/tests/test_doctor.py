@@ -9,10 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from click.testing import CliRunner
 
-import prelabel.cli
-from prelabel import hookimpl
 from prelabel.cli import cli
-from prelabel.plugins import make_plugin_manager
+from prelabel.settings import CoreSettings
 from prelabel.testing import configs
 from prelabel.testing.fake_openai import Reply
 
@@ -107,19 +105,18 @@ def test_label_studio_not_configured_is_skipped(env):
     assert "skip" in result.output and "LABEL_STUDIO_URL is not set" in result.output
 
 
-def test_plugin_rows_from_the_doctor_checks_hook(env, monkeypatch):
+def test_plugin_rows_from_the_backends_doctor_classmethod(env, monkeypatch):
+    from prelabel.testing.reference import ReferenceBackend
+
     calls = []
 
-    class Plugin:
-        @hookimpl
-        def doctor_checks(self, backend_class, settings):
-            calls.append((backend_class.backend_id, type(settings).__name__))
-            return [("model weights", False, "weights.bin is missing: set MODEL_PATH")]
+    def rows(cls, settings, core):
+        calls.append((cls.backend_id, type(settings).__name__, type(core).__name__))
+        return [("model weights", False, "weights.bin is missing: set MODEL_PATH")]
 
-    monkeypatch.setattr(prelabel.cli, "make_plugin_manager",
-                        lambda: make_plugin_manager(load_entrypoints=False, plugins=[Plugin()]))
+    monkeypatch.setattr(ReferenceBackend, "doctor", classmethod(rows))
     result = doctor(REFERENCE)
-    assert calls == [("reference", "BackendSettings")]
+    assert calls == [("reference", "BackendSettings", "CoreSettings")]
     assert result.exit_code == 1 and "weights.bin is missing" in result.output
 
 
@@ -133,7 +130,7 @@ def _llm_rows(fake, **kw):
     from acme_llm import AcmeBackend, AcmeSettings
 
     settings = AcmeSettings(acme_api_key="sk-test", acme_base_url=fake.base_url, llm_backoff_base=0.01, **kw)
-    return {name: (ok, detail) for name, ok, detail in AcmeBackend.doctor_checks(settings)}
+    return {name: (ok, detail) for name, ok, detail in AcmeBackend.doctor(settings, CoreSettings())}
 
 
 def test_llm_doctor_lists_models_and_labels_with_the_real_parameters(fake_openai):

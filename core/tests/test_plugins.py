@@ -20,8 +20,7 @@ def plugin(*classes):
 
 class Other(Backend):
     backend_id = "other"
-    control_tags = frozenset({"Labels"})
-    object_tags = frozenset({"Text"})
+    supports = {"Labels": frozenset({"Text"})}
 
 
 def test_register_and_collect():
@@ -48,7 +47,7 @@ def test_invalid_registrations_are_refused():
     class NoTags(Backend):
         backend_id = "no_tags"
 
-    with pytest.raises(TypeError, match="control_tags"):
+    with pytest.raises(TypeError, match="supports"):
         collect_backends(make_plugin_manager(load_entrypoints=False, plugins=[plugin(NoTags)]))
 
     class Untrainable(Other):
@@ -84,16 +83,37 @@ def test_import_path_specs():
 def test_public_api_is_pinned():
     assert sorted(prelabel.__all__) == sorted([
         "Backend", "BackendSettings", "ControlInfo", "CoreSettings", "Job", "JobCancelled", "JobContext",
-        "LabelConfigError", "MediaError", "MediaFetcher", "ObjectInfo", "ParsedConfig", "PredictContext",
-        "Prediction", "Project", "Task", "TaskError", "hookimpl", "make_plugin_manager", "parse_label_config",
+        "LabelConfigError", "LruCache", "MediaError", "MediaFetcher", "ObjectInfo", "ParsedConfig", "PathEscapeError",
+        "PluginError", "PredictContext", "Prediction", "Project", "Task", "TaskError", "exif_orientation",
+        "hookimpl", "image_array", "lookup_counter", "make_plugin_manager", "open_image", "parse_label_config",
+        "resolve_under",
         "__version__",
     ])
     for name in prelabel.__all__:
         assert hasattr(prelabel, name)
 
 
+def test_public_modules_are_pinned():
+    import prelabel.regions
+    import prelabel.sam_events
+    import prelabel.testing
+
+    assert prelabel.PUBLIC_MODULES == ("prelabel.regions", "prelabel.testing", "prelabel.llm", "prelabel.sam_events")
+    assert sorted(prelabel.regions.__all__) == [
+        "brush", "choices", "find_spans", "keypoint", "mask_to_rle", "number", "polygon", "rating", "rectangle",
+        "region_id", "rle_to_mask", "rotated_rectangle", "span", "taxonomy", "textarea", "video_rectangle"]
+    assert sorted(prelabel.testing.__all__) == [
+        "BackendConformanceTests", "configs", "data_uri", "make_runtime", "png_bytes", "serve_in_process"]
+    assert sorted(prelabel.sam_events.__all__) == [
+        "Prompts", "SamEventBackend", "SamRequest", "TrackPlan", "TrackSessions", "bitmask_value",
+        "capabilities_value", "dispatch_sam_event"]
+    for module in (prelabel.regions, prelabel.testing, prelabel.sam_events):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
 def test_every_hookspec_is_documented():
     from prelabel import hookspecs
 
-    for name in ("register_backends", "register_commands", "doctor_checks"):
+    for name in ("register_backends", "register_commands"):
         assert getattr(hookspecs, name).__doc__.strip()

@@ -37,8 +37,8 @@ class FakeSam(Backend):
     waiting for ``gate`` when one is set."""
 
     backend_id = "fakesam"
-    control_tags = frozenset({"BrushLabels", "PolygonLabels", "VideoRectangle"})
-    object_tags = frozenset({"Image", "Video"})
+    supports = {"BrushLabels": frozenset({"Image"}), "PolygonLabels": frozenset({"Image"}),
+                "VideoRectangle": frozenset({"Video"})}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

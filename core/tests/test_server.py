@@ -20,12 +20,11 @@ class ImageBoxBackend(Backend):
     """Fetches each image through core media and returns one box of the whole image."""
 
     backend_id = "image_box"
-    control_tags = frozenset({"RectangleLabels"})
-    object_tags = frozenset({"Image"})
+    supports = {"RectangleLabels": frozenset({"Image"})}
     max_batch_size = 4
 
     def predict(self, tasks, ctx):
-        control = ctx.config.first(self.control_tags, self.object_tags)
+        control = self.supported_controls(ctx.config)[0]
         out = []
         for task in tasks:
             raw = ctx.media.fetch(task.data[control.object.data_key], task.id)
@@ -39,8 +38,7 @@ class TrickyTextBackend(Backend):
     concurrent calls, and returns too few results on 'short'."""
 
     backend_id = "tricky"
-    control_tags = frozenset({"Choices"})
-    object_tags = frozenset({"Text"})
+    supports = {"Choices": frozenset({"Text"})}
     max_batch_size = 3
     calls: list = []
     active = 0
@@ -55,7 +53,7 @@ class TrickyTextBackend(Backend):
         try:
             cls.calls.append([t.id for t in tasks])
             time.sleep(0.01)
-            control = ctx.config.first(self.control_tags)
+            control = self.supported_controls(ctx.config)[0]
             texts = [t.data["text"] for t in tasks]
             if any("boom" in t for t in texts):
                 raise RuntimeError("model exploded")

@@ -47,7 +47,8 @@ def _serve(host: str, body: bytes = PNG_A, extra=None, tokens: tuple[str, ...] =
         if tokens and path.startswith("/data/upload/"):
             given = headers.get("Authorization", "")
             if given.split(" ", 1)[-1] not in tokens:
-                return 401, {"content-type": "application/json"}, b'{"detail":"Authentication credentials were not provided."}'
+                detail = b'{"detail":"Authentication credentials were not provided."}'
+                return 401, {"content-type": "application/json"}, detail
         return 200, {"content-type": "image/png"}, body
 
     return RecordingServer(host, routes)

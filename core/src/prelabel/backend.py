@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from prelabel.jobs import JobContext
     from prelabel.media import MediaFetcher
     from prelabel.metrics import Metrics
-    from prelabel.runtime import Runtime
     from prelabel.state import ProjectState
 
 
@@ -121,18 +120,41 @@ class PredictContext:
         return [r for r in regions if isinstance(r, dict) and (result_type is None or r.get("type") == result_type)]
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How many tasks one ``predict`` call gets and how many calls run at once per process:
+    the backend's class defaults, or the ``max_batch_size``/``max_concurrency`` settings."""
+
+    max_batch_size: int
+    max_concurrency: int
+
+
+@dataclass
+class RouteContext:
+    """What ``Backend.add_routes`` handlers get: the project lookup, media for a project, and
+    the settings, instead of the whole process runtime."""
+
+    settings: BackendSettings
+    core: CoreSettings
+    project: Callable[[str | None], Project]
+    media: Callable[[Project | None], MediaFetcher]
+
+
 class Backend:
     """Base class of a prelabel backend (one model family).
 
-    Capabilities are class attributes; ``setup`` loads weights once per process; ``predict``
-    receives at most ``max_batch_size`` tasks at a time and returns one entry per task.
+    Capabilities are class attributes (``supports`` says which control tag goes on which
+    object tags); ``setup(device)`` loads weights once per process; ``predict`` receives at
+    most ``limits.max_batch_size`` tasks at a time and returns one entry per task.
     """
 
     backend_id: ClassVar[str] = ""
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    control_tags: ClassVar[frozenset[str]] = frozenset()
-    object_tags: ClassVar[frozenset[str]] = frozenset()
+    #: control tag -> the object tags it may label, e.g. ``{"RectangleLabels": {"Image"}}``;
+    #: core keeps the controls of a config that match a pair and are not ``model_skip="true"``
+    supports: ClassVar[Mapping[str, frozenset[str] | set[str]]] = {}
+    #: defaults of the ``max_batch_size`` and ``max_concurrency`` settings (see ``limits``)
     max_batch_size: ClassVar[int] = 32
     max_concurrency: ClassVar[int] = 1
     trainable: ClassVar[bool] = False
@@ -152,45 +174,49 @@ class Backend:
         self.settings = settings if settings is not None else self.Settings()
         self.core = core if core is not None else CoreSettings()
         self.log = logging.getLogger(f"prelabel.backend.{self.backend_id}")
+        self.limits = limits_in_force(type(self), self.settings)
 
-    # -- declaration ----------------------------------------------------------------------
+    # -- declaration (core calls these; plugins do not override them) -----------------------
     @classmethod
     def check_declaration(cls) -> None:
         """Raise TypeError when the class does not declare what core needs."""
         problems = []
         if not cls.backend_id or not cls.backend_id.isidentifier():
             problems.append("backend_id must be a non-empty identifier")
-        if not cls.control_tags:
-            problems.append("control_tags must name at least one control tag")
-        if not cls.object_tags:
-            problems.append("object_tags must name at least one object tag")
+        if not cls.supports:
+            problems.append('supports must map at least one control tag to its object tags, '
+                            'e.g. {"Choices": {"Text"}}')
+        elif not all(isinstance(objs, (set, frozenset)) and objs for objs in cls.supports.values()):
+            problems.append("every supports entry must be a non-empty set of object tags")
         if cls.max_batch_size < 1:
             problems.append("max_batch_size must be >= 1")
+        if cls.max_concurrency < 1:
+            problems.append("max_concurrency must be >= 1")
         if cls.trainable and cls.fit is Backend.fit:
             problems.append("trainable=True but fit() is not implemented")
         if problems:
             raise TypeError(f"{cls.__module__}.{cls.__qualname__}: " + "; ".join(problems))
 
-    @classmethod
-    def capabilities(cls) -> dict[str, Any]:
-        return {
-            "backend_id": cls.backend_id,
-            "title": cls.title or cls.backend_id,
-            "control_tags": sorted(cls.control_tags),
-            "object_tags": sorted(cls.object_tags),
-            "max_batch_size": cls.max_batch_size,
-            "trainable": cls.trainable,
-            "default_port": cls.default_port,
-        }
+    def capabilities(self) -> dict[str, Any]:
+        """What the backend does, with the limits in force for this instance's settings."""
+        return capabilities_of(type(self), self.limits)
 
+    # -- the plugin's part ------------------------------------------------------------------
     @classmethod
     def preflight(cls, settings: BackendSettings, core: CoreSettings) -> None:
         """Cheap checks before serving (a key is set, a weights file exists). Raise
         ``ValueError`` with a message that says what to set; ``prelabel serve`` stops on it."""
 
-    # -- lifecycle ------------------------------------------------------------------------
-    def setup(self) -> None:
-        """Load weights and anything expensive. Called once per process, off the event loop."""
+    @classmethod
+    def doctor(cls, settings: BackendSettings, core: CoreSettings) -> list[tuple[str, bool, str]]:
+        """Extra ``prelabel doctor`` rows, (check name, passed, detail), after ``preflight``
+        passed: e.g. the provider offers the model, one real call works. May be slow."""
+        return []
+
+    def setup(self, device: str | None) -> None:
+        """Load weights and anything expensive. Called once per process, off the event loop.
+        ``device`` is the torch device core resolved from a ``device`` setting (``DEVICE=auto``:
+        the first GPU, else mps, else cpu), or None when the settings have no ``device``."""
 
     def model_version(self) -> str:
         """The version served before any training (and always, for untrainable backends)."""
@@ -201,8 +227,9 @@ class Backend:
         return {}
 
     def supported_controls(self, config: ParsedConfig) -> list[ControlInfo]:
-        """The controls of ``config`` this backend can fill; override for finer rules."""
-        return config.find(self.control_tags, self.object_tags)
+        """The controls of ``config`` this backend fills: by default the ``supports`` pairs,
+        without those marked ``model_skip="true"``. Override only for rules beyond tag pairs."""
+        return config.matching(self.supports)
 
     def predict(
         self, tasks: list[Task], ctx: PredictContext
@@ -212,33 +239,48 @@ class Backend:
         raise NotImplementedError
 
     def fit(self, job: JobContext) -> dict[str, Any]:
-        """Train from the project's annotations into ``job.workdir``; return metrics.
-
-        Core promotes ``job.workdir`` to a new model version only when this returns."""
+        """Train from the project's annotations (``job.annotations()``) into ``job.workdir``;
+        return metrics. Core promotes ``job.workdir`` to a new model version only when this returns."""
         raise NotImplementedError("this backend is not trainable")
 
-    # -- optional hooks for backends that manage versions and training themselves ------------
-    def project_version(self, state: ProjectState, label_config: str | None) -> str | None:
-        """The version served for one project when the backend keeps per-project versions of
-        its own (the label-studio-ml adapter does); None, the default, leaves it to core: the
-        trained version, else ``model_version()``. Called on the event loop: keep it cheap."""
-        return None
-
-    def job_handlers(self) -> dict[str, Callable[[JobContext], dict]]:
-        """Job kinds this backend adds, or replaces (``train``): kind -> function(job) -> result.
-        Called once, when the Runtime is built."""
-        return {}
-
-    def train_on_event(self, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-        """Called by /webhook for each event of a trainable backend: job params to queue a
-        ``train`` job for this event by itself, or None (the default) to leave it to core's
-        rules (START_TRAINING, and TRAIN_EVERY_N annotation events)."""
-        return None
-
-    def add_routes(self, router: APIRouter, runtime: Runtime) -> None:
+    def add_routes(self, router: APIRouter, ctx: RouteContext) -> None:
         """Add this backend's own HTTP endpoints (a direct-use API beside the Label Studio
         protocol, e.g. ``POST /v1/extract``) to ``router``, a ``fastapi.APIRouter``. Called once
-        by ``create_app``. Core mounts them after its own endpoints and refuses a path under one
-        of its own (``/predict``, ``/jobs``...); its middleware (Basic auth, body size limit,
-        request id, metrics) covers them. A handler that needs the model returns 503 until
-        ``runtime.ready`` is set."""
+        by ``create_app``. Core mounts them after its own endpoints, refuses a path under one of
+        its own (``/predict``, ``/jobs``...), and answers 503 for them until the model is
+        ready; its middleware (Basic auth, body size limit, request id, metrics) covers them."""
+
+
+def limits_in_force(cls: type[Backend], settings: BackendSettings) -> Limits:
+    """The class defaults, replaced by the settings' ``max_batch_size``/``max_concurrency``
+    where the plugin's settings set them (None there means the class default)."""
+    batch = getattr(settings, "max_batch_size", None)
+    concurrency = getattr(settings, "max_concurrency", None)
+    return Limits(max_batch_size=int(batch or cls.max_batch_size),
+                  max_concurrency=int(concurrency or cls.max_concurrency))
+
+
+def object_tags_of(supports: Mapping[str, Any]) -> frozenset[str]:
+    """Every object tag a ``supports`` mapping names."""
+    return frozenset().union(*supports.values()) if supports else frozenset()
+
+
+def describe_supports(supports: Mapping[str, Any]) -> str:
+    """``Choices on HyperText/Text, Labels on Text`` for messages."""
+    return ", ".join(f"{tag} on {'/'.join(sorted(objs))}" for tag, objs in sorted(supports.items()))
+
+
+def capabilities_of(cls: type[Backend], limits: Limits | None = None) -> dict[str, Any]:
+    """A backend class's declaration; with ``limits``, the values in force for one instance."""
+    limits = limits or Limits(cls.max_batch_size, cls.max_concurrency)
+    return {
+        "backend_id": cls.backend_id,
+        "title": cls.title or cls.backend_id,
+        "supports": {tag: sorted(objs) for tag, objs in sorted(cls.supports.items())},
+        "control_tags": sorted(cls.supports),
+        "object_tags": sorted(object_tags_of(cls.supports)),
+        "max_batch_size": limits.max_batch_size,
+        "max_concurrency": limits.max_concurrency,
+        "trainable": cls.trainable,
+        "default_port": cls.default_port,
+    }

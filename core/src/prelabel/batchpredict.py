@@ -18,14 +18,11 @@ predicts only the rest.
 from __future__ import annotations
 
 import asyncio
-import queue
-import threading
-from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from prelabel.backend import Project, Task
-from prelabel.jobs import JobCancelled, JobContext
+from prelabel.jobs import JobCancelled, JobContext, prefetch
 from prelabel.usage import UsageTally, counting
 
 MAX_LISTED_FAILURES = 100
@@ -37,26 +34,6 @@ MAX_UPLOADS_IN_FLIGHT = 2
 # Only the fields the job reads: Label Studio computes the others per task (3x slower pages).
 # (fields="all" is still needed: without it Label Studio leaves predictions_model_versions empty.)
 TASK_FIELDS = "id,data,predictions_model_versions,is_labeled,total_annotations"
-
-
-def prefetch(iterable: Iterable[Any], depth: int) -> Iterator[Any]:
-    """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead."""
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in iterable:
-                items.put(item)
-        except BaseException as exc:  # handed to the consumer
-            items.put(exc)
-        items.put(done)
-
-    threading.Thread(target=produce, name="prelabel-prefetch", daemon=True).start()
-    while (item := items.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
 
 
 def _version_in(versions: Any, version: str) -> bool:
@@ -73,7 +50,7 @@ class PredictJob:
         self.runtime = ctx.runtime
         self.pid = ctx.project
         self.client = self.runtime.label_studio(self.pid)
-        self.batch_size = int(ctx.params.get("batch_size") or self.runtime.backend.max_batch_size)
+        self.batch_size = int(ctx.params.get("batch_size") or self.runtime.backend.limits.max_batch_size)
         self.only_unlabeled = bool(ctx.params.get("only_unlabeled"))
         self.counts = {"tasks": 0, "predicted": 0, "empty": 0, "skipped_existing": 0, "skipped_labeled": 0,
                        "failed": 0}

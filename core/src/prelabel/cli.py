@@ -12,7 +12,7 @@ import pydantic
 
 from prelabel import __version__
 from prelabel.plugins import PluginError, collect_backends, load_backend_class, make_plugin_manager, plugin_versions
-from prelabel.settings import CoreSettings
+from prelabel.settings import KEEP_ALIVE_SECONDS, CoreSettings
 
 
 def settings_error_message(exc: pydantic.ValidationError) -> str:
@@ -47,10 +47,6 @@ def resolve_backend(spec: str):  # noqa: ANN201
     except (PluginError, ImportError) as exc:
         raise click.ClickException(str(exc)) from None
 
-
-# Longer than clients' idle pools (Label Studio's requests session, load balancers' 60 s): a
-# server that closes an idle keep-alive connection first races the client's next request on it.
-KEEP_ALIVE_SECONDS = 75
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -148,7 +144,7 @@ def list_plugins(as_json: bool) -> None:
     versions = plugin_versions()
     rows = []
     for bid, cls in sorted(registry.backends.items()):
-        rows.append({**cls.capabilities(), "plugin": registry.sources[bid],
+        rows.append({**_capabilities_in_force(cls), "plugin": registry.sources[bid],
                      "version": versions.get(registry.sources[bid], "?")})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -166,15 +162,29 @@ def list_plugins(as_json: bool) -> None:
     Console().print(table)
 
 
+def _capabilities_in_force(cls):  # noqa: ANN001, ANN202
+    """The backend's capabilities with the limits its settings set in this environment (the
+    class defaults where its settings cannot be read, e.g. a required key is unset)."""
+    from prelabel.backend import capabilities_of, limits_in_force
+
+    try:
+        return capabilities_of(cls, limits_in_force(cls, cls.Settings()))
+    except (pydantic.ValidationError, ValueError):
+        return capabilities_of(cls)
+
+
 @cli.command()
 @click.argument("name")
+@click.option("--kind", type=click.Choice(["text", "image"]), default="text", show_default=True,
+              help="text: Choices on Text; image: RectangleLabels on Image.")
 @click.option("--dir", "directory", default="plugins", show_default=True, help="Where to create the package.")
-def new(name: str, directory: str) -> None:
-    """Scaffold a plugin package NAME that passes the conformance suite as generated."""
+def new(name: str, kind: str, directory: str) -> None:
+    """Scaffold plugin NAME: the package, its tests and .env.example and, in the prelabel
+    repository, its ci/images.py row on a free port with its Dockerfile and compose files."""
     from prelabel.scaffold import scaffold_plugin
 
     try:
-        path = scaffold_plugin(name, directory)
+        path = scaffold_plugin(name, directory, kind)
     except (ValueError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"created {path}\nnext: pip install -e {path} && pytest {path}/tests")
@@ -223,6 +233,7 @@ def _label_studio_checks(core: CoreSettings) -> list[tuple[str, str, str]]:
 def _config_check(backend_class, path: str) -> tuple[str, str, str]:  # noqa: ANN001
     from pathlib import Path
 
+    from prelabel.backend import describe_supports
     from prelabel.labelconfig import LabelConfigError, parse_label_config
 
     try:
@@ -233,8 +244,7 @@ def _config_check(backend_class, path: str) -> tuple[str, str, str]:  # noqa: AN
     controls = backend.supported_controls(config)
     if not controls:
         return ("label config", "fail", f"{path}: the {backend_class.backend_id} backend supports "
-                f"{', '.join(sorted(backend_class.control_tags))} on {', '.join(sorted(backend_class.object_tags))}; "
-                f"this label config has {config.describe()}")
+                f"{describe_supports(backend_class.supports)}; this label config has {config.describe()}")
     return ("label config", "pass", f"{path}: fills " + ", ".join(f"{c.tag} {c.name!r}" for c in controls))
 
 
@@ -262,9 +272,8 @@ def doctor(backend: str, config_file: str | None) -> None:
     except ValueError as exc:
         rows.append(("settings", "fail", str(exc)))
     if rows[-1][1] == "pass":
-        pm = make_plugin_manager()
-        for found in pm.hook.doctor_checks(backend_class=backend_class, settings=settings):
-            rows += [(str(name), "pass" if ok else "fail", str(detail)) for name, ok, detail in found or []]
+        found = backend_class.doctor(settings, core)
+        rows += [(str(name), "pass" if ok else "fail", str(detail)) for name, ok, detail in found or []]
     else:
         rows.append((f"{backend_class.backend_id} checks", "skip", "fix the settings first"))
     if core is not None:

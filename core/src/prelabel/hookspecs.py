@@ -8,7 +8,7 @@ keyword arguments, and a hookimpl may accept fewer arguments than its spec.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 PROJECT_NAME = "prelabel"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+class PluginError(RuntimeError):
+    """A plugin could not be loaded or registered something invalid."""
+
+
+
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
@@ -32,9 +39,3 @@ def register_backends(register: Callable[[type[Backend]], None]) -> None:
 @hookspec
 def register_commands(cli: click.Group) -> None:
     """Called when the ``prelabel`` command line is built: add click commands to ``cli``."""
-
-
-@hookspec
-def doctor_checks(backend_class: type[Backend], settings: Any) -> list[tuple[str, bool, str]]:
-    """Called by ``prelabel doctor <plugin>``: return extra (check name, passed, detail) rows
-    for the named backend. Implementations ignore backends that are not theirs."""

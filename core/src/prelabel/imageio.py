@@ -16,17 +16,13 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prelabel.media import MediaError
+from prelabel.mediaerrors import ImageRejected
 
 if TYPE_CHECKING:
     from PIL import Image
 
 DEFAULT_MAX_PIXELS = 100_000_000
 EXIF_ORIENTATION = 0x0112  # TIFF/EXIF tag 274: 1 is upright, 2-8 are flips and quarter turns
-
-
-class ImageRejected(MediaError):
-    """The file is not a decodable image, or is larger than allowed."""
 
 
 def open_image(source: bytes | Path | str, max_pixels: int = DEFAULT_MAX_PIXELS,

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 import traceback
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -264,16 +265,33 @@ class JobContext:
         return self.runtime.config_of(self.project)
 
     def annotated_tasks(self) -> list[dict]:
-        """The project's annotated tasks (from the /train body, else fetched from Label Studio)."""
-        from prelabel.training import training_tasks
+        """The project's annotated tasks: those the legacy /train call carried, else the
+        project's annotated tasks fetched from Label Studio (webhooks are only a trigger)."""
+        if self.params.get("tasks"):
+            return list(self.params["tasks"])
+        from prelabel import lsclient
 
-        return training_tasks(self)
+        return lsclient.annotated_tasks(self.runtime.label_studio(self.project), self.project)
+
+    def annotations(self) -> list[tuple[dict, list[dict]]]:
+        """(task, its annotations that count) for each annotated task: not cancelled, with a
+        result, ground truth first; tasks left with none are skipped."""
+        from prelabel.lsclient import usable_annotations
+
+        pairs = ((task, usable_annotations(task)) for task in self.annotated_tasks())
+        return [(task, anns) for task, anns in pairs if anns]
 
     @property
     def media(self) -> MediaFetcher:
         """A media fetcher for this project's Label Studio."""
         st = self.runtime.project_state(self.project)
         return self.runtime.media.bind(st.get("hostname"), st.get("access_token"))
+
+    @staticmethod
+    def prefetch(iterable: Iterable[Any], depth: int) -> Iterator[Any]:
+        """Iterate ``iterable`` (downloads, say) in a background thread, ``depth`` items ahead
+        of the loop that uses them (a model's forward passes)."""
+        return prefetch(iterable, depth)
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report progress (0..1) and a short message; raises JobCancelled if cancelled."""
@@ -290,6 +308,26 @@ class JobContext:
 
 
 JobFunction = Callable[[JobContext], dict]
+
+
+def prefetch(iterable: Iterable[Any], depth: int) -> Iterator[Any]:
+    """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in iterable:
+                items.put(item)
+        except BaseException as exc:  # handed to the consumer
+            items.put(exc)
+        items.put(done)
+
+    threading.Thread(target=produce, name="prelabel-prefetch", daemon=True).start()
+    while (item := items.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def execute(job_id: str, runtime: Runtime) -> Job:

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -159,6 +159,15 @@ class ParsedConfig:
         return [
             c for c in self.controls
             if c.tag in ctags and (otags is None or any(o.tag in otags for o in c.objects))
+        ]
+
+    def matching(self, supports: Mapping[str, Collection[str]]) -> list[ControlInfo]:
+        """Controls whose (control tag, object tag) pair is in ``supports`` (control tag ->
+        object tags), without those marked ``model_skip="true"`` (left to the annotators)."""
+        return [
+            c for c in self.controls
+            if c.tag in supports and any(o.tag in supports[c.tag] for o in c.objects)
+            and not c.attr("model_skip", False, bool)
         ]
 
     def first(self, control_tags: Iterable[str], object_tags: Iterable[str] | None = None) -> ControlInfo | None:

@@ -20,13 +20,15 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, unquote_to_bytes, urljoin, urlsplit
 
 import httpx
 
-from prelabel.backend import TaskError
 from prelabel.boundedhttp import ResponseTooLarge, bounded_client
+from prelabel.imageio import image_array, open_image
 from prelabel.lsauth import LabelStudioAuthError, TokenCache, origin, resolve_access
+from prelabel.mediaerrors import MediaError
 from prelabel.paths import PathEscapeError, resolve_under
 from prelabel.redact import redact
 from prelabel.settings import CoreSettings
@@ -35,10 +37,6 @@ log = logging.getLogger(__name__)
 
 CLOUD_SCHEMES = ("s3://", "gs://", "azure-blob://", "azure-spi://")
 MAX_REDIRECTS = 5
-
-
-class MediaError(TaskError):
-    """A task's media could not be fetched; the message says why and what to set."""
 
 
 class MediaCache:
@@ -159,6 +157,24 @@ class MediaFetcher:
             # no request without them is ever served this file from the cache
             key += "\0via:" + hashlib.sha256("\0".join(credentialed_hops).encode()).hexdigest()[:24]
         return self.cache.put(key, data, suffix)
+
+    def open_image(self, source: str | bytes | Path, task_id: int | None = None, mode: str | None = "RGB",
+                   orient: bool = True) -> Any:
+        """A PIL image: ``source`` is a task data value (fetched as :meth:`fetch_path` does), or
+        bytes or a local file already in hand. Core's checks apply: more than MEDIA_MAX_PIXELS
+        is refused before decoding, and the EXIF orientation is applied (unless ``orient`` is
+        False), so its ``size`` is what Label Studio shows. Raises MediaError (ImageRejected)."""
+        return open_image(self._image_source(source, task_id), max_pixels=self.core.media_max_pixels, mode=mode,
+                          orient=orient)
+
+    def image_array(self, source: str | bytes | Path, task_id: int | None = None, channels: str = "RGB") -> Any:
+        """The image as displayed (as :meth:`open_image`), as a writable H x W x 3 uint8 numpy
+        array in ``channels`` order: ``RGB``, or ``BGR`` for OpenCV and ultralytics."""
+        return image_array(self._image_source(source, task_id), max_pixels=self.core.media_max_pixels,
+                           channels=channels)
+
+    def _image_source(self, source: str | bytes | Path, task_id: int | None) -> bytes | Path:
+        return self.fetch_path(source, task_id) if isinstance(source, str) else source
 
     # -- resolution -------------------------------------------------------------------------
     def _local_file(self, url: str) -> Path | None:

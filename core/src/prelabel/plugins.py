@@ -13,14 +13,11 @@ import pluggy
 
 from prelabel import hookspecs
 from prelabel.backend import Backend
+from prelabel.hookspecs import PluginError
 
 log = logging.getLogger(__name__)
 
 ENTRYPOINT_GROUP = "prelabel"
-
-
-class PluginError(RuntimeError):
-    """A plugin could not be loaded or registered something invalid."""
 
 
 @dataclass

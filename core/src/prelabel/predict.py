@@ -1,7 +1,7 @@
 """The prediction pipeline: from a request's tasks to exactly one Label Studio result each.
 
-Checks each task's data, splits tasks into batches of ``max_batch_size``, runs the backend
-(sync backends in a worker thread, at most ``max_concurrency`` at once per process, async
+Checks each task's data, splits tasks into batches of ``limits.max_batch_size``, runs the backend
+(sync backends in a worker thread, at most ``limits.max_concurrency`` at once per process, async
 ones on the loop),
 isolates a failing task from its batch, keeps only regions and labels that exist in the
 project's config, and stamps every prediction with the project's model version.
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from prelabel.backend import PredictContext, Prediction, Task, TaskError
+from prelabel.backend import PredictContext, Prediction, Task, TaskError, object_tags_of
 from prelabel.labelconfig import ControlInfo, ParsedConfig
 from prelabel.redact import redact
 
@@ -74,17 +74,18 @@ class Predictor:
         self.is_async = inspect.iscoroutinefunction(self.backend.predict)
         # A thread semaphore, not an anyio limiter: the server's loop and batch jobs (which run
         # their own loop in a job thread) must share one bound on the model.
-        self.model_slots = threading.BoundedSemaphore(max(1, self.backend.max_concurrency))
+        self.model_slots = threading.BoundedSemaphore(self.backend.limits.max_concurrency)
         # ...and a per-loop limiter, so waiting requests queue on the loop rather than as
         # dozens of blocked threads fighting for the GIL.
         self._limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._plans: dict[int, Plan] = {}
+        self.object_tags = object_tags_of(self.backend.supports)
 
     def _limiter(self) -> anyio.CapacityLimiter:
         loop = asyncio.get_running_loop()
         limiter = self._limiters.get(loop)
         if limiter is None:
-            limiter = self._limiters[loop] = anyio.CapacityLimiter(max(1, self.backend.max_concurrency))
+            limiter = self._limiters[loop] = anyio.CapacityLimiter(self.backend.limits.max_concurrency)
         return limiter
 
     def _locked_predict(self, tasks: list[Task], ctx: PredictContext) -> Sequence[Any]:
@@ -130,7 +131,7 @@ class Predictor:
             return plan
         controls = self.backend.supported_controls(config)
         needed = tuple(sorted({o.data_key for c in controls for o in c.objects
-                               if o.data_key and o.tag in self.backend.object_tags}))
+                               if o.data_key and o.tag in self.object_tags}))
         if len(self._plans) >= MAX_PLANS:
             self._plans.clear()
         plan = self._plans[id(config)] = Plan(weakref.ref(config), controls, needed)
@@ -145,7 +146,7 @@ class Predictor:
             runnable = [i for i, task in enumerate(tasks) if key in task.data]
         else:
             runnable = [i for i, task in enumerate(tasks) if all(k in task.data for k in needed)]
-        size = self.backend.max_batch_size
+        size = self.backend.limits.max_batch_size
         outputs: list[Any]
         if len(runnable) == len(tasks) and len(tasks) <= size:
             # every task runnable, in one batch (interactive and most batch requests): no

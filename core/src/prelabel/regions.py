@@ -21,6 +21,26 @@ if TYPE_CHECKING:
 _ids = random.Random()  # seeded from os.urandom; ids need only be unique within a task's result
 
 
+__all__ = [
+    "brush",
+    "choices",
+    "find_spans",
+    "keypoint",
+    "mask_to_rle",
+    "number",
+    "polygon",
+    "rating",
+    "rectangle",
+    "region_id",
+    "rle_to_mask",
+    "rotated_rectangle",
+    "span",
+    "taxonomy",
+    "textarea",
+    "video_rectangle",
+]
+
+
 def region_id() -> str:
     return f"{_ids.getrandbits(40):010x}"
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from prelabel import lsclient
 from prelabel.artifacts import TRAINED_NS, ArtifactStore
-from prelabel.backend import Backend, PredictContext, Project, Task
+from prelabel.backend import Backend, PredictContext, Project, RouteContext, Task
+from prelabel.compat.hooks import JobKinds, ProjectVersions
 from prelabel.jobs import ACTIVE, InProcessRunner, JobContext, JobRunner, JobStore, Reaper, release_lock
 from prelabel.labelconfig import ParsedConfig, parse_label_config
 from prelabel.lsauth import resolve_access
@@ -25,6 +26,7 @@ from prelabel.paths import safe_id
 from prelabel.redact import register_request_secret
 from prelabel.settings import BackendSettings, CoreSettings
 from prelabel.state import ProjectState, open_state
+from prelabel.torchdevice import device_for
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +62,15 @@ class Runtime:
             from prelabel.training import run_training
 
             self.job_handlers["train"] = run_training
-        self.job_handlers.update(self.backend.job_handlers())
+        if isinstance(self.backend, JobKinds):
+            self.job_handlers.update(self.backend.job_handlers())
+        self.versions_of = self.backend if isinstance(self.backend, ProjectVersions) else None
         self.runner: JobRunner = self._make_runner(runner)
         self.reaper: Reaper | None = None
         self.ready = threading.Event()
         self.setup_error: str | None = None
         self.setup_seconds: float | None = None
+        self.device: str | None = None
         self.inflight = 0  # /predict requests being served; only touched on the event loop
         # What /predict reads per request, kept while the state store's generation() says
         # nothing changed (any process's write changes it, so no replica serves stale state):
@@ -108,7 +113,8 @@ class Runtime:
         self._index_trained_projects()
         started = time.perf_counter()
         try:
-            self.backend.setup()
+            self.device = device_for(self.backend.settings)
+            self.backend.setup(self.device)
         except Exception as exc:
             self.setup_error = f"{type(exc).__name__}: {exc}"
             log.exception("setup of %s failed", self.backend.backend_id)
@@ -193,7 +199,7 @@ class Runtime:
                 "backend to the project in Label Studio first (that calls /setup)")
         version, path = self.artifacts.current(values)
         config = parse_label_config(xml)
-        version = version or self.backend.project_version(st, xml)
+        version = version or self._project_version(st, xml)
         return Project(id=pid, key=str(key or pid), config=config, hostname=values.get("hostname"),
                        access_token=values.get("access_token"), trained_version=version, trained_dir=path)
 
@@ -212,7 +218,10 @@ class Runtime:
         st = self.project_state(project_id)
         values = st.items()
         version, _ = self.artifacts.current(values)
-        return version or self.backend.project_version(st, values.get("label_config")) or self.backend.model_version()
+        return version or self._project_version(st, values.get("label_config")) or self.backend.model_version()
+
+    def _project_version(self, state: ProjectState, xml: str | None) -> str | None:
+        return self.versions_of.project_version(state, xml) if self.versions_of is not None else None
 
     def model_dir(self, project_id: str) -> Path | None:
         return self.artifacts.current(self.project_state(project_id).items())[1]
@@ -267,6 +276,11 @@ class Runtime:
         elif project.access_token:
             register_request_secret(project.access_token)  # still masked while it is in use
         return found
+
+    def route_context(self) -> RouteContext:
+        """What ``Backend.add_routes`` gets: project lookup, media for a project, settings."""
+        return RouteContext(settings=self.backend.settings, core=self.core, project=self.project,
+                            media=lambda project: self.media_for(project) if project is not None else self.media)
 
     def label_studio(self, project_id: str) -> Any:
         """An sdk client for the project's Label Studio (env settings first, then /setup's)."""

@@ -59,6 +59,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "Prompts",
+    "SamEventBackend",
+    "SamRequest",
+    "TrackPlan",
+    "TrackSessions",
+    "bitmask_value",
+    "capabilities_value",
+    "dispatch_sam_event",
+]
+
 EVENTS = ("capabilities", "prewarm", "predict", "track", "track_progress", "track_cancel", "release")
 DIRECTIONS = ("forward", "backward", "both")
 # the event control's priority, as upstream picks it: image controls first, then video ones

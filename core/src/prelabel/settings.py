@@ -10,12 +10,22 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from prelabel.redact import register_settings_secrets
 
+# Longer than clients' idle pools (Label Studio's requests session, load balancers' 60 s): a
+# server that closes an idle keep-alive connection first races the client's next request on it.
+KEEP_ALIVE_SECONDS = 75
+
 
 class BackendSettings(BaseSettings):
     """Base for a plugin's settings. Fields are read from environment variables of the same
     name (case-insensitive); passing an unknown keyword is an error, so typos fail loudly."""
 
     model_config = SettingsConfigDict(extra="forbid", case_sensitive=False, populate_by_name=True)
+
+    # core reads these two (``Backend.limits``); None is the backend class's default. A plugin
+    # may redeclare them with its own environment name as a validation alias.
+    max_batch_size: int | None = Field(None, ge=1, description="Tasks per predict call (default: the backend's).")
+    max_concurrency: int | None = Field(None, ge=1,
+                                        description="Predict calls at once per process (default: the backend's).")
 
     def model_post_init(self, context: Any) -> None:
         register_settings_secrets(self)  # API keys are masked in every log line and error

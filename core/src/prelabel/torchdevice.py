@@ -17,3 +17,10 @@ def resolve_torch_device(setting: str) -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def device_for(settings: object) -> str | None:
+    """The device ``Backend.setup`` gets: the backend settings' ``device`` resolved (torch is
+    imported only for ``auto``), or None when the settings have no ``device``."""
+    setting = getattr(settings, "device", None)
+    return resolve_torch_device(setting) if isinstance(setting, str) else None

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prelabel import lsclient
 from prelabel.jobs import JobContext
-
-
-def training_tasks(ctx: JobContext) -> list[dict]:
-    """The annotated tasks to train on: those the legacy /train call carried, else the
-    project's annotated tasks fetched from Label Studio (webhooks are only a trigger)."""
-    if ctx.params.get("tasks"):
-        return list(ctx.params["tasks"])
-    client = ctx.runtime.label_studio(ctx.project)
-    return lsclient.annotated_tasks(client, ctx.project)
 
 
 class NotPromoted(Exception):  # noqa: N818 - an outcome, not a failure

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import prelabel.compat.base
+from prelabel.backend import capabilities_of
 from prelabel.compat import LabelStudioMLBase, ModelResponse, PredictionValue, adapt, is_model_class, load_model_file
 from prelabel.compat.loader import upstream_installed
 from prelabel.compat.utils import get_choice, get_single_tag_keys, is_preload_needed, is_skipped
@@ -93,7 +94,7 @@ def test_adapted_class_declaration():
     backend = load_model_file(str(MODELS / "scaffold_model.py"))
     assert backend.backend_id == "new_model" and backend.title == "NewModel"
     assert backend.default_port == 9090 and backend.trainable
-    assert backend.capabilities()["control_tags"]  # every tag label-studio-sdk knows
+    assert capabilities_of(backend)["control_tags"]  # every tag label-studio-sdk knows
     assert not adapt(Plain).trainable  # fit() not overridden
     with pytest.raises(TypeError, match="LabelStudioMLBase"):
         adapt(dict)

@@ -1,9 +1,8 @@
+from grounding_sam_configs import BOXES_AND_MASKS
+from grounding_sam_media import image_tasks
 from prelabel_grounding_sam import GroundingSamBackend
 
 from prelabel.testing import BackendConformanceTests
-
-from .configs import BOXES_AND_MASKS
-from .media import image_tasks
 
 # MODEL_ROOT (random Grounding DINO and SAM 2 weights) and the model settings come from conftest
 

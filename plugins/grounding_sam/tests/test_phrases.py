@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grounding_sam_configs as configs
 import numpy as np
 import pytest
 from prelabel_grounding_sam.phrases import (
@@ -17,8 +18,6 @@ from prelabel_grounding_sam.phrases import (
 )
 
 from prelabel import parse_label_config
-
-from . import configs
 
 
 def controls(xml: str):

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import grounding_sam_configs as configs
 import numpy as np
 import pytest
 import torch
+from grounding_sam_media import HEIGHT, WIDTH, image_tasks
 from prelabel_grounding_sam import GroundingSamBackend
 
 from prelabel.labelconfig import parse_label_config
 from prelabel.regions import rle_to_mask
 from prelabel.testing import make_runtime, serve_in_process
-
-from . import configs
-from .media import HEIGHT, WIDTH, image_tasks
 
 PROJECT = "5.1700000000"
 
@@ -145,13 +146,14 @@ def test_per_control_thresholds(client, backend, monkeypatch):
 
 def test_batched_and_one_at_a_time_agree(client, backend):
     tasks = image_tasks(4, start=30)
-    backend.max_batch_size = 1
+    in_force = backend.limits
+    backend.limits = dataclasses.replace(in_force, max_batch_size=1)  # as GROUNDING_MAX_BATCH_SIZE=1 would
     calls = backend.detector.calls
     try:
         single = predict(client, configs.BOXES, tasks)
         assert backend.detector.calls - calls == 4
     finally:
-        backend.max_batch_size = 4
+        backend.limits = in_force
     calls = backend.detector.calls
     batched = predict(client, configs.BOXES, tasks)
     assert backend.detector.calls - calls == 1

@@ -1,15 +1,7 @@
+from modelscope_qwen_configs import CLASSIFICATION
 from prelabel_modelscope_qwen import ModelScopeQwenBackend
 
 from prelabel.testing import BackendConformanceTests, configs
-
-CLASSIFICATION = """<View>
-  <Text name="text" value="$text"/>
-  <Choices name="category" toName="text">
-    <Choice value="技术文档"/>
-    <Choice value="业务需求"/>
-    <Choice value="错误报告"/>
-  </Choices>
-</View>"""
 
 
 class TestConformance(BackendConformanceTests):

@@ -7,13 +7,12 @@ import socket
 
 import pytest
 from click.testing import CliRunner
+from modelscope_qwen_configs import CODE_COMMENT
 from prelabel_modelscope_qwen import ModelScopeQwenBackend, Settings
 
 from prelabel.cli import cli
 from prelabel.testing import make_runtime, serve_in_process
 from prelabel.testing.fake_openai import Reply
-
-from .test_seed_configs import CODE_COMMENT
 
 
 def test_settings_defaults_and_full_url(monkeypatch):

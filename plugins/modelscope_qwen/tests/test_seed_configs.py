@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from modelscope_qwen_configs import CLASSIFICATION, CODE_COMMENT, ERROR_LOG, TECH_QA, TEXT_ANALYSIS
 from prelabel_modelscope_qwen import ModelScopeQwenBackend
 
 from prelabel.labelconfig import parse_label_config
 from prelabel.testing import make_runtime, serve_in_process
-
-from .test_conformance import CLASSIFICATION
-
-
-def textarea_config(obj: str, control: str, placeholder: str) -> str:
-    return (f'<View>\n  <Text name="{obj}" value="${obj}"/>\n'
-            f'  <TextArea name="{control}" toName="{obj}" placeholder="{placeholder}"/>\n</View>')
-
-
-CODE_COMMENT = textarea_config("code", "comment", "为代码添加注释...")
-TEXT_ANALYSIS = textarea_config("text", "analysis", "分析文本内容...")
-TECH_QA = textarea_config("question", "answer", "提供技术解答...")
-ERROR_LOG = textarea_config("error_log", "solution", "错误分析和解决方案...")
 
 
 @pytest.fixture

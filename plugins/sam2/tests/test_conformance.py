@@ -1,9 +1,8 @@
 from prelabel_sam2 import Sam2Backend
+from sam2_configs import IMAGE_BRUSH
+from sam2_media import image_uri
 
 from prelabel.testing import BackendConformanceTests
-
-from .configs import IMAGE_BRUSH
-from .media import image_uri
 
 # MODEL_ROOT (a random-weight checkpoint), MODEL_CONFIG and SAM2_IMAGE_SIZE come from conftest
 

@@ -9,16 +9,15 @@ import threading
 import time
 
 import pytest
+import sam2_configs as configs
 from prelabel_sam2 import Sam2Backend
 from prelabel_sam2.embedstore import EmbeddingStore
 from prelabel_sam2.model import Embedding, image_digest
+from sam2_media import click, image_uri
 
 from prelabel.testing import make_runtime, serve_in_process
 from prelabel.testing.client import wait_job
 from prelabel.testing.images import data_uri
-
-from . import configs
-from .media import click, image_uri
 
 PROJECT = "7"
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import sam2_configs as configs
 from prelabel_sam2 import Sam2Backend
+from sam2_media import click
 
 from prelabel.testing import make_runtime, serve_in_process
 from prelabel.testing.client import wait_job
 from prelabel.testing.images import png_bytes
-
-from . import configs
-from .media import click
 
 pytestmark = pytest.mark.e2e
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sam2_configs as configs
 from prelabel_sam2 import Sam2Backend
+from sam2_media import HEIGHT, WIDTH, box, click, image_uri
 
 from prelabel.labelconfig import parse_label_config
 from prelabel.regions import rle_to_mask
 from prelabel.testing import make_runtime, serve_in_process
-
-from . import configs
-from .media import HEIGHT, WIDTH, box, click, image_uri
 
 PROJECT = "3.1700000000"
 

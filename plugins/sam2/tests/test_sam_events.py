@@ -8,7 +8,9 @@ import threading
 
 import numpy as np
 import pytest
+import sam2_configs as configs
 from prelabel_sam2 import Sam2Backend
+from sam2_media import HEIGHT, WIDTH, click, image_uri, write_video
 
 from prelabel.testing.images import data_uri
 from prelabel.testing.sam_events import SAM_EVENT_CONTEXTS as EVENTS
@@ -17,9 +19,6 @@ from prelabel.testing.sam_events import event_value as only
 from prelabel.testing.sam_events import post_event as post
 from prelabel.testing.sam_events import send_event as send
 from prelabel.testing.sam_events import served_backend, track_to_the_end
-
-from . import configs
-from .media import HEIGHT, WIDTH, click, image_uri, write_video
 
 BOX = {"type": "rectanglelabels", "value": {"x": 10.0, "y": 20.0, "width": 40.0, "height": 55.0}}
 

@@ -4,15 +4,9 @@ the real server, with the image behind a Label Studio-style upload URL that need
 from __future__ import annotations
 
 import pytest
+import sam2_configs as configs
 from prelabel_sam2 import Sam2Backend
-
-from prelabel.regions import rle_to_mask
-from prelabel.testing import make_runtime, serve_in_process
-from prelabel.testing.httpserver import RecordingServer
-from prelabel.testing.images import png_bytes
-
-from . import configs
-from .ui_bodies import (
+from sam2_ui_bodies import (
     HEIGHT,
     IMAGE_PATH,
     WIDTH,
@@ -22,6 +16,11 @@ from .ui_bodies import (
     smart_rectangle_region,
     with_context,
 )
+
+from prelabel.regions import rle_to_mask
+from prelabel.testing import make_runtime, serve_in_process
+from prelabel.testing.httpserver import RecordingServer
+from prelabel.testing.images import png_bytes
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 IMAGE = png_bytes(WIDTH, HEIGHT, box=(700, 400, 1100, 700), noise=4)

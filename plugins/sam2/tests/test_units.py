@@ -9,16 +9,15 @@ import threading
 
 import numpy as np
 import pytest
+import sam2_configs as configs
 from prelabel_sam2.backend import Sam2Backend, choose_label, output_control
 from prelabel_sam2.model import decode_image
 from prelabel_sam2.prompts import image_prompts, is_negative_label, is_positive, video_objects
 from prelabel_sam2.settings import Sam2Settings, model_files, resolve_config
+from sam2_media import box, click, video_box
 
 from prelabel import CoreSettings, parse_label_config
 from prelabel.paths import PathEscapeError
-
-from . import configs
-from .media import box, click, video_box
 
 
 # -- context -> prompts -------------------------------------------------------------------

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import sam2_configs as configs
 from prelabel_sam2 import Sam2Backend
+from sam2_media import video_box, write_video
 
 from prelabel.labelconfig import parse_label_config
 from prelabel.testing import make_runtime, serve_in_process
 from prelabel.testing.images import data_uri
-
-from . import configs
-from .media import video_box, write_video
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,8 @@
 from prelabel_sam3 import Sam3Backend
+from sam3_configs import MASKS
+from sam3_media import image_tasks
 
 from prelabel.testing import BackendConformanceTests
-
-from .configs import MASKS
-from .media import image_tasks
 
 # MODEL_ROOT (a tiny random SAM 3) and the model settings come from conftest
 

@@ -4,7 +4,9 @@ upstream's shape, on an image and on a video; the classic context.result path is
 from __future__ import annotations
 
 import pytest
+import sam3_configs as configs
 from prelabel_sam3 import Sam3Backend
+from sam3_media import HEIGHT, WIDTH, image_uri, write_video
 
 from prelabel.testing.images import data_uri
 from prelabel.testing.sam_events import SAM_EVENT_CONTEXTS as EVENTS
@@ -12,9 +14,6 @@ from prelabel.testing.sam_events import bitmask_pixels as png
 from prelabel.testing.sam_events import event_value as only
 from prelabel.testing.sam_events import send_event as send
 from prelabel.testing.sam_events import served_backend, track_to_the_end
-
-from . import configs
-from .media import HEIGHT, WIDTH, image_uri, write_video
 
 
 @pytest.fixture(scope="module")

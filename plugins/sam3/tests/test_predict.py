@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sam3_configs as configs
 from prelabel_sam3 import Sam3Backend
 from prelabel_sam3.prompts import mask_iou
+from sam3_media import HEIGHT, WIDTH, fixture, image_tasks, image_uri, smart_box
 
 from prelabel.labelconfig import parse_label_config
 from prelabel.regions import rle_to_mask
 from prelabel.testing import make_runtime, serve_in_process
-
-from . import configs
-from .media import HEIGHT, WIDTH, fixture, image_tasks, image_uri, smart_box
 
 PROJECT = "3.1700000000"
 

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import sam3_configs as configs
 from prelabel_sam3.backend import Sam3Backend
 from prelabel_sam3.prompts import (
     context_clicks,
@@ -17,12 +18,10 @@ from prelabel_sam3.prompts import (
     resolve_overlaps,
 )
 from prelabel_sam3.settings import Sam3Settings, model_dir
+from sam3_media import fixture, smart_box
 
 from prelabel import CoreSettings, parse_label_config
 from prelabel.paths import PathEscapeError
-
-from . import configs
-from .media import fixture, smart_box
 
 
 def test_label_prompts_values_synonyms_and_hints():
@@ -138,11 +137,10 @@ def test_a_detector_only_checkpoint_serves_labels_and_says_what_clicks_need(tmp_
     """A plain ``sam3`` directory (the concept detector alone): batch works, clicks fail the task
     naming the full checkpoint."""
     from prelabel_sam3.testing import tiny_configs
+    from sam3_media import fixture, image_uri
     from transformers import Sam3Model, Sam3Processor
 
     from prelabel.testing import make_runtime, serve_in_process
-
-    from .media import fixture, image_uri
 
     weights = tmp_path / "weights" / "detector"
     Sam3Model(tiny_configs()["detector_config"]).eval().save_pretrained(weights)

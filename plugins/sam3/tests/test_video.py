@@ -4,14 +4,13 @@ model (tiny random weights: shapes and bounds, not accuracy)."""
 from __future__ import annotations
 
 import pytest
+import sam3_configs as configs
 from prelabel_sam3 import Sam3Backend
+from sam3_media import write_video
 
 from prelabel.labelconfig import parse_label_config
 from prelabel.testing import make_runtime, serve_in_process
 from prelabel.testing.images import data_uri
-
-from . import configs
-from .media import write_video
 
 
 def test_each_object_is_one_sequence_of_its_label_bounded_in_frames(tmp_path):

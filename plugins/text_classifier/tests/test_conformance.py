@@ -1,8 +1,7 @@
 from prelabel_text_classifier import TextClassifier
+from text_classifier_corpus import annotated_tasks
 
 from prelabel.testing import BackendConformanceTests
-
-from .corpus import annotated_tasks
 
 
 class TestTextClassifierConformance(BackendConformanceTests):

@@ -2,12 +2,11 @@ import functools
 
 import pytest
 from prelabel_text_classifier import TextClassifier
+from text_classifier_corpus import annotated_tasks, labeled_texts
 
 from prelabel.testing import configs
 from prelabel.testing.client import make_runtime, serve_in_process
 from prelabel.testing.client import wait_job as client_wait_job
-
-from .corpus import annotated_tasks, labeled_texts
 
 MULTI_CONFIG = configs.TEXT_CHOICES_MULTIPLE
 

@@ -1,12 +1,9 @@
-import functools
 import importlib.util
 import ipaddress
 import socket
 from pathlib import Path
 
 import pytest
-
-from prelabel.testing.client import wait_job as client_wait_job
 
 INSTALL = "needs paddlepaddle, paddlenlp and rapidocr: scripts/make-env.sh paddle (ci/envs/paddle.txt)"
 LOCAL_NAMES = {"localhost", "testserver", ""}
@@ -71,8 +68,8 @@ def paddle_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_uie(paddle_home, tmp_path_factory) -> Path:
     """A random tiny UIE (text)."""
-    from .corpus import vocabulary_words
-    from .tinymodels import build_uie
+    from uie_x_corpus import vocabulary_words
+    from uie_x_tinymodels import build_uie
 
     return build_uie(tmp_path_factory.mktemp("models") / "tiny-uie", vocabulary_words())
 
@@ -80,8 +77,8 @@ def tiny_uie(paddle_home, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_uiex(paddle_home, tmp_path_factory) -> Path:
     """A random tiny UIE-X (text and documents)."""
-    from .corpus import corpus_lines
-    from .tinymodels import build_uiex
+    from uie_x_corpus import corpus_lines
+    from uie_x_tinymodels import build_uiex
 
     return build_uiex(tmp_path_factory.mktemp("models") / "tiny-uie-x", corpus_lines())
 
@@ -95,5 +92,3 @@ def default_task_path(request):
     yield path
     mp.undo()
 
-
-wait_job = functools.partial(client_wait_job, timeout=240.0)

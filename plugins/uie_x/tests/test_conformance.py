@@ -1,8 +1,7 @@
 from prelabel_uie_x import UieBackend
+from uie_x_corpus import NER_CONFIG, ner_tasks
 
 from prelabel.testing import BackendConformanceTests
-
-from .corpus import NER_CONFIG, ner_tasks
 
 # UIE_TASK_PATH (a tiny random UIE) comes from conftest; short windows and a few steps keep it fast
 FAST = {"uie_max_seq_len": 64, "uie_epochs": 1, "uie_max_steps": 3, "uie_train_batch_size": 8}

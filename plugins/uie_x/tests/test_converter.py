@@ -9,10 +9,9 @@ from prelabel_uie_x.converter import (
     text_examples,
 )
 from prelabel_uie_x.ocr import Segment, char_boxes, content, reading_order, span_box
+from uie_x_corpus import DOC_CONFIG, NER_CONFIG, ner_task
 
 from prelabel import parse_label_config
-
-from .corpus import DOC_CONFIG, NER_CONFIG, ner_task
 
 NER = parse_label_config(NER_CONFIG).controls[0]
 BOXES = parse_label_config(DOC_CONFIG).first({"RectangleLabels"})
@@ -27,12 +26,11 @@ def test_text_spans_become_one_example_per_label_with_negatives():
     assert all(e["content"] == "张三在北京工作。" and e["task_id"] == 1 for e in examples.values())
 
 
-def test_ground_truth_first_cancelled_skipped_unknown_labels_and_bad_offsets_dropped():
+def test_the_first_annotation_counts_unknown_labels_and_bad_offsets_dropped():
+    # the annotations as job.annotations() hands them: usable ones only, ground truth first
     text = "Alice met Bruno in Paris."
     task = ner_task(2, text, [(0, 5, "Person")])
     good = task["annotations"][0]
-    cancelled = {"was_cancelled": True, "result": [{**good["result"][0], "value": {
-        "start": 19, "end": 24, "text": "Paris", "labels": ["Location"]}}]}
     truth = {"ground_truth": True, "result": [
         {"from_name": "label", "to_name": "text", "type": "labels",
          "value": {"start": 10, "end": 15, "text": "Bruno", "labels": ["Person"]}},
@@ -42,7 +40,7 @@ def test_ground_truth_first_cancelled_skipped_unknown_labels_and_bad_offsets_dro
          "value": {"start": 19, "end": 99, "labels": ["Location"]}},  # outside the text
         {"from_name": "other", "to_name": "text", "type": "labels",
          "value": {"start": 0, "end": 5, "labels": ["Person"]}}]}
-    task["annotations"] = [cancelled, good, truth]
+    task["annotations"] = [truth, good]
     examples = {e["prompt"]: e["result_list"] for e in text_examples(task, NER)}
     assert examples == {"Person": [{"text": "Bruno", "start": 10, "end": 15}], "Location": [], "Organization": []}
 

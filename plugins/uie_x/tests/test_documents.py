@@ -7,12 +7,10 @@ import io
 import pytest
 from PIL import Image
 from prelabel_uie_x import UieBackend
+from uie_x_corpus import DOC_CONFIG, data_uri, invoice, invoice_task, wait_job
 
 from prelabel import parse_label_config
 from prelabel.testing.client import make_runtime, serve_in_process
-
-from .conftest import wait_job
-from .corpus import DOC_CONFIG, data_uri, invoice, invoice_task
 
 # OCR detection at a 320-pixel short side (736 by default) is ~3x faster on these small pages
 DOCS = {"uie_max_seq_len": 128, "uie_epochs": 1000, "uie_max_steps": 300, "uie_learning_rate": 2e-3,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from uie_x_corpus import DOC_CONFIG
 
 from prelabel.testing.backendprocess import BackendProcess
 from prelabel.testing.lsproject import (
@@ -27,8 +28,6 @@ from prelabel.testing.lsproject import (
     stored_predictions,
     upload_files,
 )
-
-from .corpus import DOC_CONFIG
 
 pytestmark = pytest.mark.e2e
 

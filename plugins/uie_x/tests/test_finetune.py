@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 from prelabel_uie_x import UieBackend
+from uie_x_corpus import NER_CONFIG, ner_tasks, sentence, wait_job
 
 from prelabel import parse_label_config
 from prelabel.testing.client import make_runtime, serve_in_process
-
-from .conftest import wait_job
-from .corpus import NER_CONFIG, ner_tasks, sentence
 
 FINETUNE = {"uie_max_seq_len": 64, "uie_epochs": 100, "uie_max_steps": 400, "uie_learning_rate": 2e-3,
             "uie_train_batch_size": 8, "uie_val_split": 0.2}

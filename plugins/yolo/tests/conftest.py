@@ -19,7 +19,7 @@ def model_root(tmp_path_factory) -> Path:
     """A MODEL_ROOT holding random-weight models under the plugin's default weights names,
     exported as MODEL_ROOT for every backend the tests start (the conformance suite's too)."""
     pytest.importorskip("ultralytics", reason=INSTALL)
-    from .randmodels import build_all
+    from yolo_randmodels import build_all
 
     root = build_all(tmp_path_factory.mktemp("model-root"))
     mp = pytest.MonkeyPatch()

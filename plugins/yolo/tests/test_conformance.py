@@ -1,8 +1,7 @@
 from prelabel_yolo import YoloBackend
+from yolo_media import image_tasks, rectangle_tasks
 
 from prelabel.testing import BackendConformanceTests, configs
-
-from .media import image_tasks, rectangle_tasks
 
 # MODEL_ROOT (random-weight models) comes from conftest; small images and 1 epoch keep it fast
 FAST = {"yolo_imgsz": 64, "yolo_max_det": 5, "yolo_epochs": 1, "yolo_train_batch": 4}

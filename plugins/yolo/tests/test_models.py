@@ -7,12 +7,10 @@ from pathlib import Path
 import pytest
 from prelabel_yolo import YoloBackend
 from prelabel_yolo.models import CACHE, ModelCache, ModelPathError, resolve_model_path
+from yolo_media import BOXES, FAST, assert_valid, image_tasks, predict
 
 from prelabel import Task
 from prelabel.testing.client import make_runtime, serve_in_process
-
-from .media import image_tasks
-from .test_predict import BOXES, FAST, assert_valid, predict
 
 
 @pytest.mark.parametrize("value,reason", [

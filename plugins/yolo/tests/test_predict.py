@@ -3,22 +3,11 @@
 import math
 
 import pytest
+from yolo_media import BOXES, FAST, HEIGHT, WIDTH, assert_valid, image_tasks, predict, write_video
 
 from prelabel import parse_label_config
 from prelabel.regions import rle_to_mask
 from prelabel.testing.client import make_runtime, serve_in_process
-
-from .media import HEIGHT, WIDTH, image_tasks, write_video
-
-FAST = {"yolo_imgsz": 64, "yolo_max_det": 5}
-
-BOXES = """<View>
-  <Image name="image" value="$image"/>
-  <RectangleLabels name="label" toName="image" model_score_threshold="0.5">
-    <Label value="Vehicle" predicted_values="car,truck"/>
-    <Label value="Animal" predicted_values="dog"/>
-  </RectangleLabels>
-</View>"""
 
 OBB = """<View>
   <Image name="image" value="$image"/>
@@ -75,21 +64,6 @@ def client(tmp_path_factory):
     with serve_in_process(rt) as c:
         yield c
     rt.close()
-
-
-def predict(client, config, tasks):
-    resp = client.post("/predict", json={"tasks": tasks, "project": "3.1", "label_config": config})
-    assert resp.status_code == 200, resp.text
-    results = resp.json()["results"]
-    assert len(results) == len(tasks)
-    return results
-
-
-def assert_valid(config, item):
-    assert "error" not in item, item["error"]
-    assert item["result"], "expected regions"
-    errors = parse_label_config(config).interface.validate_prediction(item, return_errors=True)
-    assert not errors, errors
 
 
 def test_rectangles_are_mapped_and_unmapped_classes_dropped(client):

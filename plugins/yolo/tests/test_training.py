@@ -9,14 +9,12 @@ import pytest
 from prelabel_yolo import YoloBackend
 from prelabel_yolo.models import CACHE
 from prelabel_yolo.training import label_rows
+from yolo_media import assert_valid, polygon_tasks, rectangle_tasks
 
 from prelabel import parse_label_config
 from prelabel.testing import configs
 from prelabel.testing.client import make_runtime, serve_in_process
 from prelabel.testing.client import wait_job as client_wait_job
-
-from .media import polygon_tasks, rectangle_tasks
-from .test_predict import assert_valid
 
 TRAIN = {"yolo_imgsz": 64, "yolo_max_det": 5, "yolo_epochs": 1, "yolo_train_batch": 4}
 

@@ -9,11 +9,27 @@ Backend, and :func:`init_app` serves one the way an upstream ``_wsgi.py`` and it
 See docs/moving-from-label-studio-ml-backend.md for what differs.
 """
 
-from prelabel.compat.adapter import LabelStudioMLAdapter, adapt, is_model_class
-from prelabel.compat.api import init_app
-from prelabel.compat.base import LabelStudioMLBase
-from prelabel.compat.loader import load_model_file
-from prelabel.compat.response import ModelResponse, PredictionValue
+# Names load on first use (PEP 562), so that core can import prelabel.compat.hooks without
+# importing the adapter, and the adapter without the server.
+_EXPORTS = {
+    "LabelStudioMLAdapter": "prelabel.compat.adapter",
+    "adapt": "prelabel.compat.adapter",
+    "is_model_class": "prelabel.compat.adapter",
+    "init_app": "prelabel.compat.api",
+    "LabelStudioMLBase": "prelabel.compat.base",
+    "load_model_file": "prelabel.compat.loader",
+    "ModelResponse": "prelabel.compat.response",
+    "PredictionValue": "prelabel.compat.response",
+}
 
 __all__ = ["LabelStudioMLAdapter", "LabelStudioMLBase", "ModelResponse", "PredictionValue", "adapt", "init_app",
            "is_model_class", "load_model_file"]
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'prelabel.compat' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

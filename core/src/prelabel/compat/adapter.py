@@ -175,13 +175,16 @@ class _Entry:
 
 
 class LabelStudioMLAdapter(Backend):
-    """A prelabel Backend around a label-studio-ml model class (see :func:`adapt`)."""
+    """A prelabel Backend around a label-studio-ml model class (see :func:`adapt`).
+
+    Besides the Backend contract it implements the protocols of :mod:`prelabel.compat.hooks`
+    (``project_version``, ``job_handlers``, ``train_on_event``): an upstream model keeps its
+    own per-project versions and decides itself which events train it."""
 
     model_class: ClassVar[type]
     model_file: ClassVar[str | None] = None
     train_events: ClassVar[frozenset[str]] = frozenset(LabelStudioMLBase.TRAIN_EVENTS)
-    control_tags = ALL_CONTROL_TAGS
-    object_tags = ALL_OBJECT_TAGS
+    supports = {tag: ALL_OBJECT_TAGS for tag in ALL_CONTROL_TAGS}
     max_batch_size = 1000
     default_port = 9090
     version = LabelStudioMLBase.INITIAL_MODEL_VERSION

@@ -223,8 +223,8 @@ class LabelStudioMLApp:
         process; ``debug`` is ignored: there is no reloader)."""
         import uvicorn
 
-        from prelabel.cli import KEEP_ALIVE_SECONDS
         from prelabel.logsetup import configure_logging
+        from prelabel.settings import KEEP_ALIVE_SECONDS
 
         core = self.settings()
         if not _logging_configured():  # _wsgi.py configures logging itself; keep what it set
@@ -261,7 +261,7 @@ def init_app(model_class: type, basic_auth_user: str | None = None, basic_auth_p
              **_: Any) -> LabelStudioMLApp:
     """Serve ``model_class`` (a LabelStudioMLBase subclass) with prelabel's server. Basic auth
     comes from the arguments, else BASIC_AUTH_USER/BASIC_AUTH_PASS, as upstream."""
-    from prelabel.compat.loader import refuse_two_label_studio_ml
+    from prelabel.compat.distributions import refuse_two_label_studio_ml
 
     refuse_two_label_studio_ml()
     if not is_model_class(model_class):

@@ -20,41 +20,17 @@ import types
 from pathlib import Path
 
 from prelabel.compat.adapter import LabelStudioMLAdapter, adapt, is_model_class
-from prelabel.plugins import PluginError
+from prelabel.compat.distributions import (
+    COMPAT_DISTRIBUTION,
+    UPSTREAM_DISTRIBUTION,
+    refuse_two_label_studio_ml,
+    two_label_studio_ml_message,
+)
+from prelabel.hookspecs import PluginError
 
 _SPEC = re.compile(r"^(?P<path>.+?\.py)(?::(?P<name>[A-Za-z_]\w*))?$")
 _ALIAS_MARK = "__prelabel_compat__"
 #: prelabel's distribution of the ``label_studio_ml`` package, and PyPI's stale one (1.0.9, 2023)
-COMPAT_DISTRIBUTION = "prelabel-compat"
-UPSTREAM_DISTRIBUTION = "label-studio-ml"
-
-
-def _installed_version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def two_label_studio_ml_message() -> str | None:
-    """Why this environment cannot work, when both distributions of ``label_studio_ml`` are
-    installed (the files of the one installed last replaced the other's); None otherwise."""
-    ours, theirs = _installed_version(COMPAT_DISTRIBUTION), _installed_version(UPSTREAM_DISTRIBUTION)
-    if ours is None or theirs is None:
-        return None
-    return (f"both {UPSTREAM_DISTRIBUTION} {theirs} (PyPI's, from 2023) and {COMPAT_DISTRIBUTION} {ours} "
-            f"(prelabel's) are installed, and both provide the label_studio_ml package: the files of one "
-            f"overwrote the other's. Keep one: pip uninstall -y {UPSTREAM_DISTRIBUTION} {COMPAT_DISTRIBUTION} && "
-            f'pip install "prelabel[compat]"')
-
-
-def refuse_two_label_studio_ml() -> None:
-    """Raise ImportError with :func:`two_label_studio_ml_message` when it applies."""
-    message = two_label_studio_ml_message()
-    if message is not None:
-        raise ImportError(message)
-
-
 def parse_model_spec(spec: str) -> tuple[Path, str | None]:
     """``path/to/model.py:ClassName`` -> (absolute path, "ClassName"); the class is optional."""
     match = _SPEC.match(spec.strip())

@@ -54,8 +54,7 @@ class Labeled:
 class LLMBackend(Backend):
     """Choices, Labels (spans), TextArea, Rating, Number and Taxonomy on Text, by an LLM."""
 
-    control_tags: ClassVar[frozenset[str]] = CONTROL_TAGS
-    object_tags: ClassVar[frozenset[str]] = OBJECT_TAGS
+    supports: ClassVar[dict[str, frozenset[str]]] = {tag: OBJECT_TAGS for tag in CONTROL_TAGS}
     # one batch per request: concurrency comes from the engine's semaphore (MAX_CONCURRENT)
     max_batch_size: ClassVar[int] = 10_000
     trainable: ClassVar[bool] = True
@@ -68,7 +67,7 @@ class LLMBackend(Backend):
         if problems:
             raise ValueError("; ".join(problems))
 
-    def setup(self) -> None:
+    def setup(self, device: str | None) -> None:
         require_openai()
         registry = self.metrics.registry if getattr(self, "metrics", None) is not None else None
         self.engine = LLMEngine(self.settings, registry)
@@ -203,7 +202,7 @@ class LLMBackend(Backend):
 
     # -- prelabel doctor ------------------------------------------------------------------------
     @classmethod
-    def doctor_checks(cls, settings: LLMSettings) -> list[tuple[str, bool, str]]:
+    def doctor(cls, settings: LLMSettings, core: CoreSettings) -> list[tuple[str, bool, str]]:  # noqa: ARG003
         """``prelabel doctor``: the model is offered (GET /models) and one real labeling call
         with the parameters the backend sends succeeds (see :mod:`prelabel.llm.doctor`)."""
         from prelabel.llm.doctor import run_checks

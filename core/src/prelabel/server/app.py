@@ -21,7 +21,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import prelabel
-from prelabel.backend import Task
+from prelabel.backend import Task, describe_supports
+from prelabel.compat.hooks import TrainsOnEvents
 from prelabel.jobs import Job, JobConflict
 from prelabel.labelconfig import LabelConfigError, ParsedConfig, parse_label_config, warm_label_config
 from prelabel.paths import InvalidIdentifier
@@ -83,8 +84,8 @@ def _format_errors(errors: list[dict]) -> str:
 def unsupported_message(runtime: Runtime, config: ParsedConfig) -> str:
     b = runtime.backend
     skipped = [c.name for c in config.controls if c.attr("model_skip", False, bool)]
-    return (f"the {b.backend_id} backend supports {', '.join(sorted(b.control_tags))} on "
-            f"{', '.join(sorted(b.object_tags))}; this label config has {config.describe()}"
+    return (f"the {b.backend_id} backend supports {describe_supports(b.supports)}; "
+            f"this label config has {config.describe()}"
             + (f" (left to annotators with model_skip=\"true\": {', '.join(skipped)})" if skipped else ""))
 
 
@@ -534,7 +535,8 @@ def create_app(runtime: Runtime, start_setup: bool = True, gc_tuning: bool = Fal
                 runtime.remember_project(pid, project["label_config"])
             except LabelConfigError:
                 pass
-        params = backend.train_on_event(action, body.model_dump(exclude={"action"})) if backend.trainable else None
+        params = (backend.train_on_event(action, body.model_dump(exclude={"action"}))
+                  if backend.trainable and isinstance(backend, TrainsOnEvents) else None)
         if params is not None:
             job = runtime.runner.submit("train", pid, params, coalesce=action == "START_TRAINING")
             runtime.metrics.jobs.labels(kind="train").inc()
@@ -618,12 +620,19 @@ def create_app(runtime: Runtime, start_setup: bool = True, gc_tuning: bool = Fal
 
 
 def mount_backend_routes(app: FastAPI, runtime: Runtime) -> None:
-    """Mount the endpoints the backend adds in ``Backend.add_routes``; a path under one of
-    core's own first segments (``/jobs/...``) is a configuration error, not a silent shadow."""
-    from fastapi import APIRouter
+    """Mount the endpoints the backend adds in ``Backend.add_routes``, behind core's readiness
+    check (503 while the model loads or after it failed to); a path under one of core's own
+    first segments (``/jobs/...``) is a configuration error, not a silent shadow."""
+    from fastapi import APIRouter, Depends
 
-    router = APIRouter(route_class=OrjsonRoute)
-    runtime.backend.add_routes(router, runtime)
+    def model_ready() -> None:
+        if runtime.setup_error:
+            raise HTTPException(503, f"the model failed to load: {runtime.setup_error}")
+        if not runtime.ready.is_set():
+            raise HTTPException(503, "the model is still loading", headers={"Retry-After": "5"})
+
+    router = APIRouter(route_class=OrjsonRoute, dependencies=[Depends(model_ready)])
+    runtime.backend.add_routes(router, runtime.route_context())
     if not router.routes:
         return
     core_roots = {_root(route.path) for route in app.routes}

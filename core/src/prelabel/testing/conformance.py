@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from prelabel.backend import Backend
+from prelabel.backend import Backend, capabilities_of
 from prelabel.labelconfig import parse_label_config
 from prelabel.testing import configs
 from prelabel.testing.client import make_runtime, serve_in_process, wait_job
@@ -75,9 +75,10 @@ class BackendConformanceTests:
 
     # -- declaration ------------------------------------------------------------------------
     def test_declaration_is_valid(self):
-        """backend_id, control_tags, object_tags, max_batch_size and fit() must be declared."""
+        """backend_id, supports (control tag -> object tags), max_batch_size and, when
+        trainable, fit() must be declared: the TypeError names what is missing."""
         self.backend_class.check_declaration()
-        caps = self.backend_class.capabilities()
+        caps = capabilities_of(self.backend_class)
         assert caps["backend_id"] == self.backend_class.backend_id
 
     def test_import_is_light(self):
@@ -126,7 +127,7 @@ class BackendConformanceTests:
         assert resp.status_code == 400
         message = resp.json()["error"]
         assert self.backend_class.backend_id in message
-        assert any(tag in message for tag in self.backend_class.control_tags)
+        assert any(tag in message for tag in self.backend_class.supports)
         assert parse_label_config(self.unsupported_config).controls[0].tag in message
 
     def test_setup_refuses_invalid_xml(self, client):

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from prelabel.backend import Backend, Prediction
 from prelabel.jobs import JobContext
-from prelabel.lsclient import usable_annotations
 from prelabel.regions import choices
 
 WORD = re.compile(r"\w+", re.UNICODE)
@@ -24,14 +23,13 @@ WORD = re.compile(r"\w+", re.UNICODE)
 class ReferenceBackend(Backend):
     backend_id = "reference"
     title = "Reference keyword classifier"
-    control_tags = frozenset({"Choices"})
-    object_tags = frozenset({"Text"})
+    supports = {"Choices": frozenset({"Text"})}
     max_batch_size = 64
     trainable = True
     default_port = 9199
     version = "1"
 
-    def setup(self) -> None:
+    def setup(self, device: str | None) -> None:
         self._models: dict[str, dict] = {}
 
     def _weights(self, model_dir: Path | None) -> dict | None:
@@ -45,7 +43,7 @@ class ReferenceBackend(Backend):
     async def predict(self, tasks, ctx):
         # async: the work is a few microseconds of pure Python per task, cheaper than a hop to
         # a worker thread (a real model's blocking predict should stay a plain def)
-        control = ctx.config.first(self.control_tags, self.object_tags)
+        control = self.supported_controls(ctx.config)[0]
         key = control.object.data_key
         weights = self._weights(ctx.model_dir)
         out = []
@@ -82,13 +80,13 @@ class ReferenceBackend(Backend):
         config = job.config
         if config is None:
             raise ValueError("no label config stored for this project: connect the backend to it first")
-        control = config.first(self.control_tags, self.object_tags)
+        control = self.supported_controls(config)[0]
         key = control.object.data_key
         counts: dict[str, Counter] = defaultdict(Counter)
         used = 0
-        tasks = job.annotated_tasks()
-        for i, task in enumerate(tasks):
-            for ann in usable_annotations(task)[:1]:
+        tasks = job.annotations()
+        for i, (task, anns) in enumerate(tasks):
+            for ann in anns[:1]:
                 labels = [c for r in ann["result"] if r.get("from_name") == control.name
                           for c in r.get("value", {}).get("choices", [])]
                 for w in {w.lower() for w in WORD.findall(str(task.get("data", {}).get(key, "")))}:

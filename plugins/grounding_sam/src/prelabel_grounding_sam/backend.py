@@ -7,14 +7,27 @@ import time
 from typing import Any
 
 import numpy as np
-from prelabel_sam2.masks import mask_region
-from prelabel_sam2.model import decode_image, image_digest
-from prelabel_sam2.settings import check_installed, check_model_files
+from prelabel_sam2 import (
+    check_installed,
+    check_model_files,
+    decode_image,
+    image_digest,
+    mask_region,
+)
 
-from prelabel import Backend, ControlInfo, CoreSettings, ParsedConfig, PredictContext, Prediction, Task, TaskError
-from prelabel.lrucache import LruCache, lookup_counter
+from prelabel import (
+    Backend,
+    ControlInfo,
+    CoreSettings,
+    LruCache,
+    ParsedConfig,
+    PredictContext,
+    Prediction,
+    Task,
+    TaskError,
+    lookup_counter,
+)
 from prelabel.regions import rectangle
-from prelabel.torchdevice import resolve_torch_device
 from prelabel_grounding_sam.phrases import Phrase, label_phrases, prompt_phrases
 from prelabel_grounding_sam.settings import GroundingSamSettings, dino_source
 
@@ -28,16 +41,14 @@ class GroundingSamBackend(Backend):
     title = "Grounding DINO + SAM 2 (text-prompted detection and segmentation)"
     description = ("Boxes (RectangleLabels) and masks (BrushLabels/PolygonLabels) for the project's labels, or for "
                    "a TextArea prompt, from Grounding DINO and SAM 2; every region carries a project label.")
-    control_tags = frozenset(OUTPUT_TAGS)
-    object_tags = frozenset({"Image"})
-    max_batch_size = 4
+    supports = {tag: frozenset({"Image"}) for tag in OUTPUT_TAGS}
+    max_batch_size = 4  # the default of GROUNDING_MAX_BATCH_SIZE: images per Grounding DINO pass
     default_port = 9092
     version = "gdino"
     Settings = GroundingSamSettings
 
     def __init__(self, settings: GroundingSamSettings | None = None, core: CoreSettings | None = None):
         super().__init__(settings, core)
-        self.max_batch_size = self.settings.grounding_max_batch_size  # images per Grounding DINO pass
         self.detector: Any = None
         self.sam: Any = None
         self.embeddings = LruCache(self.settings.sam2_embedding_cache_size)
@@ -50,13 +61,13 @@ class GroundingSamBackend(Backend):
             check_installed()
             check_model_files(settings, core)
 
-    def setup(self) -> None:
+    def setup(self, device: str | None) -> None:
         import transformers  # noqa: F401  (fail at start-up, not at the first request)
-        from prelabel_sam2.model import load_model
+        from prelabel_sam2 import load_model
 
         from prelabel_grounding_sam.detector import load_detector
 
-        device = resolve_torch_device(self.settings.device)
+        device = device or "cpu"
         source = dino_source(self.settings, self.core)
         self.detector = load_detector(source, device)
         if self.settings.use_sam:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from prelabel_sam2.settings import Sam2Settings
-from pydantic import Field
+from prelabel_sam2 import Sam2Settings
+from pydantic import AliasChoices, Field
 
-from prelabel import CoreSettings
-from prelabel.paths import resolve_under
+from prelabel import CoreSettings, resolve_under
 
 DEFAULT_DINO = "IDEA-Research/grounding-dino-tiny"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -25,7 +24,11 @@ class GroundingSamSettings(Sam2Settings):
     use_sam: bool = Field(True, description="SAM 2 masks for the detected boxes (BrushLabels/PolygonLabels).")
     box_threshold: float = Field(0.3, ge=0, le=1, description="Least box confidence kept.")
     text_threshold: float = Field(0.25, ge=0, le=1, description="Least confidence of the phrase a box is given.")
-    grounding_max_batch_size: int = Field(4, ge=1, description="Images per Grounding DINO forward pass.")
+    # core reads max_batch_size (Backend.limits); GROUNDING_MAX_BATCH_SIZE is its environment name
+    max_batch_size: int = Field(4, ge=1, validation_alias=AliasChoices("grounding_max_batch_size", "max_batch_size"),
+                                description="Images per Grounding DINO forward pass (GROUNDING_MAX_BATCH_SIZE).")
+    # sam2's SAM2_MAX_CONCURRENCY is not this backend's: one request at a time unless MAX_CONCURRENCY says
+    max_concurrency: int | None = Field(None, ge=1, description="Requests predicted at once per process.")
     grounding_max_detections: int = Field(100, ge=1, description="Most regions per image and control.")
     grounding_nms_iou: float = Field(
         0.7, gt=0, le=1, description="Boxes of one label overlapping more than this are merged (1: off).")

@@ -47,8 +47,3 @@ class KimiBackend(LLMBackend):
 @hookimpl
 def register_backends(register):
     register(KimiBackend)
-
-
-@hookimpl
-def doctor_checks(backend_class, settings):
-    return KimiBackend.doctor_checks(settings) if backend_class is KimiBackend else []

@@ -41,8 +41,3 @@ class ModelScopeQwenBackend(LLMBackend):
 @hookimpl
 def register_backends(register):
     register(ModelScopeQwenBackend)
-
-
-@hookimpl
-def doctor_checks(backend_class, settings):
-    return ModelScopeQwenBackend.doctor_checks(settings) if backend_class is ModelScopeQwenBackend else []

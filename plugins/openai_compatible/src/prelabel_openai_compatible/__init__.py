@@ -41,8 +41,3 @@ class OpenAICompatibleBackend(LLMBackend):
 @hookimpl
 def register_backends(register):
     register(OpenAICompatibleBackend)
-
-
-@hookimpl
-def doctor_checks(backend_class, settings):
-    return OpenAICompatibleBackend.doctor_checks(settings) if backend_class is OpenAICompatibleBackend else []

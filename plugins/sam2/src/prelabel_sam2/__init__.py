@@ -13,9 +13,21 @@ from __future__ import annotations
 
 from prelabel import hookimpl
 from prelabel_sam2.backend import Sam2Backend
-from prelabel_sam2.settings import Sam2Settings
+from prelabel_sam2.masks import mask_region
+from prelabel_sam2.model import decode_image, image_digest, load_model
+from prelabel_sam2.settings import Sam2Settings, check_installed, check_model_files
 
-__all__ = ["Sam2Backend", "Sam2Settings"]
+# what other plugins may use (grounding_sam builds its masks with these); the rest is sam2's own
+__all__ = [
+    "Sam2Backend",
+    "Sam2Settings",
+    "check_installed",
+    "check_model_files",
+    "decode_image",
+    "image_digest",
+    "load_model",
+    "mask_region",
+]
 
 
 @hookimpl

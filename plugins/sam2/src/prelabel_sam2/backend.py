@@ -11,14 +11,13 @@ from prelabel import (
     ControlInfo,
     CoreSettings,
     JobContext,
-    ParsedConfig,
+    LruCache,
     PredictContext,
     Prediction,
     Task,
     TaskError,
+    lookup_counter,
 )
-from prelabel.lrucache import LruCache, lookup_counter
-from prelabel.torchdevice import resolve_torch_device
 from prelabel_sam2.embedstore import EmbeddingStore, model_key
 from prelabel_sam2.events import Sam2Events
 from prelabel_sam2.masks import mask_region
@@ -34,16 +33,16 @@ class Sam2Backend(Sam2Events, Backend):
     title = "SAM 2 (interactive segmentation)"
     description = ("Segment Anything 2: clicks (KeyPointLabels) and a box (RectangleLabels) -> a mask as "
                    "BrushLabels or PolygonLabels; VideoRectangle boxes propagated through the next frames.")
-    control_tags = frozenset({"BrushLabels", "PolygonLabels", "VideoRectangle"})
-    object_tags = frozenset({"Image", "Video"})
+    supports = {"BrushLabels": frozenset({"Image"}), "PolygonLabels": frozenset({"Image"}),
+                "VideoRectangle": frozenset({"Video"})}
     max_batch_size = 4
+    max_concurrency = 2  # the default of SAM2_MAX_CONCURRENCY
     default_port = 9091
     version = "sam2"
     Settings = Sam2Settings
 
     def __init__(self, settings: Sam2Settings | None = None, core: CoreSettings | None = None):
         super().__init__(settings, core)
-        self.max_concurrency = self.settings.sam2_max_concurrency  # core's per-process bound reads this
         self.model: Any = None
         self.embeddings = LruCache(self.settings.sam2_embedding_cache_size)
         self.store: EmbeddingStore | None = None  # the on-disk cache the embed job fills
@@ -55,12 +54,12 @@ class Sam2Backend(Sam2Events, Backend):
         check_installed()
         check_model_files(settings, core)
 
-    def setup(self) -> None:
+    def setup(self, device: str | None) -> None:
         from prelabel_sam2.model import load_model
 
         check_installed()
         files = check_model_files(self.settings, self.core)
-        self.model = load_model(files, resolve_torch_device(self.settings.device), self.settings.sam2_image_size)
+        self.model = load_model(files, device or "cpu", self.settings.sam2_image_size)
         self.embeddings = LruCache(self.settings.sam2_embedding_cache_size,
                                    lookup_counter(self.metrics, self.backend_id))
         if self.settings.sam2_embedding_disk_mb > 0:
@@ -88,11 +87,6 @@ class Sam2Backend(Sam2Events, Backend):
         if self.store is not None:
             info["embedding_disk"] = {**self.store.stats(), "model_key": self.store_key}
         return info
-
-    def supported_controls(self, config: ParsedConfig) -> list[ControlInfo]:
-        return [c for c in config.controls
-                if (c.tag in OUTPUT_TAGS and any(o.tag == "Image" for o in c.objects))
-                or (c.tag == "VideoRectangle" and any(o.tag == "Video" for o in c.objects))]
 
     # -- prediction -------------------------------------------------------------------------
     def predict(self, tasks: list[Task], ctx: PredictContext) -> list[Prediction | TaskError | None]:

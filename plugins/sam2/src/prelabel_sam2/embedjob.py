@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prelabel import JobContext, Task
-from prelabel.batchpredict import prefetch
 from prelabel_sam2.model import decode_image, image_digest
 
 if TYPE_CHECKING:
@@ -112,7 +111,7 @@ def run_embed_job(backend: Sam2Backend, ctx: JobContext) -> dict[str, Any]:
 
     ctx.progress(0.0, f"embedding images for model {backend.store_key}")
     batch: list[tuple[Task, str, Any]] = []
-    for task, data in prefetch(fetched(), depth=2 * batch_size):
+    for task, data in ctx.prefetch(fetched(), depth=2 * batch_size):
         if isinstance(data, Exception):
             fail(task, data)
             continue

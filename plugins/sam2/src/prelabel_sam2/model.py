@@ -42,7 +42,7 @@ def image_digest(data: bytes) -> str:
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     """An RGB HxWx3 uint8 array of the image as the browser (and so Label Studio's canvas)
     shows it: core's decoder applies the EXIF orientation and checks the size first."""
-    from prelabel.imageio import image_array
+    from prelabel import image_array
 
     return image_array(data, max_pixels=max_pixels)  # writable: torch refuses read-only arrays
 

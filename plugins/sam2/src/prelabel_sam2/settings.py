@@ -10,10 +10,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
-from prelabel import BackendSettings, CoreSettings
-from prelabel.paths import resolve_under
+from prelabel import BackendSettings, CoreSettings, resolve_under
 
 INSTALL_SAM2 = "SAM2_BUILD_CUDA=0 pip install --no-build-isolation sam2==1.1.0 (after torch)"
 SIZE_WORDS = {"t": "tiny", "s": "small", "b+": "base_plus", "l": "large"}
@@ -49,7 +48,9 @@ class Sam2Settings(BackendSettings):
     sam2_multimask: bool = Field(True, description="Ask for three masks and keep the best by predicted IoU.")
     sam2_polygon_tolerance: float = Field(
         1.5, ge=0, description="PolygonLabels: largest distance in pixels between the mask outline and the polygon.")
-    sam2_max_concurrency: int = Field(2, ge=1, description="Requests predicted at once per process.")
+    # core reads max_concurrency (Backend.limits); SAM2_MAX_CONCURRENCY is its environment name
+    max_concurrency: int = Field(2, ge=1, validation_alias=AliasChoices("sam2_max_concurrency", "max_concurrency"),
+                                 description="Requests predicted at once per process (SAM2_MAX_CONCURRENCY).")
     max_frames_to_track: int = Field(10, ge=1, description="Video: frames propagated after the prompted frame.")
     sam2_track_max_frames: int = Field(
         300, ge=1, description="SAM events: most frames one track event follows the object through, each way.")

@@ -6,9 +6,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prelabel import Backend, ControlInfo, CoreSettings, ParsedConfig, PredictContext, Prediction, Task, TaskError
-from prelabel.lrucache import LruCache, lookup_counter
-from prelabel.torchdevice import resolve_torch_device
+from prelabel import (
+    Backend,
+    ControlInfo,
+    CoreSettings,
+    LruCache,
+    ParsedConfig,
+    PredictContext,
+    Prediction,
+    Task,
+    TaskError,
+    lookup_counter,
+)
 from prelabel_sam3.events import Sam3Events
 from prelabel_sam3.masks import MASK_TAGS, OUTPUT_TAGS, mask_region
 from prelabel_sam3.model import Embedding, decode_image, image_digest
@@ -35,16 +44,16 @@ class Sam3Backend(Sam3Events, Backend):
         "the prompt) as BrushLabels, PolygonLabels or RectangleLabels; smart boxes refine a label by "
         "exemplar, smart clicks segment one object; VideoRectangle tracks each label's objects."
     )
-    control_tags = frozenset({"BrushLabels", "PolygonLabels", "RectangleLabels", "VideoRectangle"})
-    object_tags = frozenset({"Image", "Video"})
+    supports = {"BrushLabels": frozenset({"Image"}), "PolygonLabels": frozenset({"Image"}),
+                "RectangleLabels": frozenset({"Image"}), "VideoRectangle": frozenset({"Video"})}
     max_batch_size = 4
+    max_concurrency = 2  # the default of SAM3_MAX_CONCURRENCY
     default_port = 9097
     version = "sam3"
     Settings = Sam3Settings
 
     def __init__(self, settings: Sam3Settings | None = None, core: CoreSettings | None = None):
         super().__init__(settings, core)
-        self.max_concurrency = self.settings.sam3_max_concurrency
         self.network: Any = None
         self.embeddings = LruCache(self.settings.sam3_embedding_cache_size)
         self._init_events()
@@ -54,13 +63,13 @@ class Sam3Backend(Sam3Events, Backend):
         check_installed()
         check_model_dir(settings, core)
 
-    def setup(self) -> None:
+    def setup(self, device: str | None) -> None:
         from prelabel_sam3.model import load_network
 
         check_installed()
         path = check_model_dir(self.settings, self.core)
         self.network = load_network(
-            path, resolve_torch_device(self.settings.device), self.settings.sam3_text_cache_size
+            path, device or "cpu", self.settings.sam3_text_cache_size
         )
         self.embeddings = LruCache(
             self.settings.sam3_embedding_cache_size, lookup_counter(self.metrics, self.backend_id)

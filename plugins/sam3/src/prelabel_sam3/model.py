@@ -55,7 +55,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     checked before any pixel is decoded."""
     from PIL import ImageOps
 
-    from prelabel.imageio import open_image
+    from prelabel import open_image
 
     image = ImageOps.exif_transpose(open_image(data, max_pixels=max_pixels, mode=None))
     return np.array(image.convert("RGB"))

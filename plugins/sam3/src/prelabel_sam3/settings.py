@@ -8,10 +8,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
-from prelabel import BackendSettings, CoreSettings
-from prelabel.paths import resolve_under
+from prelabel import BackendSettings, CoreSettings, resolve_under
 
 HUB_REPO = "facebook/sam3"
 LICENSE = "Meta's SAM License (https://huggingface.co/facebook/sam3/blob/main/LICENSE)"
@@ -47,7 +46,9 @@ class Sam3Settings(BackendSettings):
     sam3_polygon_tolerance: float = Field(
         1.5, ge=0, description="PolygonLabels: largest distance in pixels between the mask outline and the polygon."
     )
-    sam3_max_concurrency: int = Field(2, ge=1, description="Requests predicted at once per process.")
+    # core reads max_concurrency (Backend.limits); SAM3_MAX_CONCURRENCY is its environment name
+    max_concurrency: int = Field(2, ge=1, validation_alias=AliasChoices("sam3_max_concurrency", "max_concurrency"),
+                                 description="Requests predicted at once per process (SAM3_MAX_CONCURRENCY).")
     max_frames_to_track: int = Field(10, ge=1, description="Video: frames tracked after the first one.")
     sam3_track_max_frames: int = Field(
         300, ge=1, description="SAM events: most frames one track event follows the object through."

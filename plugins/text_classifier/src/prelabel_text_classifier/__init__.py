@@ -17,7 +17,6 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from prelabel import Backend, BackendSettings, JobContext, Prediction, hookimpl
-from prelabel.lsclient import usable_annotations
 from prelabel.regions import choices
 
 
@@ -37,22 +36,18 @@ class TextClassifier(Backend):
     backend_id = "text_classifier"
     title = "Text classifier (scikit-learn)"
     description = "TF-IDF + logistic regression for Choices on Text; trains from the project's annotations."
-    control_tags = frozenset({"Choices"})
-    object_tags = frozenset({"Text", "HyperText"})
+    supports = {"Choices": frozenset({"Text", "HyperText"})}
     max_batch_size = 256
     trainable = True
     default_port = 9095
     version = "untrained"
     Settings = Settings
 
-    def setup(self) -> None:
+    def setup(self, device: str | None) -> None:
         import sklearn  # noqa: F401  (fail at start-up, not at the first request)
 
         self._models: OrderedDict[str, dict] = OrderedDict()
         self._lock = threading.Lock()
-
-    def model_version(self) -> str:
-        return f"{self.backend_id}-untrained"
 
     # -- prediction -------------------------------------------------------------------------
     def _load(self, model_dir: Path) -> dict:
@@ -73,7 +68,7 @@ class TextClassifier(Backend):
     def predict(self, tasks, ctx):
         if ctx.model_dir is None:
             return [None] * len(tasks)  # untrained: no guesses
-        control = ctx.config.first(self.control_tags, self.object_tags)
+        control = self.supported_controls(ctx.config)[0]
         bundle = self._load(ctx.model_dir)
         key = control.object.data_key
         texts = [str(t.data.get(key, "")) for t in tasks]
@@ -102,11 +97,11 @@ class TextClassifier(Backend):
         config = job.config
         if config is None:
             raise ValueError("no label config is stored for this project: connect the backend in Label Studio first")
-        control = config.first(self.control_tags, self.object_tags)
+        control = next(iter(self.supported_controls(config)), None)
         if control is None:
             raise ValueError(f"the project's label config has no Choices on Text ({config.describe()})")
         job.progress(0.05, "fetching annotations")
-        texts, targets = examples(job.annotated_tasks(), control.name, control.object.data_key)
+        texts, targets = examples(job.annotations(), control.name, control.object.data_key)
         if len(texts) < self.settings.min_examples:
             raise ValueError(f"{len(texts)} annotated tasks; need at least {self.settings.min_examples} to train")
         counts = Counter(label for labels in targets for label in labels)
@@ -154,14 +149,15 @@ class TextClassifier(Backend):
                 "macro_f1": float(f1_score(truth, pred, average="macro", zero_division=0))}
 
 
-def examples(tasks: list[dict], control_name: str, data_key: str) -> tuple[list[str], list[list[str]]]:
-    """(text, choices) pairs from annotated tasks: one per task, ground truth first."""
+def examples(annotated: list[tuple[dict, list[dict]]], control_name: str,
+             data_key: str) -> tuple[list[str], list[list[str]]]:
+    """(text, choices) pairs from ``job.annotations()``: one per task, ground truth first."""
     texts, targets = [], []
-    for task in tasks:
+    for task, anns in annotated:
         text = (task.get("data") or {}).get(data_key)
         if not isinstance(text, str) or not text.strip():
             continue
-        for ann in usable_annotations(task):
+        for ann in anns:
             labels = [c for r in ann["result"] if r.get("from_name") == control_name
                       for c in (r.get("value") or {}).get("choices", [])]
             if labels:

@@ -8,15 +8,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from prelabel import Backend, ControlInfo, JobContext, ParsedConfig, PredictContext, Prediction, Task, TaskError
-from prelabel.imageio import open_image
+from prelabel import Backend, JobContext, PredictContext, Prediction, Task, TaskError
 from prelabel_uie_x import results
 from prelabel_uie_x.engine import ENGINES, UieEngine, load_engine, png_base64, prepare_paddle, select_device
 from prelabel_uie_x.ocr import OcrEngine, Segment, layout
 from prelabel_uie_x.settings import UieSettings
-
-# control tag -> the object tag it must label
-CONTROL_OBJECTS = {"Labels": "Text", "RectangleLabels": "Image"}
 
 
 class UieBackend(Backend):
@@ -25,8 +21,7 @@ class UieBackend(Backend):
     description = ("Universal information extraction: Labels spans on Text and RectangleLabels boxes (with a "
                    "per-region TextArea transcription) on document images, prompted with the project's labels; "
                    "fine-tunes on the project's annotations. POST /v1/extract serves it outside Label Studio.")
-    control_tags = frozenset(CONTROL_OBJECTS)
-    object_tags = frozenset(CONTROL_OBJECTS.values())
+    supports = {"Labels": frozenset({"Text"}), "RectangleLabels": frozenset({"Image"})}
     max_batch_size = 8
     trainable = True
     default_port = 9094
@@ -59,12 +54,9 @@ class UieBackend(Backend):
         return {"model": str(self.settings.uie_task_path or self.settings.uie_model), "device": self.device,
                 "cpu_threads": self.cpu_threads}
 
-    def supported_controls(self, config: ParsedConfig) -> list[ControlInfo]:
-        return [c for c in config.controls
-                if c.tag in CONTROL_OBJECTS and c.objects and c.object.tag == CONTROL_OBJECTS[c.tag]]
-
     # -- loading ----------------------------------------------------------------------------
-    def setup(self) -> None:
+    def setup(self, device: str | None) -> None:
+        # paddle, not torch: UIE_DEVICE picks the device (core's ``device`` is None here)
         home = self.core.prelabel_home
         prepare_paddle(Path(self.settings.ppnlp_home or home / "paddlenlp"), home / "cache")
         self.device = select_device(self.settings.uie_device)
@@ -121,8 +113,7 @@ class UieBackend(Backend):
                 if isinstance(outputs[i], TaskError):
                     continue
                 try:
-                    image = open_image(ctx.media.fetch_path(task.data[key], task.id),
-                                       max_pixels=self.core.media_max_pixels)
+                    image = ctx.media.open_image(task.data[key], task.id)
                 except TaskError as exc:
                     outputs[i] = exc
                     continue
@@ -140,7 +131,7 @@ class UieBackend(Backend):
         return run_finetune(self, job)
 
     # -- direct use -------------------------------------------------------------------------
-    def add_routes(self, router: Any, runtime: Any) -> None:
+    def add_routes(self, router: Any, ctx: Any) -> None:
         from prelabel_uie_x.extract import add_extract_route
 
-        add_extract_route(router, runtime)
+        add_extract_route(router, self, ctx)

@@ -14,14 +14,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from prelabel import ControlInfo
-from prelabel.lsclient import usable_annotations
 from prelabel_uie_x.ocr import Segment, char_boxes, content
 
 
 def annotated_regions(task: dict, control: ControlInfo) -> list[dict] | None:
-    """The regions of the task's first usable annotation (ground truth first) that belong to
-    ``control``; None when no annotation has any."""
-    for ann in usable_annotations(task):
+    """The regions of the task's first annotation that has any for ``control``; None when none
+    has. The task's annotations are the usable ones, in order, as ``job.annotations()`` gives
+    them (not cancelled, with a result, ground truth first)."""
+    for ann in task.get("annotations") or []:
         regions = [r for r in ann["result"] if r.get("from_name") == control.name and isinstance(r.get("value"), dict)]
         if regions:
             return regions

@@ -17,9 +17,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from prelabel import MediaError
-from prelabel.imageio import open_image
-from prelabel.paths import PathEscapeError, resolve_under
+from prelabel import MediaError, PathEscapeError, resolve_under
 from prelabel_uie_x.ocr import content
 from prelabel_uie_x.results import flatten
 
@@ -57,9 +55,9 @@ class InputProblem(Exception):
         self.status = status
 
 
-def _image_source(body: ExtractRequest, runtime: Any, project: Any) -> Any:
+def _image_source(body: ExtractRequest, backend: Any, ctx: Any, project: Any) -> Any:
     """Bytes or a local file for the request's image."""
-    core = runtime.core
+    core = ctx.core
     if body.image_base64 is not None:
         raw = body.image_base64.split(",", 1)[1] if body.image_base64.startswith("data:") else body.image_base64
         try:
@@ -67,7 +65,7 @@ def _image_source(body: ExtractRequest, runtime: Any, project: Any) -> Any:
         except (binascii.Error, ValueError) as exc:
             raise InputProblem(400, f"image_base64 is not valid base64: {exc}") from exc
     if body.path is not None:
-        root = runtime.backend.settings.uie_allowed_root
+        root = ctx.settings.uie_allowed_root
         if root is None:
             raise InputProblem(403, "local paths are switched off: set UIE_ALLOWED_ROOT to the directory "
                                     "/v1/extract may read images from")
@@ -81,19 +79,18 @@ def _image_source(body: ExtractRequest, runtime: Any, project: Any) -> Any:
             raise InputProblem(413, f"{body.path} is larger than MEDIA_MAX_BYTES={core.media_max_bytes}")
         return path
     # the Label Studio token goes only to Label Studio: core's fetcher enforces it
-    fetcher = runtime.media_for(project) if project is not None else runtime.media
+    fetcher = ctx.media(project)
     try:
         return fetcher.fetch_path(body.image)
     except MediaError as exc:
         raise InputProblem(400, f"the image could not be fetched: {exc}") from exc
 
 
-def run_extract(body: ExtractRequest, runtime: Any) -> dict[str, Any]:
-    backend = runtime.backend
+def run_extract(body: ExtractRequest, backend: Any, ctx: Any) -> dict[str, Any]:
     project, model_dir, version = None, None, backend.model_version()
     if body.project is not None:
         try:
-            project = runtime.project(str(body.project))
+            project = ctx.project(str(body.project))
         except LookupError:
             project = None  # no config stored: the base model answers
         if project is not None and project.trained_dir is not None:
@@ -101,9 +98,9 @@ def run_extract(body: ExtractRequest, runtime: Any) -> dict[str, Any]:
     engine = backend.engine(model_dir)
     if body.text is not None:
         return {"model_version": version, "result": flatten(engine.extract([body.text], body.extraction_schema)[0])}
-    source = _image_source(body, runtime, project)
+    source = _image_source(body, backend, ctx, project)
     try:
-        image = open_image(source, max_pixels=runtime.core.media_max_pixels)
+        image = ctx.media(project).open_image(source)
     except MediaError as exc:
         raise InputProblem(422, str(exc)) from exc
     segments, doc = backend.read_document(image)
@@ -115,16 +112,13 @@ def run_extract(body: ExtractRequest, runtime: Any) -> dict[str, Any]:
     return answer
 
 
-def add_extract_route(router: APIRouter, runtime: Any) -> None:
+def add_extract_route(router: APIRouter, backend: Any, ctx: Any) -> None:
+    """``ctx`` is core's RouteContext; core answers 503 for the route until the model is ready."""
+
     @router.post("/v1/extract", summary="Extract from a text or a document image with a schema (no Label Studio)")
     async def extract(body: ExtractRequest) -> JSONResponse:
-        if runtime.setup_error:
-            return JSONResponse({"error": f"the model failed to load: {runtime.setup_error}"}, status_code=503)
-        if not runtime.ready.is_set():
-            return JSONResponse({"error": "the model is still loading"}, status_code=503,
-                                headers={"Retry-After": "5"})
         try:
-            answer = await anyio.to_thread.run_sync(run_extract, body, runtime)
+            answer = await anyio.to_thread.run_sync(run_extract, body, backend, ctx)
         except InputProblem as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except (TypeError, ValueError) as exc:  # Taskflow's own schema checks

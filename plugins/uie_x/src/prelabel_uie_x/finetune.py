@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prelabel import JobContext, TaskError
-from prelabel.imageio import open_image
 from prelabel_uie_x import converter
 from prelabel_uie_x.engine import load_engine
 from prelabel_uie_x.training import TrainConfig, Trainer, encode_all
@@ -34,7 +33,8 @@ def collect_examples(backend: UieBackend, job: JobContext) -> tuple[list[dict], 
     if not controls:
         raise ValueError(f"the project's label config has no Labels on Text or RectangleLabels on Image "
                          f"({config.describe()})")
-    tasks = job.annotated_tasks()
+    # each task with only its annotations that count, ground truth first (job.annotations())
+    tasks = [{**task, "annotations": anns} for task, anns in job.annotations()]
     examples: list[dict] = []
     images: dict[str, Any] = {}
     problems: list[str] = []
@@ -47,8 +47,7 @@ def collect_examples(backend: UieBackend, job: JobContext) -> tuple[list[dict], 
                 continue
             try:
                 source = (task.get("data") or {}).get(control.object.data_key or "")
-                image = open_image(job.media.fetch_path(source, task.get("id")),
-                                   max_pixels=backend.core.media_max_pixels)
+                image = job.media.open_image(source, task.get("id"))
             except (TaskError, TypeError) as exc:
                 problems.append(f"task {task.get('id')}: {exc}")
                 continue

@@ -14,17 +14,16 @@ from prelabel import (
     ControlInfo,
     JobContext,
     MediaError,
-    ParsedConfig,
     PredictContext,
     Prediction,
     Task,
     TaskError,
 )
-from prelabel.torchdevice import resolve_torch_device
 from prelabel_yolo import convert
 from prelabel_yolo.models import (
     CACHE,
     DEFAULT_WEIGHTS,
+    TRAINED_INFO,
     LoadedModel,
     ModelPathError,
     resolve_model_path,
@@ -32,16 +31,10 @@ from prelabel_yolo.models import (
 )
 from prelabel_yolo.settings import YoloSettings
 
-# control tag -> the object tag it must label
-CONTROL_OBJECTS = {
-    "RectangleLabels": "Image", "PolygonLabels": "Image", "BrushLabels": "Image",
-    "KeyPointLabels": "Image", "Choices": "Image", "VideoRectangle": "Video",
-}
 # output kind -> the ultralytics task of its default weights
 KIND_TASK = {"boxes": "detect", "obb": "obb", "polygons": "segment", "brush": "segment",
              "keypoints": "pose", "choices": "classify", "video": "detect"}
 TRACKABLE = ("detect", "segment", "pose")
-TRAINED_INFO = "training.json"
 
 
 def output_kind(control: ControlInfo) -> str:
@@ -67,9 +60,12 @@ class YoloBackend(Backend):
     title = "Ultralytics YOLO"
     description = ("Detection, rotated boxes, segmentation (polygons or masks), classification, pose and "
                    "video tracking with Ultralytics YOLO; trains detection/segmentation from annotations.")
-    control_tags = frozenset(CONTROL_OBJECTS)
-    object_tags = frozenset({"Image", "Video"})
-    max_batch_size = 8  # per instance: YOLO_MAX_BATCH_SIZE
+    supports = {
+        "RectangleLabels": frozenset({"Image"}), "PolygonLabels": frozenset({"Image"}),
+        "BrushLabels": frozenset({"Image"}), "KeyPointLabels": frozenset({"Image"}),
+        "Choices": frozenset({"Image"}), "VideoRectangle": frozenset({"Video"}),
+    }
+    max_batch_size = 8  # the default of YOLO_MAX_BATCH_SIZE: images per model call
     trainable = True
     default_port = 9093
     version = "base"
@@ -77,14 +73,13 @@ class YoloBackend(Backend):
 
     def __init__(self, settings: YoloSettings | None = None, core: Any = None):
         super().__init__(settings, core)
-        self.max_batch_size = self.settings.yolo_max_batch_size  # core splits requests by this
         self.model_root = Path(self.settings.model_root or self.core.prelabel_home / "weights")
-        self.device = self.settings.device
+        self.device: str | None = None  # resolved by core, given to setup
         self.half: dict[str, Any] = {}
         self.cpu_threads: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
-    def setup(self) -> None:
+    def setup(self, device: str | None) -> None:
         # ultralytics reads its settings directory when first imported; keep it out of $HOME
         os.environ.setdefault("YOLO_CONFIG_DIR", str(self.core.prelabel_home / "ultralytics"))
         import torchvision  # noqa: F401  (seconds to import: pay it while /health says LOADING)
@@ -93,7 +88,7 @@ class YoloBackend(Backend):
         from prelabel_yolo.models import half_precision_args
 
         self.model_root.mkdir(parents=True, exist_ok=True)
-        self.device = resolve_torch_device(self.settings.device)
+        self.device = device or "cpu"
         self.half = half_precision_args() if self.settings.half and self.device.startswith("cuda") else {}
         CACHE.resize(self.settings.yolo_cache_models)
         if self.device == "cpu":
@@ -104,13 +99,6 @@ class YoloBackend(Backend):
     def health(self) -> dict[str, Any]:
         return {"device": self.device, "cpu_threads": self.cpu_threads, "model_root": str(self.model_root),
                 "models_loaded": CACHE.loaded()}
-
-    def supported_controls(self, config: ParsedConfig) -> list[ControlInfo]:
-        """Controls yolo fills; one marked ``model_skip="true"`` is left to the annotators (so
-        the data key only it reads is not required either)."""
-        return [c for c in config.controls
-                if c.tag in CONTROL_OBJECTS and any(o.tag == CONTROL_OBJECTS[c.tag] for o in c.objects)
-                and not c.attr("model_skip", False, bool)]
 
     # -- choosing a model -------------------------------------------------------------------
     def weights_for(self, control: ControlInfo, model_dir: Path | None = None) -> Path:
@@ -187,13 +175,11 @@ class YoloBackend(Backend):
         """A task's image as a BGR array (EXIF orientation applied), decoded once per request."""
         key = (index, control.object.data_key or control.object.value)
         if key not in images:
-            from prelabel.imageio import image_array
-
-            path = ctx.media.fetch_path(task.data.get(key[1], control.object.value), task.id)
             try:  # core's decoder: the EXIF orientation applied, the size checked before decoding
-                images[key] = image_array(path, max_pixels=self.core.media_max_pixels, channels="BGR")
+                images[key] = ctx.media.image_array(task.data.get(key[1], control.object.value), task.id,
+                                                    channels="BGR")
             except MediaError as exc:
-                raise TaskError(f"task {task.id}: {path.name}: {exc}") from exc
+                raise TaskError(f"task {task.id}: {exc}") from exc
         return images[key]
 
     def _predict_images(self, plan: Plan, tasks: list[Task], ctx: PredictContext, images: dict,
@@ -216,15 +202,16 @@ class YoloBackend(Backend):
                     ready.append((i, self._image(images, i, task, plan.control, ctx)))
                 except TaskError as exc:
                     outputs[i] = exc
+        if not ready:
+            return
         converter = convert.CONVERTERS[plan.kind][0]
-        for start in range(0, len(ready), self.max_batch_size):
-            chunk = ready[start:start + self.max_batch_size]
-            with loaded.lock, use_cpu_threads(self.cpu_threads):  # one model call for the whole chunk
-                loaded.calls += 1
-                results = loaded.model.predict([image for _, image in chunk], verbose=False, **args)
-                for (i, _), result in zip(chunk, results, strict=True):
-                    outputs[i].extend(converter(plan.control, result, loaded.names, plan.threshold,
-                                                config=ctx.config))
+        # core hands predict at most limits.max_batch_size tasks: one model call for them all
+        with loaded.lock, use_cpu_threads(self.cpu_threads):
+            loaded.calls += 1
+            results = loaded.model.predict([image for _, image in ready], verbose=False, **args)
+            for (i, _), result in zip(ready, results, strict=True):
+                outputs[i].extend(converter(plan.control, result, loaded.names, plan.threshold,
+                                            config=ctx.config))
 
     def _predict_videos(self, plan: Plan, tasks: list[Task], ctx: PredictContext, outputs: list) -> None:
         from prelabel_yolo import video

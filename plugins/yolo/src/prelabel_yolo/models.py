@@ -29,6 +29,8 @@ DEFAULT_WEIGHTS = {
     "classify": "yolo11n-cls.pt",
     "obb": "yolo11n-obb.pt",
 }
+# a trained version's directory names its weights and the control they were trained for here
+TRAINED_INFO = "training.json"
 
 
 class ModelPathError(TaskError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from prelabel import BackendSettings
 
@@ -22,7 +22,9 @@ class YoloSettings(BackendSettings):
     yolo_cpu_threads: int | None = Field(
         None, ge=1, description="torch threads for inference on the CPU. Default: every core "
                                 "(ultralytics alone would use one fewer, a single thread on 2 cores).")
-    yolo_max_batch_size: int = Field(8, ge=1, description="Images per model call.")
+    # core reads max_batch_size (Backend.limits); YOLO_MAX_BATCH_SIZE is its environment name
+    max_batch_size: int = Field(8, ge=1, validation_alias=AliasChoices("yolo_max_batch_size", "max_batch_size"),
+                                description="Images per model call (YOLO_MAX_BATCH_SIZE).")
     yolo_imgsz: int = Field(640, ge=32, description="Inference and training image size.")
     yolo_score_threshold: float = Field(
         0.5, ge=0, le=1, description="Default minimum score when a control sets no model_score_threshold.")

@@ -15,10 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prelabel import ControlInfo, JobContext, ParsedConfig
-from prelabel.imageio import exif_orientation, image_array
-from prelabel.lsclient import usable_annotations
-from prelabel_yolo.backend import TRAINED_INFO
+from prelabel import ControlInfo, JobContext, ParsedConfig, exif_orientation
+from prelabel_yolo.models import TRAINED_INFO
 
 if TYPE_CHECKING:
     from prelabel_yolo.backend import YoloBackend
@@ -78,13 +76,12 @@ def export_dataset(job: JobContext, control: ControlInfo, root: Path, val_split:
     orientation is written as displayed, since the annotations are in displayed percent."""
     import cv2
 
-    max_pixels = job.runtime.core.media_max_pixels
     key = control.object.data_key
     examples: list[tuple[Path, list[str]]] = []
     skipped = 0
-    tasks = job.annotated_tasks()
-    for n, task in enumerate(tasks, start=1):
-        rows = next((r for ann in usable_annotations(task) if (r := label_rows(control, ann["result"]))), None)
+    tasks = job.annotations()
+    for n, (task, anns) in enumerate(tasks, start=1):
+        rows = next((r for ann in anns if (r := label_rows(control, ann["result"]))), None)
         if rows:
             try:
                 examples.append((job.media.fetch_path((task.get("data") or {}).get(key), task.get("id")), rows))
@@ -100,10 +97,10 @@ def export_dataset(job: JobContext, control: ControlInfo, root: Path, val_split:
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
         for i, (src, rows) in enumerate(items):
-            if src.suffix.lower() in IMAGE_SUFFIXES and exif_orientation(src) == 1:
+            if src.suffix.lower() in IMAGE_SUFFIXES and exif_orientation(src) == 1:  # as displayed: copy it
                 shutil.copyfile(src, root / "images" / split / f"{i:06d}{src.suffix.lower()}")
             else:  # a suffix ultralytics would not pick, or an EXIF orientation: the pixels as displayed
-                image = image_array(src, max_pixels=max_pixels, channels="BGR")
+                image = job.media.image_array(src, channels="BGR")
                 cv2.imwrite(str(root / "images" / split / f"{i:06d}.png"), image)
             (root / "labels" / split / f"{i:06d}.txt").write_text("\n".join(rows) + "\n")
     names = dict(enumerate(control.labels))

@@ -4,8 +4,11 @@ rendered text, in Label Studio's export format."""
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import random
+
+from prelabel.testing.client import wait_job as client_wait_job
 
 PEOPLE = ["Alice", "Bruno", "Chen", "Dmitri", "Elena", "Farah", "Goran", "Hana", "Ivan", "Julia", "Kofi", "Lena"]
 PLACES = ["Paris", "Berlin", "Lagos", "Oslo", "Quito", "Rome", "Seoul", "Tunis", "Vienna", "Zagreb"]
@@ -139,3 +142,7 @@ def corpus_lines() -> list[str]:
     lines = [sentence(rng, chinese=i % 4 == 0)[0] for i in range(40)]
     return lines + ["INVOICE", "Issued:", "Amount:", "Vendor:", "EUR", "2024", *MONTHS, *ORGS] * 5 + [
         f"NO{i}" for i in range(100, 1000, 7)]
+
+
+# training a tiny model on 2 shared cores takes a while
+wait_job = functools.partial(client_wait_job, timeout=240.0)

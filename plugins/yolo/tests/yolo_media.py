@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prelabel import parse_label_config
 from prelabel.testing import images
 from prelabel.testing.images import data_uri, png_bytes
 
@@ -46,3 +47,30 @@ def polygon_tasks(n: int, control: str = "label", labels: tuple[str, ...] = ("Ca
         tasks.append({"id": 200 + i, "data": {"image": image_uri(i)}, "annotations": [{"id": i, "result": [
             {"from_name": control, "to_name": "image", "type": "polygonlabels", "value": value}]}]})
     return tasks
+
+
+# tiny inputs keep the random-weight models fast on CPU
+FAST = {"yolo_imgsz": 64, "yolo_max_det": 5}
+
+BOXES = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image" model_score_threshold="0.5">
+    <Label value="Vehicle" predicted_values="car,truck"/>
+    <Label value="Animal" predicted_values="dog"/>
+  </RectangleLabels>
+</View>"""
+
+
+def predict(client, config, tasks):
+    resp = client.post("/predict", json={"tasks": tasks, "project": "3.1", "label_config": config})
+    assert resp.status_code == 200, resp.text
+    results = resp.json()["results"]
+    assert len(results) == len(tasks)
+    return results
+
+
+def assert_valid(config, item):
+    assert "error" not in item, item["error"]
+    assert item["result"], "expected regions"
+    errors = parse_label_config(config).interface.validate_prediction(item, return_errors=True)
+    assert not errors, errors
