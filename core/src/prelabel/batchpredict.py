@@ -164,10 +164,6 @@ def run_predict_job(ctx: JobContext) -> dict[str, Any]:
     """The ``predict`` job. Params: ``only_unlabeled`` (bool), ``batch_size`` (tasks predicted
     between progress reports and cancel checks; default the backend's ``max_batch_size``),
     ``upload_batch`` (predictions per Label Studio import call; default ``batch_size`` when
-    that is given, else UPLOAD_BATCH). ``dry_run`` (bool): predict ``sample`` tasks only, store
-    nothing, and estimate the tokens and calls of the whole project (:mod:`prelabel.dryrun`)."""
-    if ctx.params.get("dry_run"):
-        from prelabel.dryrun import run_dry_run
-
-        return run_dry_run(ctx)
+    that is given, else UPLOAD_BATCH). ``dry_run`` is handled before this by
+    :func:`prelabel.dryrun.run_predict_or_dry_run`, the job kind's entry point."""
     return PredictJob(ctx).run()

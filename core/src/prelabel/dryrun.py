@@ -14,7 +14,7 @@ import random
 from typing import Any
 
 from prelabel.backend import Task
-from prelabel.batchpredict import PAGE_SIZE, TASK_FIELDS, _version_in
+from prelabel.batchpredict import PAGE_SIZE, TASK_FIELDS, _version_in, run_predict_job
 from prelabel.jobs import JobContext
 from prelabel.usage import UsageTally, counting
 
@@ -77,3 +77,9 @@ def run_dry_run(ctx: JobContext) -> dict[str, Any]:
             "failures": failed[:20], "sample_usage": tally.as_dict(),
             "per_task": {k: round(v, 2) for k, v in per_task.items()}, "estimate": estimate,
             "estimated_from": measured}
+
+
+def run_predict_or_dry_run(ctx: JobContext) -> dict[str, Any]:
+    """The ``predict`` job kind: with ``dry_run`` in its params, :func:`run_dry_run` (predict
+    ``sample`` tasks, store nothing, estimate the whole project); else the prediction job."""
+    return run_dry_run(ctx) if ctx.params.get("dry_run") else run_predict_job(ctx)

@@ -55,9 +55,9 @@ class Runtime:
                                        backend_class.backend_id)
         self.metrics = Metrics(backend_class.backend_id)
         self.backend.metrics = self.metrics
-        from prelabel.batchpredict import run_predict_job
+        from prelabel.dryrun import run_predict_or_dry_run
 
-        self.job_handlers: dict[str, Callable[[JobContext], dict]] = {"predict": run_predict_job}
+        self.job_handlers: dict[str, Callable[[JobContext], dict]] = {"predict": run_predict_or_dry_run}
         if backend_class.trainable:
             from prelabel.training import run_training
 

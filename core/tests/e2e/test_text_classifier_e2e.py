@@ -419,7 +419,7 @@ def test_unsupported_config_is_refused_with_the_reason_in_the_backend_log(
     assert "doesn't look like a valid ML backend" in body and "400 Client Error" in body, body
     assert "supports Choices" not in body  # LS does not pass the backend's message on ...
     deadline = time.monotonic() + 10
-    while "supports Choices on HyperText, Text; this label config has" not in backend.log_tail(400):
+    while "supports Choices on HyperText/Text; this label config has" not in backend.log_tail(400):
         assert time.monotonic() < deadline, backend.log_tail(20)  # ... so the backend's log must have it
         time.sleep(0.1)
     assert sdk.ml.list(project=pid, request_options=NO_RETRY) == []

@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from prelabel import TaskError
-from prelabel.lrucache import LruCache
+from prelabel import LruCache, TaskError
 
 log = logging.getLogger(__name__)
 
