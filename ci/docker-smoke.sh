@@ -212,15 +212,15 @@ smoke_kimi() {
 smoke_yolo() {
     local models=$WORK/yolo-models
     mkdir -p "$models"
-    # A random-weight yolo11n whose class bias is raised (plugins/yolo/tests/randmodels.py), built
+    # A random-weight yolo11n whose class bias is raised (plugins/yolo/tests/yolo_randmodels.py), built
     # with the image's own ultralytics, offline, into the directory mounted as the models volume.
     log "yolo: building a random-weight yolo11n.pt into the models volume"
     "${DOCKER[@]}" run --rm --network none --user root -e YOLO_OFFLINE=1 -e YOLO_CONFIG_DIR=/tmp/ultralytics \
-        -v "$ROOT/plugins/yolo/tests/randmodels.py:/opt/smoke/randmodels.py:ro" -v "$models:/models" \
+        -v "$ROOT/plugins/yolo/tests/yolo_randmodels.py:/opt/smoke/yolo_randmodels.py:ro" -v "$models:/models" \
         --entrypoint python prelabel/yolo:latest -c "
 import sys; sys.path.insert(0, '/opt/smoke')
 from pathlib import Path
-import randmodels
+import yolo_randmodels as randmodels
 base, names, fire = randmodels.SPECS['yolo11n.pt']
 randmodels.build(base, names, fire, Path('/models/yolo11n.pt'))
 " >"$WORK/yolo-model.log" 2>&1 || { cat "$WORK/yolo-model.log" >&2; die "yolo: building the model failed"; }
