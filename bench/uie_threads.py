@@ -38,7 +38,7 @@ def main() -> int:
     run_in("paddle", "paddlenlp")
     sys.path.insert(0, str(ROOT / "plugins" / "uie_x" / "tests"))
     from prelabel_uie_x.engine import load_engine
-    from tinymodels import build_uie
+    from uie_x_tinymodels import build_uie
 
     model = build_uie(tmp / "uie", hidden=768, layers=args.layers)
     cores = os.cpu_count() or 1
