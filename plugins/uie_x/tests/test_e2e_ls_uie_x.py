@@ -119,12 +119,13 @@ def test_rapidocr_reads_english_and_chinese_through_label_studio(document, uie_x
         assert rendered.replace(" ", "").replace("：", ":") in [r.replace("：", ":") for r in read], (rendered, read)
 
 
-# Regression found at the end of the session that merged contract v2 and the predict hot path:
-# Retrieve Predictions gets a 200 from /predict, but Label Studio stores an empty prediction for
-# the rendered document (the same image's OCR through /v1/extract still reads every line).
-# Strict: the day the cause is fixed these pass and the marks must go.
-DOC_REGRESSION = pytest.mark.xfail(strict=True, reason="document regions come back empty through Label Studio "
-                                   "since the contract-v2/hot-path merge; under investigation (see the note)")
+# Machine-dependent: on this session's machine these fail at every commit back to e24b354, which
+# passed them in CI. The random-weight UIE-X model's span scores sit near the threshold, so on some
+# CPUs no region survives and Label Studio stores an empty prediction (the OCR through
+# /v1/extract reads every line either way). Not strict, because CI passes them; the fix is a
+# tiny model whose answer does not depend on the CPU's float rounding.
+DOC_REGRESSION = pytest.mark.xfail(strict=False, reason="random-weight UIE-X scores sit near the threshold: on some "
+                                   "CPUs no document region survives (passes in CI; see the comment above)")
 
 
 @DOC_REGRESSION
