@@ -21,27 +21,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core" / "src"))
-from pydantic import SecretStr  # noqa: E402
 
-from prelabel.llm import LLMBackend, LLMSettings  # noqa: E402
+from _llm import BenchBackend  # noqa: E402
+
 from prelabel.testing import make_runtime, serve_in_process  # noqa: E402
 from prelabel.testing.client import wait_job  # noqa: E402
 from prelabel.testing.fake_openai import FakeOpenAI  # noqa: E402
 from prelabel.testing.keyword_tasks import CONFIG, annotated, examples_help, keyword_tasks  # noqa: E402
-
-
-class BenchSettings(LLMSettings):
-    field_roles = {"api_key": "bench_api_key", "model": "bench_model", "base_url": "bench_base_url",
-                   "timeout": "bench_timeout"}
-    bench_api_key: SecretStr = SecretStr("sk-bench")
-    bench_model: str = "fake-model"
-    bench_base_url: str = ""
-    bench_timeout: float = 30.0
-
-
-class BenchBackend(LLMBackend):
-    backend_id = "bench_llm"
-    Settings = BenchSettings
 
 
 def per_task(arm: dict, n: int) -> str:
