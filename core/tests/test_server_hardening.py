@@ -190,3 +190,76 @@ def test_trained_projects_index_is_built_for_an_older_store(tmp_path):
     st.set("model_dir", str(tmp_path / "m"))
     with serve_in_process(rt) as c:
         assert c.get("/health").json()["trained_projects"] == ["7"]
+
+
+def _big_body() -> bytes:
+    """Over COOPERATIVE_BODY_BYTES: well-formed tasks with a bulky meta, malformed ones of each
+    kind, and tasks without the data key the config reads."""
+    tasks: list = []
+    for i in range(6000):
+        kind = i % 7
+        if kind == 1:
+            tasks.append({"id": i})  # no data
+        elif kind == 2:
+            tasks.append({"id": f"t{i}", "data": {"text": "positive"}})  # a string id
+        elif kind == 3:
+            tasks.append({"id": i, "data": "positive"})  # data not an object
+        elif kind == 4:
+            tasks.append(i)  # not an object
+        elif kind == 5:
+            tasks.append({"id": i, "data": {"other": "x"}})  # no "text" key
+        else:
+            tasks.append({"id": i, "data": {"text": "positive" if i % 2 else "negative"}, "meta": {"pad": "x" * 600}})
+    return json.dumps({"tasks": tasks, "project": "1.1"}).encode()
+
+
+def test_a_big_body_is_answered_as_a_small_one_would_be(client, caplog, monkeypatch):
+    from prelabel.server import app as server_app
+
+    body = _big_body()
+    assert len(body) > server_app.COOPERATIVE_BODY_BYTES
+    with caplog.at_level(logging.ERROR, logger="prelabel.server"):
+        big = client.post("/predict", content=body, headers=J)
+    bad_lines = [r.getMessage() for r in caplog.records if "tasks are malformed" in r.getMessage()]
+    monkeypatch.setattr(server_app, "COOPERATIVE_BODY_BYTES", 1 << 30)  # the one-call parse
+    monkeypatch.setattr(server_app, "SLICE", 1 << 30)  # and the one-call answer
+    whole = client.post("/predict", content=body, headers=J)
+    assert big.status_code == whole.status_code == 200
+
+    def without_region_ids(answer: dict) -> dict:  # region ids are random
+        for item in answer["results"]:
+            for region in item["result"]:
+                region.pop("id")
+        return answer
+
+    assert without_region_ids(big.json()) == without_region_ids(whole.json())
+    results = big.json()["results"]
+    assert len(results) == 6000
+    assert "is malformed" in results[1]["error"] and "is malformed" in results[4]["error"]
+    assert "no data key" in results[5]["error"] and results[6]["result"] and "error" not in results[6]
+    malformed = sum(i % 7 in (1, 2, 3, 4) for i in range(6000))
+    assert len(bad_lines) == 1 and f"{malformed} of 6000 tasks are malformed" in bad_lines[0], bad_lines
+
+
+@pytest.mark.parametrize(("body", "status", "message"), [
+    (b'{"tasks": 5, "pad": "' + b"x" * (2 << 20) + b'"}', 422, "tasks: must be a list of tasks, got a number"),
+    (b'{"pad": "' + b"x" * (2 << 20) + b'"}', 422, "tasks: field required"),
+    (b'{"tasks": [], "pad": "' + b"x" * (2 << 20) + b'"}', 422, "tasks: must be a non-empty list of tasks"),
+    (b'{"tasks": [{"id": 1, "data": {}}], "params": 3, "pad": "' + b"x" * (2 << 20) + b'"}', 422,
+     "params: must be an object"),
+    (b'{"tasks": [{"id": 1, "data": {"text": "' + b"x" * (2 << 20) + b'"}', 400, "malformed JSON body"),
+])
+def test_a_big_body_that_is_wrong_says_what_is_wrong(client, body, status, message):
+    resp = client.post("/predict", content=body, headers=J)
+    assert resp.status_code == status and message in resp.json()["error"], resp.text[:300]
+
+
+def test_a_big_body_task_keeps_its_whole_dict():
+    import asyncio
+
+    from prelabel.server.app import PredictEndpoint
+
+    body, _ = asyncio.run(PredictEndpoint._parse_cooperatively(None, _big_body()))
+    first = body["tasks"][0]
+    assert first.id == 0 and first.data == {"text": "negative"}
+    assert first.raw["meta"] == {"pad": "x" * 600} and first.raw["data"] is first.data

@@ -19,9 +19,11 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from prelabel.paths import InvalidIdentifier, safe_id
 from prelabel.redact import redact
@@ -42,6 +44,10 @@ FINISHED = {SUCCEEDED, FAILED, CANCELLED, INTERRUPTED}
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 60.0
 JOBS_NS = "jobs"
+# A job's annotated tasks from a /train body (megabytes), kept beside its record, not in it:
+# every update of the record (progress, heartbeat) and every listing would carry them again.
+JOB_TASKS_NS = "job_tasks"
+BODY_TASKS = "_body_tasks"  # the params key that says how many there are
 REAP_EVERY_SECONDS = 15.0
 FINAL_WRITE_RETRY_SECONDS = 600.0  # how long a finished job retries writing its outcome
 
@@ -91,12 +97,21 @@ class Job:
     cancel_requested: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # not dataclasses.asdict: it deep-copies params, 9 s for a /train body of 200,000
+        # tasks; the state store serializes the record, so a copy of the top level will do
+        raw = {name: getattr(self, name) for name in _JOB_FIELDS}
+        raw["params"] = dict(self.params)
+        if self.result is not None:
+            raw["result"] = dict(self.result)
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Job:
         known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
         return cls(**known)
+
+
+_JOB_FIELDS = tuple(Job.__dataclass_fields__)
 
 
 class JobCancelled(Exception):
@@ -121,6 +136,32 @@ class JobStore:
 
     def save(self, job: Job) -> None:
         self.state.set(JOBS_NS, job.id, job.to_dict())
+
+    def keep_tasks(self, job: Job) -> None:
+        """Move a job's ``tasks`` param (a /train body's annotated tasks) beside its record;
+        the record keeps their count under BODY_TASKS. Before the job is first saved."""
+        tasks = job.params.get("tasks")
+        if isinstance(tasks, list):
+            # each task as its JSON text: orjson writes them many times faster than the store's
+            # json would, and reading them back is many short calls, not one that holds the GIL
+            # (and the event loop) for the whole body
+            self.state.set(JOB_TASKS_NS, job.id, [orjson.dumps(task).decode() for task in tasks])
+            job.params = {k: v for k, v in job.params.items() if k != "tasks"}
+            job.params[BODY_TASKS] = len(tasks)
+
+    def tasks_of(self, job: Job) -> list[dict] | None:
+        """The annotated tasks kept for a job by keep_tasks, or None."""
+        if BODY_TASKS not in job.params:
+            return None
+        tasks = self.state.get(JOB_TASKS_NS, job.id)
+        if tasks is None:
+            raise RuntimeError(f"job {job.id}: the {job.params[BODY_TASKS]} annotated tasks of its /train body "
+                               "are no longer stored (the job already ran); send them again")
+        return [orjson.loads(task) for task in tasks]
+
+    def drop_tasks(self, job: Job) -> None:
+        if BODY_TASKS in job.params:
+            self.state.delete(JOB_TASKS_NS, job.id)
 
     def get(self, job_id: str) -> Job | None:
         try:
@@ -154,6 +195,7 @@ class JobStore:
         jobs = self.list()
         finished = [j for j in jobs if j.status in FINISHED]
         for job in finished[self.keep:]:
+            self.drop_tasks(job)
             self.state.delete(JOBS_NS, job.id)
 
     def mark_orphans_interrupted(self, include_queued: bool = True, running: set[str] | None = None,
@@ -191,6 +233,7 @@ class JobStore:
                 continue
             if dead:
                 job = self.update(job.id, status=INTERRUPTED, finished_at=now, error=reason)
+                self.drop_tasks(job)
                 marked.append(job)
         return marked
 
@@ -250,6 +293,7 @@ class JobContext:
         self.runtime = runtime
         self.workdir = workdir
         self.log = logging.LoggerAdapter(log, {"job_id": job.id, "project": job.project})
+        self._params: dict[str, Any] | None = None
 
     @property
     def project(self) -> str:
@@ -257,7 +301,14 @@ class JobContext:
 
     @property
     def params(self) -> dict[str, Any]:
-        return self.job.params
+        """The job's params; a /train body's annotated tasks under ``tasks``, as sent."""
+        if self._params is None:
+            tasks = self.store.tasks_of(self.job)
+            params = {k: v for k, v in self.job.params.items() if k != BODY_TASKS}
+            if tasks is not None:
+                params["tasks"] = tasks
+            self._params = params
+        return self._params
 
     @property
     def config(self) -> ParsedConfig | None:
@@ -364,9 +415,9 @@ def execute(job_id: str, runtime: Runtime) -> Job:
             changes = dict(status=SUCCEEDED, progress=1.0, result=result or {}, finished_at=time.time())
         finally:
             stop.set()
-        if isinstance(job.params.get("tasks"), list):  # a /train body: not kept once trained on
-            changes["params"] = {**job.params, "tasks": len(job.params["tasks"])}
         job = _write_outcome(store, job, changes)
+        # a /train body's tasks are not kept once trained on
+        _retrying(lambda: store.drop_tasks(job), f"dropping the tasks of job {job_id}")
         _retrying(lambda: release_lock(runtime, job), f"releasing the lock of job {job_id}")
     finally:
         with _RUNNING_LOCK:
@@ -446,6 +497,7 @@ class JobRunner(ABC):
         if kind not in self.runtime.job_handlers:
             raise ValueError(f"unknown job kind {kind!r}; known: {sorted(self.runtime.job_handlers)}")
         job = Job(id=uuid.uuid4().hex[:12], kind=kind, project=str(project), params=dict(params or {}))
+        store.keep_tasks(job)
         if exclusive:
             job.params["_lock"] = self._claim(kind, str(project), job.id)
         store.save(job)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 import msgspec
 import orjson
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -23,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import prelabel
 from prelabel.backend import Task, describe_supports
 from prelabel.compat.hooks import TrainsOnEvents
-from prelabel.jobs import Job, JobConflict
+from prelabel.jobs import BODY_TASKS, Job, JobConflict
 from prelabel.labelconfig import LabelConfigError, ParsedConfig, parse_label_config, warm_label_config
 from prelabel.paths import InvalidIdentifier
 from prelabel.runtime import Runtime, project_id_of
@@ -53,6 +54,11 @@ WEBHOOK_ACTIONS = frozenset({
     "LABEL_LINK_CREATED", "LABEL_LINK_UPDATED", "LABEL_LINK_DELETED",
 })
 MAX_LOGGED_BAD_TASKS = 5  # per request; the rest are counted in one summary line
+# A /predict body this big is parsed, and its answer written, a slice of tasks at a time with
+# the event loop let in between, so /health and other requests are served meanwhile (a body of
+# 400,000 tasks held the loop for over a second at a time, parsed or written in one call).
+COOPERATIVE_BODY_BYTES = 1 << 20
+SLICE = 4096
 JSON_HEADERS: list[tuple[bytes, bytes]] = []
 SHUTTING_DOWN = {"error": "the backend is shutting down; retry on another replica or after the restart"}
 
@@ -101,11 +107,64 @@ class OrjsonRequest(Request):
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            value = orjson.loads(await self.body())  # orjson.JSONDecodeError is a json.JSONDecodeError
-            if too_deep(value):
-                raise BodyTooDeep()
-            self._json = value
+            raw = await self.body()
+            if len(raw) > COOPERATIVE_BODY_BYTES:
+                self._json = await loads_cooperatively(raw)
+            else:
+                value = orjson.loads(raw)  # orjson.JSONDecodeError is a json.JSONDecodeError
+                if too_deep(value):
+                    raise BodyTooDeep()
+                self._json = value
         return self._json
+
+
+_DECODE_MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_DECODE_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+async def loads_cooperatively(raw: bytes) -> Any:
+    """``orjson.loads`` (and the depth check) of a big body, a slice at a time: a top-level
+    object's list members are parsed SLICE items at a time, the event loop let in between (a
+    /train body of 200,000 annotated tasks parsed in one call held it for over a second). A
+    body that is not an object is parsed the usual way, with its usual errors."""
+    try:
+        members = _DECODE_MEMBERS.decode(raw)
+    except msgspec.DecodeError:
+        members = None
+    if members is None or not all(key.isprintable() or _encodable(key) for key in members):
+        value = orjson.loads(raw)
+        if too_deep(value):
+            raise BodyTooDeep()
+        return value
+    body: dict[str, Any] = {}
+    for key, member in members.items():
+        text = memoryview(member)
+        if bytes(text[:1]) != b"[":
+            value = orjson.loads(text)
+            if too_deep(value, MAX_JSON_DEPTH - 1):
+                raise BodyTooDeep()
+            body[key] = value
+            continue
+        items = _DECODE_ITEMS.decode(member)
+        values = []
+        for start in range(0, len(items), SLICE):
+            for item in items[start:start + SLICE]:
+                value = orjson.loads(memoryview(item))
+                if too_deep(value, MAX_JSON_DEPTH - 2):
+                    raise BodyTooDeep()
+                values.append(value)
+            await asyncio.sleep(0)
+        body[key] = values
+    return body
+
+
+def _encodable(key: str) -> bool:
+    """Whether a key is valid UTF-8 text (no lone surrogate, which orjson refuses)."""
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class OrjsonRoute(APIRoute):
@@ -209,25 +268,47 @@ class PredictEndpoint:
             if type(body) is not dict:
                 return None, self._fail(422, f"invalid request: the body must be a JSON object, got {_kind(body)}")
         tasks = body.get("tasks")
-        problems = []
-        if type(tasks) is not list or not tasks:
-            problems.append("tasks: " + ("field required" if tasks is None and "tasks" not in body else
-                                         "must be a non-empty list of tasks" if type(tasks) is list else
-                                         f"must be a list of tasks, got {_kind(tasks)}"))
-        project = body.get("project")
-        if project is not None and (problem := project_key_problem(project)):
-            problems.append(f"project: the project id {problem}")
-        config = body.get("label_config")
-        if config is not None and type(config) is not str:
-            problems.append(f"label_config: must be a string, got {_kind(config)}")
-        params = body.get("params")
-        if params is not None and type(params) is not dict:
-            problems.append(f"params: must be an object, got {_kind(params)}")
+        problems = _body_problems(tasks, "tasks" in body, body.get("project"), body.get("label_config"),
+                                  body.get("params"))
         if problems:
             return None, self._fail(422, "invalid request: " + "; ".join(problems))
         if shape is None:
             body["tasks"], body["bad"] = _tasks(tasks)
         return body, None
+
+    async def _parse_cooperatively(self, raw: bytes) -> tuple[dict | None, tuple | None]:
+        """What ``_parse`` does, for a big body: one quick pass that only finds where each
+        task starts and ends, then the tasks built a slice at a time, the loop let in between.
+        A body that pass does not take (not an object, tasks not a list, malformed JSON) goes
+        the general way, for its messages."""
+        try:
+            shape = _DECODE_BIG_BODY.decode(raw)
+        except msgspec.DecodeError:
+            return self._parse(raw)
+        items = shape.tasks
+        problems = _body_problems(items, items is not None, shape.project, shape.label_config, shape.params)
+        if problems:
+            return None, self._fail(422, "invalid request: " + "; ".join(problems))
+        source = _RawTasks(items)
+        decode = _DECODE_TASK.decode
+        tasks: list[Task] = []
+        bad: dict[int, str] = {}
+        for start in range(0, len(items), SLICE):
+            for i in range(start, min(start + SLICE, len(items))):
+                try:
+                    t = decode(items[i])
+                except msgspec.DecodeError:  # the general way says what is wrong with it
+                    task = _task_or_problem(i, orjson.loads(memoryview(items[i])))
+                    if type(task) is str:
+                        bad[i] = task
+                    else:
+                        tasks.append(task)
+                else:
+                    tasks.append(_LazyTask(t.id, t.data, source, i))
+            await asyncio.sleep(0)
+        _log_bad(bad, len(items))
+        return {"tasks": tasks, "bad": bad, "project": shape.project, "label_config": shape.label_config,
+                "params": shape.params}, None
 
     async def handle(self, raw: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         runtime = self.runtime
@@ -235,7 +316,8 @@ class PredictEndpoint:
             return self._fail(503, f"the model failed to load: {runtime.setup_error}")
         if not runtime.ready.is_set():
             return self._fail(503, "the model is still loading", [(b"retry-after", b"5")])
-        body, refused = self._parse(raw)
+        body, refused = (self._parse(raw) if len(raw) <= COOPERATIVE_BODY_BYTES
+                         else await self._parse_cooperatively(raw))
         if refused is not None:
             return refused
         metrics = runtime.metrics
@@ -268,7 +350,31 @@ class PredictEndpoint:
             merged = iter(results)
             results = [{"result": [], "score": None, "model_version": version, "error": bad[i]} if i in bad
                        else next(merged) for i in range(len(tasks) + len(bad))]
-        return 200, dumps_json({"results": results, "model_version": version}), JSON_HEADERS
+        if len(results) <= SLICE:
+            return 200, dumps_json({"results": results, "model_version": version}), JSON_HEADERS
+        # byte for byte what dumps_json writes for the whole, a slice at a time
+        parts = []
+        for start in range(0, len(results), SLICE):
+            parts.append(dumps_json(results[start:start + SLICE])[1:-1])
+            await asyncio.sleep(0)
+        return 200, b"".join((b'{"results":[', b",".join(parts), b'],"model_version":', dumps_json(version),
+                              b"}")), JSON_HEADERS
+
+
+def _body_problems(tasks: Any, has_tasks: bool, project: Any, config: Any, params: Any) -> list[str]:
+    """What is wrong with a /predict body's top level, as messages."""
+    problems = []
+    if type(tasks) is not list or not tasks:
+        problems.append("tasks: " + ("field required" if tasks is None and not has_tasks else
+                                     "must be a non-empty list of tasks" if type(tasks) is list else
+                                     f"must be a list of tasks, got {_kind(tasks)}"))
+    if project is not None and (problem := project_key_problem(project)):
+        problems.append(f"project: the project id {problem}")
+    if config is not None and type(config) is not str:
+        problems.append(f"label_config: must be a string, got {_kind(config)}")
+    if params is not None and type(params) is not dict:
+        problems.append(f"params: must be an object, got {_kind(params)}")
+    return problems
 
 
 def _kind(value: Any) -> str:
@@ -291,6 +397,31 @@ class _PredictBodyShape(msgspec.Struct, gc=False):
 
 
 _DECODE_PREDICT_BODY = msgspec.json.Decoder(_PredictBodyShape)
+_DECODE_TASK = msgspec.json.Decoder(_TaskShape)
+
+
+class _BigBodyShape(msgspec.Struct, gc=False):
+    """A big body's top level, each task left as its bytes (found, not built)."""
+
+    tasks: list[msgspec.Raw] | None = None
+    project: Any = None
+    label_config: Any = None
+    params: Any = None
+
+
+_DECODE_BIG_BODY = msgspec.json.Decoder(_BigBodyShape)
+
+
+class _RawTasks:
+    """A big body's tasks as their bytes; each task's whole dict is parsed when asked for."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[msgspec.Raw]):
+        self.items = items
+
+    def task(self, index: int) -> dict:
+        return orjson.loads(memoryview(self.items[index]))
 
 
 class _BodyTasks:
@@ -314,7 +445,7 @@ class _LazyTask(Task):
 
     __slots__ = ("_source", "_index", "_raw")
 
-    def __init__(self, id: int | None, data: dict[str, Any], source: _BodyTasks, index: int):
+    def __init__(self, id: int | None, data: dict[str, Any], source: _BodyTasks | _RawTasks, index: int):
         self.id = id
         self.data = data
         self._source = source
@@ -347,17 +478,31 @@ def _tasks(raw_tasks: list) -> tuple[list[Task], dict[int, str]]:
             if type(data) is dict and (tid is None or type(tid) is int):
                 tasks.append(Task(tid, data, raw))
                 continue
-        try:
-            tasks.append(Task.from_dict(raw))
-        except ValueError as exc:
-            tid = raw.get("id") if isinstance(raw, dict) else None
-            bad[i] = f"task #{i} (id {tid!r}) is malformed: {exc}"
+        task = _task_or_problem(i, raw)
+        if type(task) is str:
+            bad[i] = task
+        else:
+            tasks.append(task)
+    _log_bad(bad, len(raw_tasks))
+    return tasks, bad
+
+
+def _task_or_problem(index: int, raw: Any) -> Task | str:
+    """The Task for one of a body's tasks, or what is wrong with it."""
+    try:
+        return Task.from_dict(raw)
+    except ValueError as exc:
+        tid = raw.get("id") if isinstance(raw, dict) else None
+        return f"task #{index} (id {tid!r}) is malformed: {exc}"
+
+
+def _log_bad(bad: dict[int, str], total: int) -> None:
+    """One log line for a request's malformed tasks, however many there are."""
     if bad:
         first = list(bad.values())[:MAX_LOGGED_BAD_TASKS]
         more = len(bad) - len(first)
-        log.error("%d of %d tasks are malformed and got an empty result: %s%s", len(bad), len(raw_tasks),
+        log.error("%d of %d tasks are malformed and got an empty result: %s%s", len(bad), total,
                   "; ".join(first), f"; and {more} more" if more else "")
-    return tasks, bad
 
 
 def job_view(job: Job) -> dict[str, Any]:
@@ -380,7 +525,10 @@ def job_view(job: Job) -> dict[str, Any]:
 def summarize_params(params: Any) -> Any:
     """Job params as /jobs shows them: a /train body's annotated tasks (megabytes, and the
     project's data) as their count, never the tasks themselves."""
-    if isinstance(params, dict) and isinstance(params.get("tasks"), list):
+    if isinstance(params, dict) and BODY_TASKS in params:  # kept beside the record (JobStore.keep_tasks)
+        shown = {k: v for k, v in params.items() if k != BODY_TASKS}
+        return {**shown, "tasks": f"{params[BODY_TASKS]} annotated tasks from the /train body"}
+    if isinstance(params, dict) and isinstance(params.get("tasks"), list):  # a record from an older version
         return {**params, "tasks": f"{len(params['tasks'])} annotated tasks from the /train body"}
     return params
 
@@ -569,7 +717,18 @@ def create_app(runtime: Runtime, start_setup: bool = True, gc_tuning: bool = Fal
                 runtime.remember_project(str(body.project), body.label_config)
             except LabelConfigError as exc:
                 return _error(400, str(exc))
-        job = runtime.runner.submit("train", pid, {"tasks": body.annotations} if body.annotations else {})
+        tasks = body.annotations
+        for start in range(0, len(tasks), SLICE):
+            for i in range(start, min(start + SLICE, len(tasks))):
+                if type(tasks[i]) is not dict:
+                    return _error(422, f"invalid request: annotations.{i}: must be an annotated task "
+                                       f"(an object), got {_kind(tasks[i])}")
+            if len(tasks) > SLICE:
+                await asyncio.sleep(0)
+        params = {"tasks": tasks} if tasks else {}
+        # in a worker thread: storing a big body's tasks is many short steps the loop runs between
+        job = (await anyio.to_thread.run_sync(runtime.runner.submit, "train", pid, params) if len(tasks) > SLICE
+               else runtime.runner.submit("train", pid, params))
         runtime.metrics.jobs.labels(kind="train").inc()
         return JSONResponse({"status": "queued", "job": job.id}, status_code=201)
 
