@@ -308,9 +308,6 @@ def header_dripper():
     server.close()
 
 
-@pytest.mark.xfail(strict=True, reason="MEDIA_TIMEOUT bounds each socket read, not the download: a host that "
-                                       "drips its response headers holds a media download (and the /predict "
-                                       "or job waiting on it) indefinitely")
 def test_a_host_that_drips_its_headers_cannot_hold_a_download_past_media_timeout(tmp_path, header_dripper):
     media = MediaFetcher(CoreSettings(prelabel_home=tmp_path, media_timeout=2))
     outcome: list[str] = []
@@ -323,10 +320,13 @@ def test_a_host_that_drips_its_headers_cannot_hold_a_download_past_media_timeout
             outcome.append(str(exc))
 
     worker = threading.Thread(target=download, daemon=True)
+    started = time.monotonic()
     worker.start()
     worker.join(15)
     assert outcome, "still downloading 15 s after the start, with MEDIA_TIMEOUT=2"
-    assert "MEDIA_TIMEOUT" in outcome[0] or "timed out" in outcome[0]
+    assert "MEDIA_TIMEOUT" in outcome[0] or "timed out" in outcome[0], outcome
+    # MEDIA_TIMEOUT bounds the whole download (once per hop), not each byte's read
+    assert time.monotonic() - started < 2 + 1.5, f"gave up after {time.monotonic() - started:.1f} s"
 
 
 # -- label config size --------------------------------------------------------------------------

@@ -6,13 +6,24 @@ declaring ``gzip, gzip`` decodes to gigabytes in one chunk. This transport asks 
 ``max_length`` so that no more than the limit is ever held, and hands httpx a plain body.
 Every client prelabel opens toward a host a request can name (task media, Label Studio's API
 and token refresh) uses it.
+
+httpx's timeouts bound each socket operation, not a request: a host that drips its response
+(headers included) a byte at a time within the read timeout holds the caller for ever. Inside
+``deadline(seconds)``, every connect, read and write of this thread's requests through these
+clients is bounded by what is left of that time, and times out (``httpx.ReadTimeout`` and
+kin) once it is spent.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
+import httpcore
 import httpx
 
 ACCEPT_ENCODING = "gzip, deflate"
@@ -82,12 +93,87 @@ class _BoundedStream(httpx.SyncByteStream):
         self.inner.close()
 
 
+_DEADLINE = threading.local()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Bound this thread's requests through bounded clients to ``seconds`` in all."""
+    outer = getattr(_DEADLINE, "at", None)
+    at = time.monotonic() + seconds
+    _DEADLINE.at = at if outer is None else min(outer, at)
+    try:
+        yield
+    finally:
+        _DEADLINE.at = outer
+
+
+def _left(timeout: float | None, error: type[Exception]) -> float | None:
+    """The socket timeout to use: ``timeout``, or less where a deadline is nearer."""
+    at = getattr(_DEADLINE, "at", None)
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise error("the request's deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream):
+        self.inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, _left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self.inner.start_tls(ssl_context, server_hostname,
+                                                    _left(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend):
+        self.inner = inner
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self.inner.connect_tcp(host, port, _left(timeout, httpcore.ConnectTimeout),
+                                                      local_address, socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self.inner.connect_unix_socket(path, _left(timeout, httpcore.ConnectTimeout),
+                                                              socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+def _deadline_transport() -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport()
+    # httpx passes no network backend through; its pool's is the documented httpcore hook
+    pool = transport._pool
+    pool._network_backend = _DeadlineBackend(pool._network_backend)
+    return transport
+
+
 class BoundedTransport(httpx.BaseTransport):
-    """Wraps a transport so that no response decodes to more than ``limit`` bytes."""
+    """Wraps a transport so that no response decodes to more than ``limit`` bytes (and its
+    socket operations keep to the thread's ``deadline``)."""
 
     def __init__(self, limit: int, inner: httpx.BaseTransport | None = None):
         self.limit = int(limit)
-        self.inner = inner or httpx.HTTPTransport()
+        self.inner = inner or _deadline_transport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.headers["Accept-Encoding"] = ACCEPT_ENCODING

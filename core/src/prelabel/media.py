@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote, unquote_to_bytes, urljoin, urlsplit
 
 import httpx
 
-from prelabel.boundedhttp import ResponseTooLarge, bounded_client
+from prelabel.boundedhttp import ResponseTooLarge, bounded_client, deadline
 from prelabel.imageio import image_array, open_image
 from prelabel.lsauth import LabelStudioAuthError, TokenCache, origin, resolve_access
 from prelabel.mediaerrors import MediaError
@@ -264,7 +264,7 @@ class MediaFetcher:
                 credentialed_hops.append(f"{target}\0{headers['Authorization']}")
             started = time.monotonic()
             try:
-                with self._client.stream("GET", target, headers=headers) as resp:
+                with deadline(self.core.media_timeout), self._client.stream("GET", target, headers=headers) as resp:
                     if resp.is_redirect:
                         location = resp.headers.get("location", "")
                         target = urljoin(target, location)

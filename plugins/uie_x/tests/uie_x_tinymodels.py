@@ -45,9 +45,12 @@ def _sentencepiece(path: Path, corpus: list[str]) -> None:
     (path / "sentencepiece.bpe.vocab").unlink(missing_ok=True)
 
 
-def build_uiex(path: Path, corpus: list[str], hidden: int = 64, layers: int = 2) -> Path:
+def build_uiex(path: Path, corpus: list[str], hidden: int = 64, layers: int = 2,
+               span_logit: float | None = None) -> Path:
     """A random UIE-X (ERNIE-Layout, whose ResNet-101 image backbone is fixed in size) with a
-    sentencepiece model trained on ``corpus``."""
+    sentencepiece model trained on ``corpus``. ``span_logit``: the start and end heads answer
+    that logit for every token (zero weights), so which spans it marks does not depend on the
+    random encoder's float rounding on a given CPU (random heads score near the threshold)."""
     import paddle
     from paddlenlp.transformers import UIEX, ErnieLayoutConfig, ErnieLayoutTokenizer
 
@@ -71,5 +74,10 @@ def build_uiex(path: Path, corpus: list[str], hidden: int = 64, layers: int = 2)
                                max_2d_position_embeddings=1024, type_vocab_size=100, task_type_vocab_size=3,
                                pad_token_id=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
                                image_feature_pool_shape=[7, 7, 256], has_visual_segment_embedding=False)
-    UIEX(config).save_pretrained(str(path))
+    model = UIEX(config)
+    if span_logit is not None:
+        for head in (model.linear_start, model.linear_end):
+            head.weight.set_value(paddle.zeros_like(head.weight))
+            head.bias.set_value(paddle.full_like(head.bias, span_logit))
+    model.save_pretrained(str(path))
     return path

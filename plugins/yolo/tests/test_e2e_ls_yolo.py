@@ -155,12 +155,6 @@ def test_retrieve_predictions_stores_the_four_people_as_person(label_studio, bus
     assert all(r["score"] >= 0.5 for r in bus["result"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "yolo bug: _predict_images passes every image of a request to one model.predict call; ultralytics "
-    "letterboxes a batch of differently sized images to a square imgsz x imgsz (rect padding only for a "
-    "single image or same-size batch), so a task's boxes depend on the other tasks in the request: bus.jpg "
-    "with zidane.jpg in one Retrieve Predictions loses the 4th person (score drops under 0.5) and the other "
-    "boxes move by up to 90 px"))
 def test_retrieve_predictions_on_mixed_sizes_gives_each_image_its_own_boxes(label_studio, yolo, expected_people):
     pid, ml, tasks = new_project(label_studio, yolo, "yolo-real-weights-mixed", ["bus.jpg", "zidane.jpg"])
     retrieve_predictions(label_studio, pid)

@@ -205,13 +205,20 @@ class YoloBackend(Backend):
         if not ready:
             return
         converter = convert.CONVERTERS[plan.kind][0]
-        # core hands predict at most limits.max_batch_size tasks: one model call for them all
+        # One model call per image size: ultralytics letterboxes a batch of differently sized
+        # images to one square imgsz x imgsz (the tight, rect padding only for a single image
+        # or a same-size batch), so a task's boxes would depend on the other tasks of its
+        # request (bus.jpg with zidane.jpg lost a person and its boxes moved by up to 90 px).
+        by_size: dict[tuple[int, ...], list[tuple[int, Any]]] = {}
+        for i, image in ready:
+            by_size.setdefault(tuple(image.shape[:2]), []).append((i, image))
         with loaded.lock, use_cpu_threads(self.cpu_threads):
-            loaded.calls += 1
-            results = loaded.model.predict([image for _, image in ready], verbose=False, **args)
-            for (i, _), result in zip(ready, results, strict=True):
-                outputs[i].extend(converter(plan.control, result, loaded.names, plan.threshold,
-                                            config=ctx.config))
+            for group in by_size.values():
+                loaded.calls += 1
+                results = loaded.model.predict([image for _, image in group], verbose=False, **args)
+                for (i, _), result in zip(group, results, strict=True):
+                    outputs[i].extend(converter(plan.control, result, loaded.names, plan.threshold,
+                                                config=ctx.config))
 
     def _predict_videos(self, plan: Plan, tasks: list[Task], ctx: PredictContext, outputs: list) -> None:
         from prelabel_yolo import video
