@@ -143,3 +143,34 @@ def test_job_annotations_are_the_usable_ones_ground_truth_first(tmp_path):
     pairs = job.annotations()
     rt.close()
     assert [(task["id"], [a["id"] for a in anns]) for task, anns in pairs] == [(10, [2, 1])]
+
+
+@pytest.mark.parametrize("how", ["runtime", "app"])
+def test_main_thread_imports_happen_in_the_main_thread_before_setup(tmp_path, monkeypatch, how):
+    import sys
+    import threading
+
+    (tmp_path / "framework_probe.py").write_text(
+        "import threading\nIMPORTED_IN = threading.current_thread().name\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "framework_probe", raising=False)
+    seen = {}
+
+    class Framework(Acme):
+        main_thread_imports = ("framework_probe",)
+
+        def setup(self, device=None):
+            seen["setup_in"] = threading.current_thread().name
+            seen["imported"] = "framework_probe" in sys.modules
+
+    rt = make_runtime(Framework, tmp_path / "home")
+    if how == "runtime":
+        rt.start_in_background().join(30)
+    else:
+        from prelabel.testing.client import serve_in_process
+
+        with serve_in_process(rt):
+            pass
+    assert seen == {"setup_in": "prelabel-setup", "imported": True}
+    assert sys.modules["framework_probe"].IMPORTED_IN != "prelabel-setup"
+    rt.close()

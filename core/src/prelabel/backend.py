@@ -166,6 +166,10 @@ class Backend:
     #: task's result also gets an ``error`` that names them (label-studio-ml models, whose
     #: authors expect to see every region they return)
     report_dropped_regions: ClassVar[bool] = False
+    #: modules core imports in the process's main thread before ``setup`` runs in its own
+    #: thread: a framework whose thread-local state is made by its import (paddle: imported
+    #: first in the setup thread, a training job's thread later segfaulted inside libpaddle)
+    main_thread_imports: ClassVar[tuple[str, ...]] = ()
     #: the process's Prometheus metrics, set by the Runtime (None outside one): a backend may
     #: register its own counters on ``metrics.registry`` so /metrics shows them
     metrics: Metrics | None = None

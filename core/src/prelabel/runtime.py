@@ -6,6 +6,7 @@ instance and its weights live here for the life of the process.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
@@ -123,7 +124,16 @@ class Runtime:
         self.ready.set()
         log.info("%s ready in %.2fs", self.backend.backend_id, self.setup_seconds)
 
+    def import_main_thread_modules(self) -> None:
+        """Import the backend's ``main_thread_imports``; called in the main thread before
+        ``start`` runs in a thread of its own."""
+        for name in self.backend.main_thread_imports:
+            importlib.import_module(name)
+
     def start_in_background(self) -> threading.Thread:
+        """``start`` in a thread of its own, after ``import_main_thread_modules``."""
+        self.import_main_thread_modules()
+
         def target() -> None:
             try:
                 self.start()

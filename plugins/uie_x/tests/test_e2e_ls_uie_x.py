@@ -6,7 +6,7 @@ OCR: the PP-OCRv4 detection and recognition models inside the ``rapidocr-onnxrun
 a random tiny UIE-X (no UIE-X checkpoint is on PyPI), so which fields it marks is arbitrary,
 but every box it returns is drawn around OCR lines: the boxes must sit on the rendered lines,
 in what Label Studio stored and in what Chromium draws. Training through Label Studio's Train
-button is the last test (it is xfail: it crashes the backend process, see there).
+button is the last test.
 
 The page is uploaded to Label Studio; the backend (``prelabel serve uie_x``, a real process)
 fetches it from ``/data/upload/`` with a personal access token."""
@@ -160,11 +160,6 @@ def test_the_browser_draws_the_boxes_on_the_text(label_studio, document):
         assert rows[ys].mean() >= 0.95, "what is drawn lies on the text lines"
 
 
-@pytest.mark.xfail(strict=True, raises=Exception, reason=(
-    "uie_x bug: a training job started from Label Studio (START_TRAINING) segfaults the `prelabel serve "
-    "uie_x` process inside libpaddle.so (kernel log: 'prelabel[pid]: segfault at 18 ... in libpaddle.so', same "
-    "offset 0x51bf342 in 3 of 3 runs) right after the fine-tuning loads the base weights; the job poll then "
-    "gets 'connection refused'. The in-process fine-tuning tests (test_finetune.py) do not hit it"))
 def test_start_training_in_label_studio_serves_a_new_version(label_studio, uie_x):
     """Box annotations (with their transcription) saved in Label Studio, its Train button
     (START_TRAINING to /webhook), a fine-tuning job that exports them and OCRs the uploaded

@@ -27,6 +27,9 @@ class UieBackend(Backend):
     default_port = 9094
     version = "base"
     Settings = UieSettings
+    # imported first in the setup thread, paddle crashed a later training job's thread
+    # (a segfault inside libpaddle.so right after loading the base weights)
+    main_thread_imports = ("paddle",)
 
     def __init__(self, settings: UieSettings | None = None, core: Any = None):
         super().__init__(settings, core)
