@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from prelabel.testing.client import per_task_results
 from prelabel.testing.configs import TEXT_CHOICES
 from prelabel.testing.redisserver import free_port
 
@@ -89,7 +90,7 @@ def test_serve_answers_label_studio_calls(tmp_path, workers):
             resp = httpx.post(url + "/predict", json={"tasks": [{"id": 1, "data": {"text": "positive"}}],
                                                       "project": "1.1"})
             assert resp.status_code == 200, resp.text
-            assert resp.json()["results"][0]["model_version"] == setup["model_version"]
+            assert per_task_results(resp.json())[0]["model_version"] == setup["model_version"]
         metrics = httpx.get(url + "/metrics").text
         assert "prelabel_tasks_total" in metrics
     finally:

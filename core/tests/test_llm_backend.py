@@ -12,6 +12,7 @@ from acme_llm import AcmeBackend
 from prelabel.cli import load_settings
 from prelabel.labelconfig import parse_label_config
 from prelabel.testing import configs, make_runtime, serve_in_process
+from prelabel.testing.client import per_task_results
 from prelabel.testing.fake_openai import FakeRequest, Reply
 
 INTERACTIVE = """<View>
@@ -34,7 +35,7 @@ def predict(client, tasks, config, context=None, project="3.1"):
     resp = client.post("/predict", json={"tasks": tasks, "label_config": config, "project": project,
                                          "params": {"login": None, "password": None, "context": context}})
     assert resp.status_code == 200, resp.text
-    return resp.json()["results"]
+    return per_task_results(resp.json())
 
 
 def task_text(req: FakeRequest) -> str:

@@ -15,7 +15,7 @@ from prelabel.llm.evaluate import control_metrics, decide, sign_test, task_score
 from prelabel.llm.fewshot import ExampleIndex, estimate_tokens, examples_from_tasks, render_examples, split, tokens
 from prelabel.llm.schema import task_spec
 from prelabel.testing import configs, make_runtime, serve_in_process
-from prelabel.testing.client import wait_job
+from prelabel.testing.client import per_task_results, wait_job
 from prelabel.testing.fake_openai import FakeOpenAI, Reply
 from prelabel.testing.keyword_tasks import CODES, LABELS, annotated, examples_help, examples_hurt, keyword_tasks
 
@@ -94,7 +94,7 @@ def predict(client, tasks: list[tuple[int, str, str]]) -> list[dict]:
     body = {"tasks": [{"id": tid, "data": {"text": text}} for tid, text, _ in tasks], "project": PROJECT}
     resp = client.post("/predict", json=body)
     assert resp.status_code == 200, resp.text
-    return resp.json()["results"]
+    return per_task_results(resp.json())
 
 
 def test_examples_that_help_are_promoted_and_label_the_rest(make_client, fake, profile):

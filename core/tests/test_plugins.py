@@ -103,7 +103,8 @@ def test_public_modules_are_pinned():
         "brush", "choices", "find_spans", "keypoint", "mask_to_rle", "number", "polygon", "rating", "rectangle",
         "region_id", "rle_to_mask", "rotated_rectangle", "span", "taxonomy", "textarea", "video_rectangle"]
     assert sorted(prelabel.testing.__all__) == [
-        "BackendConformanceTests", "configs", "data_uri", "make_runtime", "png_bytes", "serve_in_process"]
+        "BackendConformanceTests", "configs", "data_uri", "make_runtime", "per_task_results", "png_bytes",
+        "serve_in_process"]
     assert sorted(prelabel.sam_events.__all__) == [
         "Prompts", "SamEventBackend", "SamRequest", "TrackPlan", "TrackSessions", "bitmask_value",
         "capabilities_value", "dispatch_sam_event"]

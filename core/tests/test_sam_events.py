@@ -24,6 +24,7 @@ from prelabel.sam_events import (
     parse_prompts,
 )
 from prelabel.testing import make_runtime, serve_in_process
+from prelabel.testing.client import per_task_results
 
 IMAGE = """<View><Image name="image" value="$image"/>
   <KeyPointLabels name="kp" toName="image" smart="true"><Label value="Car"/></KeyPointLabels>
@@ -97,7 +98,7 @@ def event(client, context: dict, config: str = IMAGE, task: dict | None = None) 
     resp = client.post("/predict", json={"tasks": [task], "project": "1.1", "label_config": config,
                                          "params": {"context": context}})
     assert resp.status_code == 200, resp.text
-    (item,) = resp.json()["results"]
+    (item,) = per_task_results(resp.json())
     return item
 
 

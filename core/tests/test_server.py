@@ -12,7 +12,7 @@ from prelabel import Backend, Prediction, TaskError
 from prelabel.logsetup import JsonFormatter, RequestIdFilter, request_id_var
 from prelabel.regions import choices, rectangle
 from prelabel.testing import configs
-from prelabel.testing.client import make_runtime, serve_in_process
+from prelabel.testing.client import make_runtime, per_task_results, serve_in_process
 from prelabel.testing.images import data_uri, png_bytes
 
 
@@ -88,7 +88,7 @@ def tricky(tmp_path):
 
 def test_a_task_that_sinks_its_batch_is_isolated(tricky):
     tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(["ok", "boom", "fine", "also ok"])]
-    results = predict(tricky, tasks).json()["results"]
+    results = per_task_results(predict(tricky, tasks).json())
     assert [bool(r["result"]) for r in results] == [True, False, True, True]
     assert "model exploded" in results[1]["error"]
     assert TrickyTextBackend.calls[:2] == [[0, 1, 2], [0]]  # batch failed, then one by one
@@ -96,7 +96,7 @@ def test_a_task_that_sinks_its_batch_is_isolated(tricky):
 
 def test_task_error_and_foreign_labels(tricky):
     tasks = [{"id": 1, "data": {"text": "bad"}}, {"id": 2, "data": {"text": "boat"}}, {"id": 3, "data": {"text": "x"}}]
-    results = predict(tricky, tasks).json()["results"]
+    results = per_task_results(predict(tricky, tasks).json())
     assert results[0] == {"result": [], "score": None, "model_version": results[0]["model_version"],
                           "error": "this task is bad"}
     assert results[1]["result"] == [] and "error" not in results[1]  # 'boat' is not a project label
@@ -104,9 +104,10 @@ def test_task_error_and_foreign_labels(tricky):
 
 
 def test_wrong_result_count_is_reported_per_task(tricky):
-    results = predict(tricky, [{"id": 1, "data": {"text": "short"}}, {"id": 2, "data": {"text": "x"}}]).json()
-    assert len(results["results"]) == 2
-    assert all("returned 0 results for 2 tasks" in r["error"] for r in results["results"])
+    results = per_task_results(predict(tricky, [{"id": 1, "data": {"text": "short"}},
+                                                {"id": 2, "data": {"text": "x"}}]).json())
+    assert len(results) == 2
+    assert all("returned 0 results for 2 tasks" in r["error"] for r in results)
 
 
 def test_sync_predict_is_serialized(tricky):
@@ -156,7 +157,7 @@ def test_unreachable_media_fails_only_its_task(images):
              {"id": 2, "data": {"image": "http://127.0.0.1:9/missing.png"}},
              {"id": 3, "data": {"image": "/data/upload/1/x.png"}},
              {"id": 4, "data": {"image": data_uri(png_bytes(10, 30))}}]
-    results = predict(images, tasks, configs.IMAGE_RECTANGLES).json()["results"]
+    results = per_task_results(predict(images, tasks, configs.IMAGE_RECTANGLES).json())
     assert results[0]["result"][0]["original_width"] == 40
     assert "could not download" in results[1]["error"]
     assert "LABEL_STUDIO_URL" in results[2]["error"]
@@ -168,7 +169,7 @@ def test_setup_hostname_is_used_for_relative_media(images):
                                        "hostname": "http://127.0.0.1:9", "access_token": "tok"})
     assert resp.status_code == 200
     results = predict(images, [{"id": 3, "data": {"image": "/data/upload/1/x.png"}}], configs.IMAGE_RECTANGLES)
-    assert "http://127.0.0.1:9/data/upload/1/x.png" in results.json()["results"][0]["error"]
+    assert "http://127.0.0.1:9/data/upload/1/x.png" in per_task_results(results.json())[0]["error"]
 
 
 def test_project_key_and_webhook_id_share_state(tricky):

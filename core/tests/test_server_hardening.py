@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from prelabel.jobs import Job
-from prelabel.testing.client import make_runtime, serve_in_process
+from prelabel.testing.client import make_runtime, per_task_results, serve_in_process
 from prelabel.testing.configs import TEXT_CHOICES
 from prelabel.testing.reference import ReferenceBackend
 
@@ -134,7 +134,7 @@ def test_malformed_tasks_are_logged_once_per_request(client, caplog):
     with caplog.at_level(logging.INFO):
         resp = client.post("/predict", json={"tasks": tasks, "project": "1.1"})
     assert resp.status_code == 200
-    results = resp.json()["results"]
+    results = per_task_results(resp.json())
     assert len(results) == 2001 and all(r["error"] for r in results[:2000]) and results[2000]["result"]
     lines = [r for r in caplog.records if r.name.startswith("prelabel") and r.name != "prelabel.access"]
     assert len(lines) == 1, [r.getMessage()[:100] for r in lines]
@@ -145,7 +145,7 @@ def test_failing_tasks_are_logged_in_a_few_lines(client, caplog):
     tasks = [{"id": i, "data": {"other": "x"}} for i in range(1000)]  # no "text" key: each task fails
     with caplog.at_level(logging.INFO):
         resp = client.post("/predict", json={"tasks": tasks, "project": "1.1"})
-    assert resp.status_code == 200 and all("no data key" in r["error"] for r in resp.json()["results"])
+    assert resp.status_code == 200 and all("no data key" in r["error"] for r in per_task_results(resp.json()))
     lines = [r for r in caplog.records if r.name.startswith("prelabel") and r.name != "prelabel.access"]
     assert len(lines) <= 6, len(lines)
     assert "1000 of 1000 tasks failed" in lines[-1].getMessage()
@@ -226,14 +226,15 @@ def test_a_big_body_is_answered_as_a_small_one_would_be(client, caplog, monkeypa
     whole = client.post("/predict", content=body, headers=J)
     assert big.status_code == whole.status_code == 200
 
-    def without_region_ids(answer: dict) -> dict:  # region ids are random
-        for item in answer["results"]:
+    def without_region_ids(answer: dict) -> list:  # region ids are random
+        results = per_task_results(answer)
+        for item in results:
             for region in item["result"]:
                 region.pop("id")
-        return answer
+        return results
 
     assert without_region_ids(big.json()) == without_region_ids(whole.json())
-    results = big.json()["results"]
+    results = per_task_results(big.json())
     assert len(results) == 6000
     assert "is malformed" in results[1]["error"] and "is malformed" in results[4]["error"]
     assert "no data key" in results[5]["error"] and results[6]["result"] and "error" not in results[6]

@@ -20,7 +20,7 @@ from prelabel.compat import LabelStudioMLBase, adapt
 from prelabel.media import MediaError, MediaFetcher
 from prelabel.settings import CoreSettings
 from prelabel.testing.backendprocess import BackendProcess
-from prelabel.testing.client import make_runtime, serve_in_process
+from prelabel.testing.client import make_runtime, per_task_results, serve_in_process
 from prelabel.testing.configs import TEXT_CHOICES
 from prelabel.testing.httpserver import RecordingServer
 from prelabel.testing.images import png_bytes
@@ -447,7 +447,7 @@ def test_malformed_tasks_of_one_request_are_logged_once(served, caplog):
         resp = client.post("/predict", json={"project": "1", "label_config": TEXT_CHOICES,
                                              "tasks": [{"id": i} for i in range(2000)]})
     assert resp.status_code == 200
-    assert len(resp.json()["results"]) == 2000
+    assert len(per_task_results(resp.json())) == 2000
     lines = [r for r in caplog.records if r.name == "prelabel.server"]
     assert len(lines) <= 10, f"{len(lines)} log lines for one request"
 

@@ -23,7 +23,7 @@ from prelabel.paths import InvalidIdentifier, safe_id
 from prelabel.redact import redact, register_secret
 from prelabel.settings import CoreSettings
 from prelabel.state import SQLiteStateStore, StateUnavailable
-from prelabel.testing.client import make_runtime, serve_in_process, wait_job
+from prelabel.testing.client import make_runtime, per_task_results, serve_in_process, wait_job
 from prelabel.testing.configs import TEXT_CHOICES
 from prelabel.testing.httpserver import RecordingServer
 from prelabel.testing.images import png_bytes
@@ -392,7 +392,7 @@ def test_secrets_are_masked_in_errors_and_log_lines(tmp_path, caplog):
         resp = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "a"}}],
                                              "label_config": TEXT_CHOICES, "project": "1"})
         assert resp.status_code == 200
-        error = resp.json()["results"][0]["error"]
+        error = per_task_results(resp.json())[0]["error"]
         assert ENV_KEY not in error and "hunter2-pw" not in error
         assert "***" in error
     from prelabel.logsetup import JsonFormatter, RedactingFormatter

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from prelabel.server.app import create_app
-from prelabel.testing.client import make_runtime, serve_in_process
+from prelabel.testing.client import make_runtime, per_task_results, serve_in_process
 from prelabel.testing.configs import AUDIO_RATING, INVALID_XML, TEXT_CHOICES
 from prelabel.testing.reference import ReferenceBackend
 
@@ -88,7 +88,7 @@ def test_every_bad_task_fails_alone(client, figures):
         tasks += [bad, GOOD_TASK]
     resp = client.post("/predict", json={"tasks": tasks, "project": "1.1"})
     assert resp.status_code == 200, resp.text
-    results = resp.json()["results"]
+    results = per_task_results(resp.json())
     assert len(results) == len(tasks)
     for i, item in enumerate(results):
         if i % 2 == 0:

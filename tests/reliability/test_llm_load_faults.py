@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from prelabel.testing.backendprocess import BackendProcess
+from prelabel.testing.client import per_task_results
 from prelabel.testing.fake_openai import FakeOpenAI, Reply
 from prelabel.testing.loadgen import run_load
 
@@ -63,7 +64,7 @@ def test_kimi_rides_out_429_500_and_timeout_storms(tmp_path, figures):
                  LLM_BACKOFF_MAX="1") as backend:
         stormy = run_load(backend.url + "/predict", bodies(300, "storm"), concurrency=32, timeout=90)
         with backend.http() as http:
-            sample = http.post("/predict", json=bodies(1, "sample")[0]).json()["results"][0]
+            sample = per_task_results(http.post("/predict", json=bodies(1, "sample")[0]).json())[0]
         storm["on"] = False
         calm = run_load(backend.url + "/predict", bodies(200, "calm"), concurrency=32)
         with backend.http() as http:
@@ -83,9 +84,9 @@ def test_kimi_rides_out_429_500_and_timeout_storms(tmp_path, figures):
 def test_provider_refusals_fail_each_task_with_an_actionable_message(tmp_path, reply, needle):
     with FakeOpenAI(responder=lambda req: reply) as fake, kimi(tmp_path, fake) as backend:
         with backend.http() as http:
-            results = http.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "a"}},
+            results = per_task_results(http.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "a"}},
                                                             {"id": 2, "data": {"text": "b"}}],
-                                                  "label_config": CONFIG}).json()["results"]
+                                                  "label_config": CONFIG}).json())
     assert len(results) == 2
     for item in results:
         assert item["result"] == [] and needle.lower() in item["error"].lower()

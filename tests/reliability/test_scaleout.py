@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from prelabel.testing.backendprocess import BackendProcess
+from prelabel.testing.client import per_task_results
 from prelabel.testing.configs import TEXT_CHOICES
 
 SUPPORT = Path(__file__).parent / "support"
@@ -71,7 +72,7 @@ def test_a_version_trained_on_the_worker_is_served_by_every_replica(cluster):
     for s in servers:
         with s.http() as http:
             resp = http.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "great"}}], "project": "3.1"})
-        item = resp.json()["results"][0]
+        item = per_task_results(resp.json())[0]
         assert item["model_version"] == version and item["result"][0]["value"]["choices"] == ["positive"]
 
 

@@ -133,7 +133,10 @@ class PredictJob:
                     self.failures.append({"task": task.id, "error": item["error"]})
                 continue
             self.counts["predicted"] += 1
-            self.counts["empty"] += not item["result"]
+            if not item["result"]:
+                self.counts["empty"] += 1
+                if not self.runtime.core.store_empty_predictions:
+                    continue  # nothing to show: no empty tab on the task (a later run predicts it again)
             uploads.append({"task": task.id, "result": item["result"], "score": item["score"],
                             "model_version": version})
         self.ready.extend(uploads)

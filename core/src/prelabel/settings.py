@@ -68,6 +68,9 @@ class CoreSettings(BaseSettings):
     max_inflight: int = Field(default=64, description="Concurrent /predict requests per process.")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, description="Largest accepted request body.")
     train_every_n: int = Field(default=0, description="Train after every N new annotations (0: off).")
+    store_empty_predictions: bool = Field(
+        default=False, description="Let Label Studio store a task's empty prediction (a tab with no regions, "
+                                   "which makes Retrieve Predictions skip the task for this model version).")
     job_runner: str = Field(default="auto", description="auto (rq when REDIS_URL is set), inprocess or rq.")
 
     def model_post_init(self, context: Any) -> None:

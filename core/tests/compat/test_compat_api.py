@@ -11,6 +11,7 @@ from unittest import mock
 import pytest
 
 from prelabel.testing import configs
+from prelabel.testing.client import per_task_results
 
 pytest.importorskip("label_studio_ml.api", reason='needs prelabel-compat: pip install -e "core[compat]" -e compat')
 
@@ -109,7 +110,7 @@ def test_setup_health_webhook_and_errors(client):
 def test_regions_outside_the_config_are_dropped_with_a_task_error(client):
     other = configs.TEXT_CHOICES.replace('"positive"', '"upbeat"')
     response = client.post("/predict", json=_predict_body(["a great day", "rain"], config=other))
-    first, second = response.json["results"]
+    first, second = per_task_results(response.json)
     assert first["result"] == []
     assert "dropped 1 region" in first["error"] and "['positive']" in first["error"]
     assert second["result"][0]["value"]["choices"] == ["negative"] and "error" not in second

@@ -13,6 +13,7 @@ import pytest
 
 from prelabel.compat import LabelStudioMLBase, ModelResponse, PredictionValue, adapt, load_model_file
 from prelabel.testing import configs, make_runtime, serve_in_process
+from prelabel.testing.client import per_task_results
 from prelabel.testing.client import wait_job as client_wait_job
 
 MODELS = Path(__file__).parent / "models"
@@ -94,7 +95,7 @@ def predict(client, tasks, project="1.1700000000", config=configs.TEXT_CHOICES, 
     resp = client.post("/predict", json={"tasks": tasks, "project": project, "label_config": config,
                                          "params": {"login": None, "password": None, "context": None, **params}})
     assert resp.status_code == 200, resp.text
-    return resp.json()["results"]
+    return per_task_results(resp.json())
 
 
 wait_job = functools.partial(client_wait_job, timeout=30.0)

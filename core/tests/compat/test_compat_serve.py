@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from prelabel.testing.backendprocess import BackendProcess, prelabel_command
+from prelabel.testing.client import per_task_results
 from prelabel.testing.configs import TEXT_CHOICES
 
 MODELS = Path(__file__).parent / "models"
@@ -46,13 +47,13 @@ def test_serve_model_file_answers_label_studio(tmp_path):
         tasks = [{"id": 1, "data": {"text": "wonderful"}}, {"id": 2, "data": {"text": "boring"}}]
         body = {"tasks": tasks, "project": "1.1700000000", "label_config": TEXT_CHOICES,
                 "params": {"login": None, "password": None, "context": None}}
-        results = http.post("/predict", json=body).json()["results"]
+        results = per_task_results(http.post("/predict", json=body).json())
         assert len(results) == 2 and all(r["model_version"] == "SklearnTextClassifier-v0.0.1" for r in results)
         train = http.post("/train", json={"project": "1.1700000000", "annotations": [
             _annotated(1, "great wonderful film", "positive"), _annotated(2, "awful boring film", "negative")]})
         job = backend.wait_job(train.json()["job"])
         assert job["status"] == "succeeded", job
-        results = http.post("/predict", json=body).json()["results"]
+        results = per_task_results(http.post("/predict", json=body).json())
         assert [r["result"][0]["value"]["choices"] for r in results] == [["positive"], ["negative"]]
         assert {r["model_version"] for r in results} == {"SklearnTextClassifier-v0.1.0"}
         assert "SklearnTextClassifier-v0.1.0" in http.get("/versions").json()["versions"]

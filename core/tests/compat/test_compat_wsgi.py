@@ -9,6 +9,7 @@ import pytest
 
 from prelabel.testing import configs
 from prelabel.testing.backendprocess import BackendProcess
+from prelabel.testing.client import per_task_results
 
 WSGI = Path(__file__).parent / "wsgi_model" / "_wsgi.py"
 
@@ -39,7 +40,7 @@ def test_python_wsgi_serves_the_model_with_prelabels_server(tmp_path):
         body = {"tasks": [{"id": 1, "data": {"text": "a great film"}}, {"id": 2, "data": {"text": "dull"}}],
                 "project": "5.1700000000", "label_config": configs.TEXT_CHOICES,
                 "params": {"login": None, "password": None, "context": None}}
-        results = http.post("/predict", json=body).json()["results"]
+        results = per_task_results(http.post("/predict", json=body).json())
         assert [r["result"][0]["value"]["choices"] for r in results] == [["positive"], ["negative"]]
         assert {r["model_version"] for r in results} == {"KeywordSentiment-v1"}
     # state went where PRELABEL_HOME says, as with prelabel serve

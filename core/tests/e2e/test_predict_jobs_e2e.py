@@ -28,10 +28,14 @@ def texts(n: int, offset: int = 0) -> list[tuple[str, str]]:
             for i in range(offset, offset + n)]
 
 
-def make_project(client, title: str, n: int = N_TASKS, annotated: int = 30) -> int:
+def make_project(client, title: str, n: int = N_TASKS, annotated: int = 30, named: bool = False) -> int:
+    """A project of ``n`` reviews, the first ``annotated`` of them annotated; ``named``: each
+    text also names its label (which the untrained reference backend picks)."""
     project = client.projects.create(title=title, label_config=TEXT_CHOICES)
     payload = []
     for i, (text, label) in enumerate(texts(n)):
+        if named:
+            text = f"{text}, {label} overall"
         task: dict = {"data": {"text": text}}
         if i < annotated:
             task["annotations"] = [{"result": [{"from_name": "sentiment", "to_name": "text", "type": "choices",
@@ -103,6 +107,7 @@ def test_500_tasks_predicted_once_and_rerun_adds_nothing(label_studio, backend):
 def test_one_prediction_job_per_project_and_clean_cancel(label_studio, backend):
     client = label_studio.client()
     pid = make_project(client, "predict-job-cancel")
+    train(backend, pid)  # an untrained classifier has nothing to say, and nothing would be stored
     first = start_job(backend, pid, batch_size=10)
     assert first.status_code == 201
     second = start_job(backend, pid, batch_size=10)
@@ -133,16 +138,16 @@ def test_one_prediction_job_per_project_and_clean_cancel(label_studio, backend):
 
 def test_cli_predicts_only_unlabeled_tasks_with_progress(label_studio, tmp_path):
     client = label_studio.client()
-    pid = make_project(client, "predict-cli", n=120, annotated=20)
+    pid = make_project(client, "predict-cli", n=120, annotated=20, named=True)
     env = {**os.environ, "PRELABEL_HOME": str(tmp_path / "home"), "LABEL_STUDIO_URL": label_studio.url,
            "LABEL_STUDIO_API_KEY": label_studio.personal_access_token()}
-    cmd = [sys.executable, "-m", "prelabel.cli", "predict", "text_classifier", "--project", str(pid),
-           "--only-unlabeled", "--batch-size", "25"]
+    cmd = [sys.executable, "-m", "prelabel.cli", "predict", "prelabel.testing.reference:ReferenceBackend",
+           "--project", str(pid), "--only-unlabeled", "--batch-size", "25"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "succeeded" in out.stderr and "predicted 100" in out.stderr and "skipped_labeled 20" in out.stderr
     stored = stored_predictions(label_studio, pid)
-    assert len(stored) == 100 and all(p["model_version"] == "text_classifier-untrained" for p in stored)
+    assert len(stored) == 100 and all(p["model_version"] == "reference-1" for p in stored)
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "predicted 0" in again.stderr
     assert len(stored_predictions(label_studio, pid)) == 100
@@ -176,3 +181,14 @@ def test_500_tasks_with_kimi_on_the_fake_llm(label_studio, tmp_path):
     choices = {p["result"][0]["value"]["choices"][0] for p in stored}
     assert choices <= {"positive", "negative", "neutral"}
     assert calls == N_TASKS  # the re-run sent nothing to the provider
+
+
+def test_a_job_stores_no_empty_prediction(label_studio, backend):
+    """The untrained text_classifier has nothing for any task: the job says so and Label
+    Studio is given nothing to store (an empty prediction would be a tab on every task)."""
+    client = label_studio.client()
+    pid = make_project(client, "predict-job-empty", n=40, annotated=0)
+    job = backend.wait_job(start_job(backend, pid).json()["id"], timeout=120)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["predicted"] == 40 and job["result"]["empty"] == 40, job["result"]
+    assert stored_predictions(label_studio, pid) == []

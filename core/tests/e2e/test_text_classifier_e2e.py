@@ -242,25 +242,14 @@ def test_connect_is_healthy(sdk: Any, project: Project, ml: Any, backend: Any) -
     assert f"{backend.url}/webhook" in [h.url for h in hooks]
 
 
-def test_retrieve_stores_one_prediction_per_task(project: Project, untrained_rounds: tuple) -> None:
-    first, _ = untrained_rounds
-    assert sorted(first) == sorted(project.tasks), "a task got no prediction"
-    for tid, preds in first.items():
-        assert len(preds) == 1, (tid, preds)
-        assert preds[0].model_version == UNTRAINED
-        assert preds[0].result == []  # untrained: no guesses, but an honest empty prediction
-
-
-def test_retrieve_again_stores_no_duplicates(untrained_rounds: tuple) -> None:
+def test_an_untrained_model_leaves_no_empty_predictions(project: Project, backend: Any,
+                                                        untrained_rounds: tuple) -> None:
+    """Before training the classifier has nothing to say: Label Studio's calls reach it (twice
+    per task, one Retrieve each) and it is given nothing to store, so no task gets an empty
+    prediction tab and a later Retrieve predicts them again."""
     first, second = untrained_rounds
-    assert {t: [p.id for p in ps] for t, ps in second.items()} == {t: [p.id for p in ps] for t, ps in first.items()}
-
-
-def test_predictions_readable_per_task(sdk: Any, project: Project, untrained_rounds: tuple) -> None:
-    """The same rows through ``GET /api/predictions?task=`` (what the brief's reader uses)."""
-    tid = project.heldout_ids[0]
-    preds = sdk.predictions.list(task=tid, request_options=NO_RETRY)
-    assert [p.id for p in preds] == [p.id for p in untrained_rounds[0][tid]]
+    assert not any(first.values()) and not any(second.values()), "an empty prediction was stored"
+    assert metric(backend, "prelabel_tasks_total") >= 2 * len(project.tasks)
 
 
 # -- 2. training ---------------------------------------------------------------------------------------------------
@@ -287,12 +276,20 @@ def test_label_studio_lists_the_model_versions(sdk: Any, ml: Any, trained: Train
 def test_trained_predictions_are_stored_once_with_the_new_version(trained: Trained, project: Project) -> None:
     for tid in project.tasks:
         versions = Counter(p.model_version for p in trained.first[tid])
-        assert versions == {UNTRAINED: 1, trained.version: 1}, (tid, versions)
+        assert versions == {trained.version: 1}, (tid, versions)  # and no empty one of the untrained model
         new = next(p for p in trained.first[tid] if p.model_version == trained.version)
         assert len(new.result) == 1 and new.result[0]["from_name"] == CONTROL
         assert 0 < new.score <= 1
     # a second retrieve with the same version adds nothing
-    assert sum(len(v) for v in trained.second.values()) == sum(len(v) for v in trained.first.values())
+    assert {t: [p.id for p in ps] for t, ps in trained.second.items()} == \
+        {t: [p.id for p in ps] for t, ps in trained.first.items()}
+
+
+def test_predictions_readable_per_task(sdk: Any, project: Project, trained: Trained) -> None:
+    """The same rows through ``GET /api/predictions?task=`` (what the brief's reader uses)."""
+    tid = project.heldout_ids[0]
+    preds = sdk.predictions.list(task=tid, request_options=NO_RETRY)
+    assert [p.id for p in preds] == [p.id for p in trained.first[tid]]
 
 
 def test_trained_predictions_are_right_on_held_out_texts(trained: Trained, project: Project) -> None:
@@ -474,10 +471,11 @@ def test_basic_auth_connection_retrieves_and_trains(sdk: Any, ls: Any, auth_proj
     assert ml.state == "CO", (ml.state, ml.error_message)
     assert ml.model_version == UNTRAINED
 
-    retrieve(sdk, auth_project.id)
-    stored = stored_predictions(sdk, auth_project.id)
-    assert sorted(stored) == sorted(auth_project.tasks)
-    assert all([p.model_version for p in ps] == [UNTRAINED] for ps in stored.values())
+    answered = metric(auth_backend, "prelabel_requests_total", endpoint="/predict", method="POST", status="200")
+    retrieve(sdk, auth_project.id)  # through Basic auth; untrained, so nothing is stored
+    assert metric(auth_backend, "prelabel_requests_total", endpoint="/predict", method="POST",
+                  status="200") > answered
+    assert not any(stored_predictions(sdk, auth_project.id).values())
 
     # Project webhooks are plain requests without the ML connection's auth: the backend refuses
     # them until the webhook is given the header (LS forwards webhook.headers verbatim).
@@ -504,4 +502,4 @@ def test_basic_auth_connection_retrieves_and_trains(sdk: Any, ls: Any, auth_proj
     retrieve(sdk, auth_project.id)
     stored = stored_predictions(sdk, auth_project.id)
     for tid in auth_project.heldout_ids:
-        assert Counter(p.model_version for p in stored[tid]) == {UNTRAINED: 1, version: 1}
+        assert Counter(p.model_version for p in stored[tid]) == {version: 1}

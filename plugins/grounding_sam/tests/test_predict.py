@@ -14,6 +14,7 @@ from prelabel_grounding_sam import GroundingSamBackend
 from prelabel.labelconfig import parse_label_config
 from prelabel.regions import rle_to_mask
 from prelabel.testing import make_runtime, serve_in_process
+from prelabel.testing.client import per_task_results
 
 PROJECT = "5.1700000000"
 
@@ -40,7 +41,7 @@ def predict(client, config: str, tasks: list[dict], context: dict | None = None,
     resp = client.post("/predict", json={"tasks": tasks, "project": project, "label_config": config,
                                          "params": {"context": context}})
     assert resp.status_code == 200, resp.text
-    results = resp.json()["results"]
+    results = per_task_results(resp.json())
     assert len(results) == len(tasks)
     errors = [r["error"] for r in results if "error" in r]
     assert not errors, errors

@@ -10,6 +10,7 @@ from prelabel_kimi import DEFAULT_LABEL_CONFIG, KimiBackend, Settings
 
 from prelabel.cli import cli
 from prelabel.testing import make_runtime, serve_in_process
+from prelabel.testing.client import per_task_results
 from prelabel.testing.fake_openai import Reply
 
 
@@ -85,7 +86,7 @@ def test_a_new_user_with_only_key_and_url_labels_sentiment_without_thinking(clie
     assert setup.status_code == 200, setup.text
     tasks = [{"id": 1, "data": {"text": "I love it, works great"}}, {"id": 2, "data": {"text": "It broke in a day"}}]
     resp = client.post("/predict", json={"tasks": tasks, "project": "7.1", "label_config": SENTIMENT})
-    results = resp.json()["results"]
+    results = per_task_results(resp.json())
     assert [r["result"][0]["value"]["choices"] for r in results] == [["positive"], ["negative"]]
     assert all(r["model_version"] == setup.json()["model_version"] for r in results)
     for req in fake_openai.chat_requests:
@@ -103,7 +104,7 @@ def test_thinking_setting_turns_kimi_thinking_on(tmp_path, fake_openai, monkeypa
         assert c.get("/health").json()["thinking"] is True
         resp = c.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "great"}}], "label_config": SENTIMENT})
     rt.close()
-    assert resp.json()["results"][0]["result"][0]["value"]["choices"] == ["positive"]
+    assert per_task_results(resp.json())[0]["result"][0]["value"]["choices"] == ["positive"]
     assert fake_openai.chat_requests[0].body["thinking"] == {"type": "enabled"}
 
 
@@ -114,7 +115,7 @@ def test_thinking_that_runs_out_of_tokens_is_a_task_error_naming_the_setting(tmp
     with serve_in_process(rt) as c:
         resp = c.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "great"}}], "label_config": SENTIMENT})
     rt.close()
-    [item] = resp.json()["results"]
+    [item] = per_task_results(resp.json())
     assert item["result"] == [] and "raise LLM_MAX_TOKENS" in item["error"]
 
 
@@ -122,7 +123,7 @@ def test_seed_000_curl_example_tasks_only(client, fake_openai):
     fake_openai.responder = lambda req: {"label": "一段关于标注的文本"}
     resp = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "这是一段需要标注的文本内容"}}]})
     assert resp.status_code == 200, resp.text
-    [item] = resp.json()["results"]
+    [item] = per_task_results(resp.json())
     [region] = item["result"]
     assert (region["from_name"], region["to_name"], region["type"]) == ("label", "text", "textarea")
     assert region["value"] == {"text": ["一段关于标注的文本"]}
@@ -145,7 +146,7 @@ def test_default_config_is_seed_000s():
 def test_provider_errors_name_what_to_fix(client, fake_openai, reply, needle):
     fake_openai.enqueue(reply)
     resp = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}]})
-    [item] = resp.json()["results"]
+    [item] = per_task_results(resp.json())
     assert needle in item["error"] and item["result"] == []
 
 

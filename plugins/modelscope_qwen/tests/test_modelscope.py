@@ -12,6 +12,7 @@ from prelabel_modelscope_qwen import ModelScopeQwenBackend, Settings
 
 from prelabel.cli import cli
 from prelabel.testing import make_runtime, serve_in_process
+from prelabel.testing.client import per_task_results
 from prelabel.testing.fake_openai import Reply
 
 
@@ -51,7 +52,7 @@ def predict(tmp_path, monkeypatch):
             resp = c.post("/predict", json={"tasks": [{"id": 7, "data": data}], "label_config": CODE_COMMENT})
         rt.close()
         assert resp.status_code == 200, resp.text
-        [item] = resp.json()["results"]
+        [item] = per_task_results(resp.json())
         return item
 
     return run
@@ -124,7 +125,7 @@ def test_the_daily_free_allowance_used_up_is_reported_not_retried(tmp_path, monk
         rt = make_runtime(ModelScopeQwenBackend, tmp_path / "home")
         with serve_in_process(rt) as c:
             tasks = [{"id": 1, "data": {"code": "a = 1"}}, {"id": 2, "data": {"code": "b = 2"}}]
-            results = c.post("/predict", json={"tasks": tasks, "label_config": CODE_COMMENT}).json()["results"]
+            results = per_task_results(c.post("/predict", json={"tasks": tasks, "label_config": CODE_COMMENT}).json())
         rt.close()
         assert len(fake.chat_requests) == 2  # one each: a used-up daily allowance is not retried
     errors = [r.get("error") for r in results]

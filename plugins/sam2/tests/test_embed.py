@@ -16,7 +16,7 @@ from prelabel_sam2.model import Embedding, image_digest
 from sam2_media import click, image_uri
 
 from prelabel.testing import make_runtime, serve_in_process
-from prelabel.testing.client import wait_job
+from prelabel.testing.client import per_task_results, wait_job
 from prelabel.testing.images import data_uri
 
 PROJECT = "7"
@@ -45,7 +45,7 @@ def first_click(client, task: dict) -> dict:
     resp = client.post("/predict", json={"tasks": [task], "project": PROJECT, "label_config": configs.IMAGE_BRUSH,
                                          "params": {"context": {"result": [click(30, 50, positive=True)]}}})
     assert resp.status_code == 200, resp.text
-    (item,) = resp.json()["results"]
+    (item,) = per_task_results(resp.json())
     assert "error" not in item and item["result"], item
     return item
 

@@ -11,7 +11,7 @@ from prelabel_sam2 import Sam2Backend
 from sam2_media import click
 
 from prelabel.testing import make_runtime, serve_in_process
-from prelabel.testing.client import wait_job
+from prelabel.testing.client import per_task_results, wait_job
 from prelabel.testing.images import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -61,7 +61,7 @@ def test_embed_job_over_a_label_studio_project_then_first_clicks_hit_the_disk(la
             resp = backend_client.post("/predict", json={
                 "tasks": [task], "project": f"{project.id}.1700000000", "label_config": configs.IMAGE_BRUSH,
                 "params": {"context": {"result": [click(30, 50, "Car", positive=True)]}}})
-            (item,) = resp.json()["results"]
+            (item,) = per_task_results(resp.json())
             assert "error" not in item and item["result"][0]["type"] == "brushlabels", item
         assert backend.model.encoder_calls == calls and backend.store.hits == 3
     runtime.close()

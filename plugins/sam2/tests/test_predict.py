@@ -11,6 +11,7 @@ from sam2_media import HEIGHT, WIDTH, box, click, image_uri
 from prelabel.labelconfig import parse_label_config
 from prelabel.regions import rle_to_mask
 from prelabel.testing import make_runtime, serve_in_process
+from prelabel.testing.client import per_task_results
 
 PROJECT = "3.1700000000"
 
@@ -38,7 +39,7 @@ def predict(client, image: str, context_regions: list[dict], config: str = confi
         "tasks": [{"id": 1, "data": {"image": image}}], "project": PROJECT, "label_config": config,
         "params": {"context": {"result": context_regions}}})
     assert resp.status_code == 200, resp.text
-    (item,) = resp.json()["results"]
+    (item,) = per_task_results(resp.json())
     assert "error" not in item, item["error"]
     return item
 
@@ -140,7 +141,7 @@ def test_seed_config_negative_clicks_and_the_masks_own_label(client, backend, mo
 def test_batch_without_context_is_empty_and_context_for_another_image_is_ignored(client):
     resp = client.post("/predict", json={"tasks": [{"id": i, "data": {"image": image_uri(i)}} for i in (1, 2)],
                                          "project": PROJECT, "label_config": configs.IMAGE_BRUSH})
-    assert [r["result"] for r in resp.json()["results"]] == [[], []]
+    assert [r["result"] for r in per_task_results(resp.json())] == [[], []]
     item = predict(client, image_uri(1), [click(30, 50, to_name="elsewhere")])
     assert item["result"] == []
 
@@ -149,7 +150,7 @@ def test_a_bad_context_region_fails_the_task_with_a_message(client):
     resp = client.post("/predict", json={
         "tasks": [{"id": 1, "data": {"image": image_uri(1)}}], "project": PROJECT, "label_config": configs.IMAGE_BRUSH,
         "params": {"context": {"result": [{"type": "keypointlabels", "to_name": "image", "value": {"x": "a"}}]}}})
-    (item,) = resp.json()["results"]
+    (item,) = per_task_results(resp.json())
     assert item["result"] == [] and "bad interactive context" in item["error"]
 
 

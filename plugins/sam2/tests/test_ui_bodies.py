@@ -19,6 +19,7 @@ from sam2_ui_bodies import (
 
 from prelabel.regions import rle_to_mask
 from prelabel.testing import make_runtime, serve_in_process
+from prelabel.testing.client import per_task_results
 from prelabel.testing.httpserver import RecordingServer
 from prelabel.testing.images import png_bytes
 
@@ -73,7 +74,7 @@ def post(client, body: dict, config: str = configs.UPSTREAM_SAM2_IMAGE, project:
         body["project"] = project
     resp = client.post("/predict", json=body)
     assert resp.status_code == 200, resp.text
-    (item,) = resp.json()["results"]
+    (item,) = per_task_results(resp.json())
     assert "error" not in item, item["error"]
     return item
 

@@ -9,6 +9,7 @@ from sam2_media import video_box, write_video
 
 from prelabel.labelconfig import parse_label_config
 from prelabel.testing import make_runtime, serve_in_process
+from prelabel.testing.client import per_task_results
 from prelabel.testing.images import data_uri
 
 
@@ -30,7 +31,7 @@ def test_two_objects_each_get_their_box_sequence_under_their_own_id(tmp_path, vi
                                              "label_config": configs.VIDEO, "params": {"context": context}})
     runtime.close()
     assert resp.status_code == 200, resp.text
-    (item,) = resp.json()["results"]
+    (item,) = per_task_results(resp.json())
     assert "error" not in item, item["error"]
     regions = {r["id"]: r for r in item["result"]}
     assert set(regions) == {"carA", "personB"}
@@ -57,5 +58,5 @@ def test_a_prompt_past_the_end_of_the_video_fails_the_task(tmp_path, video_uri):
         resp = client.post("/predict", json={"tasks": [{"id": 7, "data": {"video": video_uri}}], "project": "4",
                                              "label_config": configs.VIDEO, "params": {"context": context}})
     runtime.close()
-    (item,) = resp.json()["results"]
+    (item,) = per_task_results(resp.json())
     assert item["result"] == [] and "frame 40" in item["error"]

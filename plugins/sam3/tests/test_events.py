@@ -8,6 +8,7 @@ import sam3_configs as configs
 from prelabel_sam3 import Sam3Backend
 from sam3_media import HEIGHT, WIDTH, image_uri, write_video
 
+from prelabel.testing.client import per_task_results
 from prelabel.testing.images import data_uri
 from prelabel.testing.sam_events import SAM_EVENT_CONTEXTS as EVENTS
 from prelabel.testing.sam_events import bitmask_pixels as png
@@ -74,5 +75,5 @@ def test_an_unknown_event_fails_the_task_by_name(served):
     client, _ = served
     resp = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image_uri(1)}}], "project": "5.1",
                                          "label_config": configs.SMART, "params": {"context": {"event": "zoom"}}})
-    (item,) = resp.json()["results"]
+    (item,) = per_task_results(resp.json())
     assert item["result"] == [] and "unknown SAM event 'zoom'" in item["error"]

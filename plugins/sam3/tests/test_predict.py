@@ -14,6 +14,7 @@ from sam3_media import HEIGHT, WIDTH, fixture, image_tasks, image_uri, smart_box
 from prelabel.labelconfig import parse_label_config
 from prelabel.regions import rle_to_mask
 from prelabel.testing import make_runtime, serve_in_process
+from prelabel.testing.client import per_task_results
 
 PROJECT = "3.1700000000"
 
@@ -57,7 +58,7 @@ def predict(client, tasks: list[dict], config: str, context: dict | None = None)
         body["params"] = {"context": context}
     resp = client.post("/predict", json=body)
     assert resp.status_code == 200, resp.text
-    results = resp.json()["results"]
+    results = per_task_results(resp.json())
     for item in results:
         assert "error" not in item, item["error"]
     return results
@@ -128,7 +129,7 @@ def test_one_bad_task_does_not_sink_the_others(client):
         {"id": 3, "data": {"other": "x"}},
     ]
     resp = client.post("/predict", json={"tasks": tasks, "project": PROJECT, "label_config": configs.MASKS})
-    results = resp.json()["results"]
+    results = per_task_results(resp.json())
     assert len(results) == 3 and results[0]["result"] and "error" not in results[0]
     assert results[1]["result"] == [] and results[1]["error"]
     assert results[2]["result"] == [] and "image" in results[2]["error"]
@@ -220,5 +221,5 @@ def test_a_bad_context_region_fails_the_task_with_a_message(client):
             "params": {"context": {"result": [{"type": "rectanglelabels", "to_name": "image", "value": {"x": "a"}}]}},
         },
     )
-    (item,) = resp.json()["results"]
+    (item,) = per_task_results(resp.json())
     assert item["result"] == [] and "bad interactive context" in item["error"]

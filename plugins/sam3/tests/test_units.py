@@ -22,6 +22,7 @@ from sam3_media import fixture, smart_box
 
 from prelabel import CoreSettings, parse_label_config
 from prelabel.paths import PathEscapeError
+from prelabel.testing.client import per_task_results
 
 
 def test_label_prompts_values_synonyms_and_hints():
@@ -150,11 +151,11 @@ def test_a_detector_only_checkpoint_serves_labels_and_says_what_clicks_need(tmp_
     body = fixture("ls_smart_keypoint.json")["body"]
     with serve_in_process(runtime, wait_ready=300) as client:
         assert client.get("/health").json()["checkpoint"] == "sam3"
-        batch = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
-                                              "project": "2", "label_config": configs.MASKS}).json()["results"]
-        clicks = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
+        batch = per_task_results(client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
+                                              "project": "2", "label_config": configs.MASKS}).json())
+        clicks = per_task_results(client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
                                                "project": "2", "label_config": configs.SMART,
-                                               "params": body["params"]}).json()["results"]
+                                               "params": body["params"]}).json())
     runtime.close()
     assert batch[0]["result"] and "error" not in batch[0]
     assert clicks[0]["result"] == [] and "full facebook/sam3 checkpoint" in clicks[0]["error"]

@@ -10,6 +10,7 @@ from sam3_media import write_video
 
 from prelabel.labelconfig import parse_label_config
 from prelabel.testing import make_runtime, serve_in_process
+from prelabel.testing.client import per_task_results
 from prelabel.testing.images import data_uri
 
 
@@ -29,7 +30,7 @@ def test_each_object_is_one_sequence_of_its_label_bounded_in_frames(tmp_path):
                                              "label_config": configs.VIDEO})
     runtime.close()
     assert resp.status_code == 200, resp.text
-    (item,) = resp.json()["results"]
+    (item,) = per_task_results(resp.json())
     assert "error" not in item, item["error"]
     # max_frames_to_track="2": the first frame and two more; the Labels' values are the prompts
     assert seen == [(3, ["car", "person"], 4)]
@@ -53,7 +54,7 @@ def test_frames_over_the_pixel_bound_fail_the_task(tmp_path):
         resp = client.post("/predict", json={"tasks": [{"id": 3, "data": {"video": video}}], "project": "9",
                                              "label_config": configs.VIDEO})
     runtime.close()
-    (item,) = resp.json()["results"]
+    (item,) = per_task_results(resp.json())
     assert item["result"] == [] and "SAM3_VIDEO_MAX_PIXELS" in item["error"]
 
 
@@ -65,7 +66,7 @@ def test_a_single_frame_video_still_answers(tmp_path, frames):
         resp = client.post("/predict", json={"tasks": [{"id": 4, "data": {"video": video}}], "project": "9",
                                              "label_config": configs.VIDEO})
     runtime.close()
-    (item,) = resp.json()["results"]
+    (item,) = per_task_results(resp.json())
     assert "error" not in item, item["error"]
 
 
@@ -88,7 +89,7 @@ def test_drawn_boxes_are_followed_under_their_own_ids(tmp_path):
         resp = client.post("/predict", json={"tasks": [{"id": 7, "data": {"video": video}}], "project": "9",
                                              "label_config": configs.VIDEO, "params": {"context": context}})
     runtime.close()
-    (item,) = resp.json()["results"]
+    (item,) = per_task_results(resp.json())
     assert "error" not in item, item["error"]
     regions = {r["id"]: r for r in item["result"]}
     assert set(regions) <= {"carA", "personB"} and regions, "no drawn box was followed"

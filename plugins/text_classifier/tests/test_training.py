@@ -5,7 +5,7 @@ from prelabel_text_classifier import TextClassifier
 from text_classifier_corpus import annotated_tasks, labeled_texts
 
 from prelabel.testing import configs
-from prelabel.testing.client import make_runtime, serve_in_process
+from prelabel.testing.client import make_runtime, per_task_results, serve_in_process
 from prelabel.testing.client import wait_job as client_wait_job
 
 MULTI_CONFIG = configs.TEXT_CHOICES_MULTIPLE
@@ -27,7 +27,7 @@ def setup(client, config=configs.TEXT_CHOICES, project="5.1"):
 
 def predict(client, texts, project="5.1"):
     tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(texts)]
-    return client.post("/predict", json={"tasks": tasks, "project": project}).json()["results"]
+    return per_task_results(client.post("/predict", json={"tasks": tasks, "project": project}).json())
 
 
 def test_untrained_returns_empty_results_and_says_so(client):
@@ -107,4 +107,4 @@ def test_labels_renamed_in_the_project_are_mapped_or_dropped(client):
                                            '<Choice value="Good" predicted_values="positive"/>')
     resp = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "great wonderful love"}}],
                                          "project": "5.1", "label_config": renamed})
-    assert resp.json()["results"][0]["result"][0]["value"]["choices"] == ["Good"]
+    assert per_task_results(resp.json())[0]["result"][0]["value"]["choices"] == ["Good"]

@@ -10,7 +10,7 @@ from prelabel_uie_x import UieBackend
 from uie_x_corpus import DOC_CONFIG, data_uri, invoice, invoice_task, wait_job
 
 from prelabel import parse_label_config
-from prelabel.testing.client import make_runtime, serve_in_process
+from prelabel.testing.client import make_runtime, per_task_results, serve_in_process
 
 # OCR detection at a 320-pixel short side (736 by default) is ~3x faster on these small pages
 DOCS = {"uie_max_seq_len": 128, "uie_epochs": 1000, "uie_max_steps": 300, "uie_learning_rate": 2e-3,
@@ -38,7 +38,7 @@ def pixel_box(region) -> tuple[float, float, float, float]:
 def predict(client, tasks):
     resp = client.post("/predict", json={"tasks": tasks, "project": PROJECT, "label_config": DOC_CONFIG})
     assert resp.status_code == 200, resp.text
-    return resp.json()["results"]
+    return per_task_results(resp.json())
 
 
 @pytest.fixture(scope="module")

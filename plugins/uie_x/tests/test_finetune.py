@@ -10,7 +10,7 @@ from prelabel_uie_x import UieBackend
 from uie_x_corpus import NER_CONFIG, ner_tasks, sentence, wait_job
 
 from prelabel import parse_label_config
-from prelabel.testing.client import make_runtime, serve_in_process
+from prelabel.testing.client import make_runtime, per_task_results, serve_in_process
 
 FINETUNE = {"uie_max_seq_len": 64, "uie_epochs": 100, "uie_max_steps": 400, "uie_learning_rate": 2e-3,
             "uie_train_batch_size": 8, "uie_val_split": 0.2}
@@ -26,7 +26,7 @@ def predict(client, texts):
     tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(texts)]
     resp = client.post("/predict", json={"tasks": tasks, "project": PROJECT})
     assert resp.status_code == 200, resp.text
-    return resp.json()["results"]
+    return per_task_results(resp.json())
 
 
 def exact_spans(results) -> list[set]:

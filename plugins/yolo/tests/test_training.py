@@ -13,7 +13,7 @@ from yolo_media import assert_valid, polygon_tasks, rectangle_tasks
 
 from prelabel import parse_label_config
 from prelabel.testing import configs
-from prelabel.testing.client import make_runtime, serve_in_process
+from prelabel.testing.client import make_runtime, per_task_results, serve_in_process
 from prelabel.testing.client import wait_job as client_wait_job
 
 TRAIN = {"yolo_imgsz": 64, "yolo_max_det": 5, "yolo_epochs": 1, "yolo_train_batch": 4}
@@ -82,7 +82,7 @@ def test_training_a_segmentation_model_promotes_a_version_that_predicts(client):
     low = config.replace('<PolygonLabels name="label" toName="image">',
                          '<PolygonLabels name="label" toName="image" model_score_threshold="0.0001">')
     resp = client.post("/predict", json={"tasks": polygon_tasks(2), "project": "11.1", "label_config": low})
-    items = resp.json()["results"]
+    items = per_task_results(resp.json())
     assert str(model_dir / "model.pt") in CACHE.loaded()
     for item in items:
         assert item["model_version"] == version

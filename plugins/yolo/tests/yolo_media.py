@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prelabel import parse_label_config
 from prelabel.testing import images
+from prelabel.testing.client import per_task_results
 from prelabel.testing.images import data_uri, png_bytes
 
 WIDTH, HEIGHT = 80, 60  # not square, so letterbox padding would show in misplaced regions
@@ -64,7 +65,7 @@ BOXES = """<View>
 def predict(client, config, tasks):
     resp = client.post("/predict", json={"tasks": tasks, "project": "3.1", "label_config": config})
     assert resp.status_code == 200, resp.text
-    results = resp.json()["results"]
+    results = per_task_results(resp.json())
     assert len(results) == len(tasks)
     return results
 

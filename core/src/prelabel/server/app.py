@@ -350,15 +350,43 @@ class PredictEndpoint:
             merged = iter(results)
             results = [{"result": [], "score": None, "model_version": version, "error": bad[i]} if i in bad
                        else next(merged) for i in range(len(tasks) + len(bad))]
+        tail = b"}"
+        params = body.get("params")
+        interactive = type(params) is dict and params.get("context") is not None
+        if not interactive and not runtime.core.store_empty_predictions and any(not r["result"] for r in results):
+            results, errors = _without_empty_predictions(results, tasks, bad)
+            if errors:
+                tail = b',"errors":' + dumps_json(errors) + b"}"
         if len(results) <= SLICE:
-            return 200, dumps_json({"results": results, "model_version": version}), JSON_HEADERS
+            return 200, dumps_json({"results": results, "model_version": version})[:-1] + tail, JSON_HEADERS
         # byte for byte what dumps_json writes for the whole, a slice at a time
         parts = []
         for start in range(0, len(results), SLICE):
             parts.append(dumps_json(results[start:start + SLICE])[1:-1])
             await asyncio.sleep(0)
         return 200, b"".join((b'{"results":[', b",".join(parts), b'],"model_version":', dumps_json(version),
-                              b"}")), JSON_HEADERS
+                              tail)), JSON_HEADERS
+
+
+def _without_empty_predictions(results: list[dict], tasks: list[Task],
+                               bad: dict[int, str]) -> tuple[list[list[dict]], list[dict]]:
+    """A batch answer in which Label Studio stores nothing for a task with nothing: a list of
+    predictions per task, empty for those (Label Studio 1.23 stores each item of a task's list,
+    docs/label-studio-protocol.md section 7), and each task's error, which an empty entry
+    carried, in a top-level ``errors`` list by index. Label Studio drops a whole batch whose
+    answer has fewer entries than tasks, so every task keeps its entry."""
+    ids = iter(task.id for task in tasks)
+    errors = []
+    shaped: list[list[dict]] = []
+    for i, item in enumerate(results):
+        task_id = None if i in bad else next(ids)
+        if item["result"]:
+            shaped.append([item])
+            continue
+        shaped.append([])
+        if "error" in item:
+            errors.append({"index": i, "task": task_id, "error": item["error"]})
+    return shaped, errors
 
 
 def _body_problems(tasks: Any, has_tasks: bool, project: Any, config: Any, params: Any) -> list[str]:

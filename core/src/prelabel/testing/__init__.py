@@ -2,8 +2,9 @@
 images, an in-process server and the reference backend. Installed as a pytest plugin."""
 
 from prelabel.testing import configs
-from prelabel.testing.client import make_runtime, serve_in_process
+from prelabel.testing.client import make_runtime, per_task_results, serve_in_process
 from prelabel.testing.conformance import BackendConformanceTests
 from prelabel.testing.images import data_uri, png_bytes
 
-__all__ = ["BackendConformanceTests", "configs", "data_uri", "make_runtime", "png_bytes", "serve_in_process"]
+__all__ = ["BackendConformanceTests", "configs", "data_uri", "make_runtime", "per_task_results", "png_bytes",
+           "serve_in_process"]

@@ -63,3 +63,27 @@ def wait_job(client: Any, job_id: str, timeout: float = 300.0) -> dict[str, Any]
         if time.monotonic() >= deadline:
             raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
         time.sleep(0.05)  # polling a job's state, not waiting for readiness by a fixed delay
+
+
+def per_task_results(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """A /predict answer as one prediction dict per task, in order, whichever shape it has.
+
+    A batch in which some task has nothing is answered with a list per task (empty for those,
+    so that Label Studio stores nothing for them) and the tasks' errors in a top-level
+    ``errors`` list; this gives each such task ``{"result": [], "score": None,
+    "model_version": ...}`` again, with its ``error`` where it had one."""
+    results = answer["results"]
+    if not any(type(item) is list for item in results):
+        return results
+    errors = {e["index"]: e["error"] for e in answer.get("errors", [])}
+    out = []
+    for i, item in enumerate(results):
+        if type(item) is list and item:
+            out.append(item[0])
+            continue
+        empty = {"result": [], "score": None, "model_version": answer.get("model_version")}
+        if i in errors:
+            empty["error"] = errors[i]
+        out.append(empty)
+    return out
+

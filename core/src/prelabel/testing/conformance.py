@@ -26,7 +26,7 @@ import pytest
 from prelabel.backend import Backend, capabilities_of
 from prelabel.labelconfig import parse_label_config
 from prelabel.testing import configs
-from prelabel.testing.client import make_runtime, serve_in_process, wait_job
+from prelabel.testing.client import make_runtime, per_task_results, serve_in_process, wait_job
 
 HEAVY_MODULES = ("torch", "paddle", "ultralytics", "tensorflow", "transformers", "sam2")
 
@@ -142,7 +142,7 @@ class BackendConformanceTests:
         version = self._setup(client)
         resp = self._predict(client, self.tasks)
         assert resp.status_code == 200, resp.text
-        results = resp.json()["results"]
+        results = per_task_results(resp.json())
         assert len(results) == len(self.tasks)
         config = parse_label_config(self.label_config)
         for item in results:
@@ -162,7 +162,7 @@ class BackendConformanceTests:
         tasks = [self.tasks[0], bad, self.tasks[-1]]
         resp = self._predict(client, tasks)
         assert resp.status_code == 200, resp.text
-        results = resp.json()["results"]
+        results = per_task_results(resp.json())
         assert len(results) == 3
         assert results[1]["result"] == [] and "no data key" in results[1]["error"]
         assert "error" not in results[0] and "error" not in results[2]
@@ -171,7 +171,7 @@ class BackendConformanceTests:
         """A task that is not a task (no data object) fails alone."""
         resp = self._predict(client, [self.tasks[0], {"id": 5}, 7, {"id": "x", "data": {}}, {"data": [1]}])
         assert resp.status_code == 200, resp.text
-        results = resp.json()["results"]
+        results = per_task_results(resp.json())
         assert len(results) == 5
         assert "error" not in results[0]
         for item in results[1:]:
@@ -183,7 +183,7 @@ class BackendConformanceTests:
         context = {"result": []}
         resp = self._predict(client, self.tasks[:1], context=context)
         assert resp.status_code == 200, resp.text
-        assert len(resp.json()["results"]) == 1
+        assert len(per_task_results(resp.json())) == 1
 
     def test_predict_bad_bodies_are_4xx(self, client):
         """Malformed JSON, wrong types and empty task lists are 4xx with a message, never 500."""
@@ -214,7 +214,7 @@ class BackendConformanceTests:
         self._setup(client)
         resp = client.post("/predict", json={"tasks": self.tasks[:1], "project": self.project})
         assert resp.status_code == 200, resp.text
-        assert len(resp.json()["results"]) == 1
+        assert len(per_task_results(resp.json())) == 1
 
     # -- webhook, training, versions --------------------------------------------------------
     def test_webhook_answers_within_label_studios_timeout(self, client):
@@ -250,7 +250,7 @@ class BackendConformanceTests:
         after = self._setup(client)
         assert after != before and after == job["result"]["model_version"]
         assert after in client.get("/versions").json()["versions"]
-        results = self._predict(client, self.tasks).json()["results"]
+        results = per_task_results(self._predict(client, self.tasks).json())
         assert all(r["model_version"] == after for r in results)
 
     def test_versions(self, client):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from prelabel.testing.client import make_runtime, serve_in_process
+from prelabel.testing.client import make_runtime, per_task_results, serve_in_process
 
 __all__ = [
     "SAM_EVENT_CONTEXTS",
@@ -51,7 +51,7 @@ def post_event(client: Any, context: dict, config: str, data: dict, task_id: int
     resp = client.post("/predict", json={"tasks": [{"id": task_id, "data": data}], "project": project,
                                          "label_config": config, "params": {"context": context}})
     assert resp.status_code == 200, resp.text
-    (item,) = resp.json()["results"]
+    (item,) = per_task_results(resp.json())
     return item
 
 
