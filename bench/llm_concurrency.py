@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core" / "src"))
 
-from _llm import BenchBackend  # noqa: E402
+from _llm import BenchBackend
 
-from prelabel.testing import configs, make_runtime, serve_in_process  # noqa: E402
+from prelabel.testing import configs, make_runtime, serve_in_process
 
 TEXTS = ["the service was great", "it broke after a day", "nothing special", "I would buy it again"]
 

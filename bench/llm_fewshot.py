@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core" / "src"))
 
-from _llm import BenchBackend  # noqa: E402
+from _llm import BenchBackend
 
-from prelabel.testing import make_runtime, serve_in_process  # noqa: E402
-from prelabel.testing.client import wait_job  # noqa: E402
-from prelabel.testing.fake_openai import FakeOpenAI  # noqa: E402
-from prelabel.testing.keyword_tasks import CONFIG, annotated, examples_help, keyword_tasks  # noqa: E402
+from prelabel.testing import make_runtime, serve_in_process
+from prelabel.testing.client import wait_job
+from prelabel.testing.fake_openai import FakeOpenAI
+from prelabel.testing.keyword_tasks import CONFIG, annotated, examples_help, keyword_tasks
 
 
 def per_task(arm: dict, n: int) -> str:

@@ -33,8 +33,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core" / "src"))
-from prelabel.testing.configs import TEXT_CHOICES  # noqa: E402
-from prelabel.testing.redisserver import free_port  # noqa: E402
+from prelabel.testing.configs import TEXT_CHOICES
+from prelabel.testing.redisserver import free_port
 
 WORDS = ["positive", "negative", "neutral", "film", "great", "day", "service"]
 CPU_TARGET = {1: 0.5, 100: 0.3}

@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from images import IMAGES, plugin_of, pyproject, split_requirement  # noqa: E402
+from images import IMAGES, plugin_of, pyproject, split_requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ PNG = png_bytes(8, 8)
 
 
 def _jwt(exp: float, kind: str) -> str:
-    enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")  # noqa: E731
+    enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
     return f"{enc({'alg': 'HS256'})}.{enc({'exp': exp, 'token_type': kind})}.sig"
 
 

@@ -153,7 +153,7 @@ def test_a_file_fetched_with_the_token_through_a_redirect_is_not_served_to_anoth
         fetched_before = len(ls.requests)
         try:
             data = other.fetch(attacker.url + "/r.png")
-        except Exception:  # noqa: BLE001 - refusing is as good as not disclosing
+        except Exception:
             data = None
         assert data != PRIVATE, "the private Label Studio file came out of the cache"
         assert all(r["headers"].get("Authorization") is None for r in ls.requests[fetched_before:])
@@ -392,7 +392,7 @@ def test_the_personal_access_token_does_not_follow_a_307_to_another_host():
         client = lsclient.connect(ls.url, pat)
         try:
             client.projects.get(id=1)
-        except Exception:  # noqa: BLE001 - refusing the redirect is a fine outcome
+        except Exception:
             pass
         assert ls.requests, "the client never asked Label Studio"
         assert not any(pat in r["body"].decode() or pat in str(r["headers"]) for r in other.requests)

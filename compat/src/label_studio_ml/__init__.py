@@ -16,7 +16,7 @@ try:
     from importlib.metadata import version as _version
 
     __version__ = _version(package_name)
-except Exception:  # noqa: BLE001 (running from a source tree)
+except Exception:
     __version__ = "0+unknown"
 
 __all__ = ["LabelStudioMLBase"]

@@ -27,7 +27,7 @@ def settings_error_message(exc: pydantic.ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_settings(backend_class):  # noqa: ANN001, ANN201
+def load_settings(backend_class):
     """Read core and backend settings from the environment, or exit with a clear message."""
     try:
         core = CoreSettings()
@@ -41,7 +41,7 @@ def load_settings(backend_class):  # noqa: ANN001, ANN201
     return core, settings
 
 
-def resolve_backend(spec: str):  # noqa: ANN201
+def resolve_backend(spec: str):
     try:
         return load_backend_class(spec)
     except (PluginError, ImportError) as exc:
@@ -162,7 +162,7 @@ def list_plugins(as_json: bool) -> None:
     Console().print(table)
 
 
-def _capabilities_in_force(cls):  # noqa: ANN001, ANN202
+def _capabilities_in_force(cls):
     """The backend's capabilities with the limits its settings set in this environment (the
     class defaults where its settings cannot be read, e.g. a required key is unset)."""
     from prelabel.backend import capabilities_of, limits_in_force
@@ -230,7 +230,7 @@ def _label_studio_checks(core: CoreSettings) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _config_check(backend_class, path: str) -> tuple[str, str, str]:  # noqa: ANN001
+def _config_check(backend_class, path: str) -> tuple[str, str, str]:
     from pathlib import Path
 
     from prelabel.backend import describe_supports

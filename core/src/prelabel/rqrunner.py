@@ -26,7 +26,7 @@ def queue_name(backend_id: str) -> str:
     return f"prelabel-{backend_id}"
 
 
-def _connect(url: str):  # noqa: ANN202
+def _connect(url: str):
     try:
         from redis import Redis
     except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -183,7 +183,7 @@ KIND = {
 }
 
 
-def _load_images(repo: Path):  # noqa: ANN202 (ci/images.py, loaded by path as ci/render.py does)
+def _load_images(repo: Path):
     spec = importlib.util.spec_from_file_location("prelabel_scaffold_ci_images", repo / "ci" / "images.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is made

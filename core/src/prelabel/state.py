@@ -23,13 +23,13 @@ class StateUnavailable(RuntimeError):
     locked); the request can be retried once the cause is fixed."""
 
 
-def _guard_sqlite(method):  # noqa: ANN001, ANN202
+def _guard_sqlite(method):
     """Turn SQLite's operational failures (disk full, I/O error, locked past the busy
     timeout) into StateUnavailable (a 503 that says what to fix, not a 500)."""
     import functools
 
     @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
@@ -42,12 +42,12 @@ def _guard_sqlite(method):  # noqa: ANN001, ANN202
     return wrapper
 
 
-def _guard_redis(method):  # noqa: ANN001, ANN202
+def _guard_redis(method):
     """Turn a Redis connection failure into StateUnavailable (a 503, not a 500)."""
     import functools
 
     @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except self._redis_errors as exc:

@@ -7,7 +7,7 @@ from typing import Any
 from prelabel.jobs import JobContext
 
 
-class NotPromoted(Exception):  # noqa: N818 - an outcome, not a failure
+class NotPromoted(Exception):
     """Raised by ``fit`` when the new version was evaluated and is not good enough: the job
     succeeds, its workdir is discarded, the project keeps serving its version, and the job
     result and ``/versions`` say why (``reason``) with the numbers (``result``)."""

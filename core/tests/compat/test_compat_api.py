@@ -15,7 +15,7 @@ from prelabel.testing.client import per_task_results
 
 pytest.importorskip("label_studio_ml.api", reason='needs prelabel-compat: pip install -e "core[compat]" -e compat')
 
-from label_studio_ml.api import init_app  # noqa: E402
+from label_studio_ml.api import init_app
 
 WSGI_MODEL = Path(__file__).parent / "wsgi_model" / "model.py"
 

@@ -138,7 +138,7 @@ class TestClient:
             shutil.rmtree(self._home, ignore_errors=True)
             self._home = None
 
-    def open(self, path: str = "/", method: str = "GET", data: Any = None, json: Any = None,  # noqa: A002
+    def open(self, path: str = "/", method: str = "GET", data: Any = None, json: Any = None,
              content_type: str | None = None, headers: dict[str, str] | None = None,
              query_string: dict[str, Any] | str | None = None, **_: Any) -> TestResponse:
         """One request. ``data`` may be bytes or text (sent as it is, with ``content_type``) or
@@ -214,10 +214,10 @@ class LabelStudioMLApp:
         runtime = Runtime(self.backend_class, self.settings(**overrides))
         return create_app(runtime), runtime
 
-    def test_client(self, use_cookies: bool = True, **_: Any) -> TestClient:  # noqa: ARG002 (Flask's signature)
+    def test_client(self, use_cookies: bool = True, **_: Any) -> TestClient:
         return TestClient(self)
 
-    def run(self, host: str | None = None, port: int | None = None, debug: bool | None = None,  # noqa: ARG002
+    def run(self, host: str | None = None, port: int | None = None, debug: bool | None = None,
             **_: Any) -> None:
         """Serve the model until interrupted, as ``prelabel serve --model-file`` does (one
         process; ``debug`` is ignored: there is no reloader)."""

@@ -54,7 +54,7 @@ def upstream_installed() -> bool:
             return False
         try:
             import label_studio_ml as present
-        except Exception:  # noqa: BLE001 (a broken package is still not ours)
+        except Exception:
             return True
     return not getattr(present, _ALIAS_MARK, False)
 

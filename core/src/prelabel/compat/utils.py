@@ -112,7 +112,7 @@ class InMemoryLRUDictCache:
         return str(self.cache)
 
 
-def match_labels(input: str, labels: list[str]) -> list[str]:  # noqa: A002 (upstream's parameter name)
+def match_labels(input: str, labels: list[str]) -> list[str]:
     """For each line of ``input`` (a model's answer, one class per line), the label it is
     most similar to (difflib's ratio; the first of equal ones). One label per line."""
     matched = []
@@ -122,7 +122,7 @@ def match_labels(input: str, labels: list[str]) -> list[str]:  # noqa: A002 (ups
     return matched
 
 
-def compare_nested_structures(a: Any, b: Any, path: str = "", rel: float = 1e-4, abs: float | None = None) -> None:  # noqa: A002
+def compare_nested_structures(a: Any, b: Any, path: str = "", rel: float = 1e-4, abs: float | None = None) -> None:
     """Assert that two nested dicts/lists are equal, floats within ``pytest.approx(rel, abs)``;
     the AssertionError names the path of the first difference (needs pytest)."""
     from pytest import approx

@@ -62,7 +62,7 @@ class LLMBackend(Backend):
     settings: LLMSettings
 
     @classmethod
-    def preflight(cls, settings: LLMSettings, core: CoreSettings) -> None:  # noqa: ARG003
+    def preflight(cls, settings: LLMSettings, core: CoreSettings) -> None:
         problems = settings.problems()
         if problems:
             raise ValueError("; ".join(problems))
@@ -202,7 +202,7 @@ class LLMBackend(Backend):
 
     # -- prelabel doctor ------------------------------------------------------------------------
     @classmethod
-    def doctor(cls, settings: LLMSettings, core: CoreSettings) -> list[tuple[str, bool, str]]:  # noqa: ARG003
+    def doctor(cls, settings: LLMSettings, core: CoreSettings) -> list[tuple[str, bool, str]]:
         """``prelabel doctor``: the model is offered (GET /models) and one real labeling call
         with the parameters the backend sends succeeds (see :mod:`prelabel.llm.doctor`)."""
         from prelabel.llm.doctor import run_checks

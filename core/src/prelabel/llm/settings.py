@@ -86,7 +86,7 @@ class LLMSettings(BackendSettings):
                                          description="Promote when few-shot's mean per-task score is at least "
                                                      "zero-shot's minus this.")
 
-    def _role(self, role: str):  # noqa: ANN202
+    def _role(self, role: str):
         try:
             return getattr(self, self.field_roles[role])
         except KeyError:

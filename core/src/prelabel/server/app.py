@@ -602,7 +602,7 @@ def create_app(runtime: Runtime, start_setup: bool = True, gc_tuning: bool = Fal
     parse_label_config(WARM_UP_CONFIG)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ARG001
+    async def lifespan(app: FastAPI):
         if start_setup and not runtime.ready.is_set() and runtime.setup_error is None:
             runtime.import_main_thread_modules()
             threading.Thread(target=_load, args=(runtime, gc_tuning), name="prelabel-setup", daemon=True).start()

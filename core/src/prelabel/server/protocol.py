@@ -60,7 +60,7 @@ class CoalescingTransport:
         self.flush()
         self._transport.close()
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         return getattr(self._transport, name)
 
 
@@ -71,7 +71,7 @@ class TimeoutHttpToolsProtocol(HttpToolsProtocol):
     _read_timer: asyncio.TimerHandle | None = None
     _began = False
 
-    def _arm(self, delay: float, callback) -> None:  # noqa: ANN001
+    def _arm(self, delay: float, callback) -> None:
         self._disarm()
         self._read_timer = self.loop.call_later(delay, callback)
 

@@ -138,7 +138,7 @@ class BackendProcess:
             self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, env=self.environment(),
                                           start_new_session=True,
-                                          preexec_fn=_parent_death_signal())  # noqa: PLW1509
+                                          preexec_fn=_parent_death_signal())
         atexit.register(self.stop)
         return self
 
@@ -207,7 +207,7 @@ class BackendProcess:
                 pass
             return proc.wait()
 
-    def __enter__(self) -> BackendProcess:  # noqa: PYI034
+    def __enter__(self) -> BackendProcess:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

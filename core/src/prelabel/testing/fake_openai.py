@@ -213,7 +213,7 @@ class FakeOpenAI:
                 server = loop.run_until_complete(
                     asyncio.start_server(self._connection, "127.0.0.1", self._port, backlog=512))
                 self._bound_port = server.sockets[0].getsockname()[1]
-            except BaseException as exc:  # noqa: BLE001 - handed to start()
+            except BaseException as exc:
                 failure.append(exc)
                 ready.set()
                 loop.close()

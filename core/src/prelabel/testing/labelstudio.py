@@ -387,7 +387,7 @@ class LabelStudioServer:
                 env=self.environment(),
                 cwd=self.data_dir,
                 start_new_session=True,  # own process group: stop() kills all of it
-                preexec_fn=_parent_death_signal(),  # noqa: PLW1509 - see there
+                preexec_fn=_parent_death_signal(),
             )
         atexit.register(self.stop)
         try:
@@ -471,7 +471,7 @@ class LabelStudioServer:
         self.stop()
         return self.start(timeout=timeout)
 
-    def __enter__(self) -> LabelStudioServer:  # noqa: PYI034 - Self needs Python 3.11
+    def __enter__(self) -> LabelStudioServer:
         return self.start()
 
     def __exit__(

@@ -2,7 +2,7 @@
 setup() sets the version, predict() returns a ModelResponse, fit() keeps data with get/set
 and moves the version on. Served by prelabel unchanged."""
 
-# ruff: noqa: UP006, UP007, UP035, UP045  (upstream's typing style, kept as model authors write it)
+# ruff: noqa: UP006, UP035, UP045  (upstream's typing style, kept as model authors write it)
 
 from typing import Dict, List, Optional
 

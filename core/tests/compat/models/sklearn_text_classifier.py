@@ -3,7 +3,7 @@ classifier for Choices on Text, trained in fit() from the project's annotated ta
 asks Label Studio for (or takes from the legacy /train call). ``minilearn`` stands in for
 scikit-learn so the test needs no dependency. Served by prelabel unchanged."""
 
-# ruff: noqa: UP006, UP007, UP035, UP045  (upstream's typing style, kept as model authors write it)
+# ruff: noqa: UP006, UP035, UP045  (upstream's typing style, kept as model authors write it)
 
 import logging
 import os

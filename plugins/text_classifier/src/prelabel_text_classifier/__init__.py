@@ -167,7 +167,7 @@ def examples(annotated: list[tuple[dict, list[dict]]], control_name: str,
     return texts, targets
 
 
-def build_model(texts: list[str], targets: list[list[str]], multiple: bool, settings: Settings):  # noqa: ANN201
+def build_model(texts: list[str], targets: list[list[str]], multiple: bool, settings: Settings):
     """A fitted pipeline (word + character n-gram TF-IDF, logistic regression) and its labels."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression

@@ -56,7 +56,7 @@ def _fixed_visual() -> Any:
             super().__init__()
             self.features = None
 
-        def forward(self, images: Any) -> Any:  # noqa: ARG002 - the pages were encoded already
+        def forward(self, images: Any) -> Any:
             return self.features
 
     return FixedVisual()
