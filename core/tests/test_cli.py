@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -108,8 +109,16 @@ def test_new_scaffolds_a_plugin_that_passes_conformance(tmp_path):
     again = run("new", "my_model", "--dir", str(tmp_path))
     assert again.returncode != 0 and "already exists" in again.stderr
     assert run("new", "Bad-Name", "--dir", str(tmp_path)).returncode != 0
+    # installed as a user installs it (its entry point is what `prelabel serve my_model` finds)
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("needs uv to install the scaffolded plugin: python3 -m pip install uv")
+    site = tmp_path / "site"
+    install = subprocess.run([uv, "pip", "install", "-q", "--no-deps", "--python", sys.executable, "--target",
+                              str(site), str(root)], capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
                             capture_output=True, text=True, timeout=600, cwd=root,
-                            env={**os.environ, "PYTHONPATH": str(root / "src")})
+                            env={**os.environ, "PYTHONPATH": str(site)})
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout and "failed" not in result.stdout

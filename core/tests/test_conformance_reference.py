@@ -9,6 +9,7 @@ def _annotated(tid: int, text: str, label: str) -> dict:
 
 class TestReferenceConformance(BackendConformanceTests):
     backend_class = ReferenceBackend
+    serve_as = "prelabel.testing.reference:ReferenceBackend"  # core's own, not an installed plugin
     training_tasks = [
         _annotated(1, "great wonderful film", "positive"),
         _annotated(2, "awful boring film", "negative"),

@@ -34,11 +34,13 @@ class _CompatConformance(BackendConformanceTests):
 
 class TestScaffoldModel(_CompatConformance):
     backend_class = load_model_file(str(MODELS / "scaffold_model.py"))
+    serve_as = str(MODELS / "scaffold_model.py")
     training_tasks = [_annotated(1, "great film", "positive")]
 
 
 class TestSklearnTextClassifier(_CompatConformance):
     backend_class = load_model_file(f"{MODELS / 'sklearn_text_classifier.py'}:SklearnTextClassifier")
+    serve_as = f"{MODELS / 'sklearn_text_classifier.py'}:SklearnTextClassifier"
     training_tasks = [
         _annotated(1, "great wonderful film", "positive"),
         _annotated(2, "awful boring film", "negative"),
@@ -48,6 +50,7 @@ class TestSklearnTextClassifier(_CompatConformance):
 
 class TestSpacyNer(_CompatConformance):
     backend_class = load_model_file(str(MODELS / "spacy_ner.py"))
+    serve_as = str(MODELS / "spacy_ner.py")
     label_config = configs.TEXT_NER
     tasks = [
         {"id": 1, "data": {"text": "Ada Lovelace met Alan Turing in London."}},

@@ -48,6 +48,9 @@ class BackendConformanceTests:
     unsupported_config: ClassVar[str] = configs.AUDIO_RATING
     project: ClassVar[str] = "7.1700000000"
     ready_timeout: ClassVar[float] = 300.0
+    # how ``prelabel serve`` names this backend, when not by its backend_id (an installed
+    # plugin package's entry point): ``pkg.module:Class``, or a label-studio-ml ``model.py``
+    serve_as: ClassVar[str | None] = None
 
     # -- fixtures ---------------------------------------------------------------------------
     @pytest.fixture
@@ -90,6 +93,26 @@ class BackendConformanceTests:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "", f"importing {module} imported {out.stdout.strip()}"
+
+    def test_entry_point_is_installed(self):
+        """`prelabel serve <backend_id>` must find this class: declare it in pyproject.toml
+        under ``[project.entry-points.prelabel]`` (a module with a ``prelabel_backends``
+        hookimpl returning it) and reinstall the package (``pip install -e .``). A backend
+        served otherwise names how in ``serve_as``, and must resolve by that."""
+        from prelabel.plugins import load_backend_class
+
+        cls = self.backend_class
+        found = load_backend_class(self.serve_as or cls.backend_id)
+        assert (found.__module__, found.__qualname__, found.backend_id) == (
+            cls.__module__, cls.__qualname__, cls.backend_id), f"{self.serve_as or cls.backend_id!r} is {found}"
+
+    def test_unknown_settings_are_refused(self):
+        """A misspelt setting must fail loudly, not be ignored: keep ``extra="forbid"`` in the
+        Settings class's model_config (BackendSettings has it; do not override it)."""
+        import pydantic
+
+        with pytest.raises(pydantic.ValidationError, match="no_such_setting"):
+            self.backend_class.Settings(no_such_setting=1, **self.settings)
 
     def test_config_is_supported(self):
         """The suite's label_config must contain a control this backend supports."""
@@ -153,6 +176,16 @@ class BackendConformanceTests:
                 ok, errors = True, config.interface.validate_prediction(item, return_errors=True)
                 assert not errors, errors
                 assert ok
+
+    def test_predict_batched_equals_one_by_one(self, client):
+        """A task's result must not depend on the other tasks of its request: Label Studio
+        sends whatever tasks the user selected together. Predict each input on its own,
+        never from the batch as a whole (one model call per image size where the model pads
+        a batch to one shape). Region ids and float noise (3 decimals) aside."""
+        self._setup(client)
+        together = per_task_results(self._predict(client, self.tasks).json())
+        alone = [per_task_results(self._predict(client, [task]).json())[0] for task in self.tasks]
+        assert [_comparable(r) for r in together] == [_comparable(r) for r in alone]
 
     def test_predict_isolates_a_task_missing_its_data(self, client):
         """A task without the data key the config reads gets an empty result with an error;
@@ -311,6 +344,17 @@ class BackendConformanceTests:
             problems.append(name)
         assert not problems, f"standard tests removed or overridden without xfail(reason=...): {problems}"
 
+
+
+def _comparable(value: Any) -> Any:
+    """A prediction without its region ids, floats rounded to 3 decimals."""
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items() if k != "id"}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    if isinstance(value, float):
+        return round(value, 3)
+    return value
 
 
 STANDARD_TESTS = {name: fn for name, fn in vars(BackendConformanceTests).items() if name.startswith("test_")}
