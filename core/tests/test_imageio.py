@@ -40,3 +40,22 @@ def test_upright_images_keep_their_size_and_bad_files_are_refused():
     assert open_image(png_bytes(5, 3)).size == (5, 3)
     with pytest.raises(ImageRejected):
         image_array(b"junk")
+
+
+def test_decoders_that_need_more_memory_per_pixel_are_refused_earlier():
+    """MEDIA_MAX_PIXELS bounds a decode at 8 bytes per allowed pixel: an RGBA PNG of the
+    allowed size decodes, a WebP (15 bytes a pixel in Pillow's decoder) of the same size not."""
+    import io
+
+    from PIL import Image
+
+    def encoded(fmt: str, mode: str) -> bytes:
+        buf = io.BytesIO()
+        Image.new(mode, (1000, 1000)).save(buf, fmt)
+        return buf.getvalue()
+
+    assert open_image(encoded("PNG", "RGBA"), max_pixels=1_000_000).size == (1000, 1000)
+    assert open_image(encoded("JPEG", "RGB"), max_pixels=1_000_000).size == (1000, 1000)
+    with pytest.raises(ImageRejected, match=r"WEBP of 1000x1000 pixels takes about 14 MB \(15 bytes a pixel\)"):
+        open_image(encoded("WEBP", "RGB"), max_pixels=1_000_000)
+    assert open_image(encoded("WEBP", "RGB"), max_pixels=2_000_000).size == (1000, 1000)

@@ -418,9 +418,6 @@ else:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="MEDIA_MAX_PIXELS counts pixels, not bytes: a 144 kB 9000x9000 WebP "
-                                       "(81 MP, under the default 100 MP) costs 1.2 GB peak to decode (a 315 kB "
-                                       "RGBA PNG 617 MB, a 10 kB 1-bit PNG 385 MB), per task")
 def test_a_small_webp_under_the_default_pixel_limit_does_not_cost_a_gigabyte(tmp_path):
     image = pytest.importorskip("PIL.Image", reason='needs Pillow: pip install "prelabel[vision]"')
     import io

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from PIL import Image
 
 DEFAULT_MAX_PIXELS = 100_000_000
+# MEDIA_MAX_PIXELS also bounds the memory a decode takes: at most this many bytes per allowed
+# pixel (what the largest allowed RGBA image needs: Pillow keeps it, and its RGB copy, at 4
+# bytes a pixel). Decoders that need more per pixel are refused earlier: Pillow's WebP decoder
+# held 15 bytes a pixel at its peak (a 144 kB 81 MP WebP, under 100 MP, took 1.2 GB).
+DECODE_BYTES_PER_ALLOWED_PIXEL = 8
+_DECODER_EXTRA_BYTES = {"WEBP": 11}  # per pixel, measured with Pillow 13 (a whole decoded frame besides)
 EXIF_ORIENTATION = 0x0112  # TIFF/EXIF tag 274: 1 is upright, 2-8 are flips and quarter turns
 
 
@@ -49,6 +55,13 @@ def open_image(source: bytes | Path | str, max_pixels: int = DEFAULT_MAX_PIXELS,
         image.close()
         raise ImageRejected(f"image of {width}x{height}{f'x{frames} frames' if frames > 1 else ''} pixels is "
                             f"more than MEDIA_MAX_PIXELS={max_pixels}; refused")
+    cost, budget = decode_bytes(image, mode), max_pixels * DECODE_BYTES_PER_ALLOWED_PIXEL
+    if cost > budget:
+        image.close()
+        raise ImageRejected(
+            f"decoding this {image.format} of {width}x{height} pixels takes about {cost // 2**20} MB "
+            f"({cost // (width * height)} bytes a pixel), more than MEDIA_MAX_PIXELS={max_pixels} allows "
+            f"({DECODE_BYTES_PER_ALLOWED_PIXEL} bytes a pixel: {budget // 2**20} MB); refused")
     try:
         image.load()
         if orient:
@@ -56,6 +69,17 @@ def open_image(source: bytes | Path | str, max_pixels: int = DEFAULT_MAX_PIXELS,
         return image.convert(mode) if mode and image.mode != mode else image
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageRejected(f"the image could not be decoded: {exc}") from exc
+
+
+def decode_bytes(image: Image.Image, mode: str | None = "RGB") -> int:
+    """About how many bytes decoding ``image`` (header read, not yet loaded) and converting it
+    to ``mode`` hold at the peak: Pillow's own buffer (1 byte a pixel for 1/L/P, else 4), the
+    converted copy's, and what the format's decoder holds besides."""
+    pixels = image.size[0] * image.size[1]
+    per_pixel = 1 if image.mode in ("1", "L", "P") else 4
+    if mode and image.mode != mode:
+        per_pixel += 1 if mode in ("1", "L", "P") else 4
+    return pixels * (per_pixel + _DECODER_EXTRA_BYTES.get(image.format or "", 0))
 
 
 def apply_orientation(image: Image.Image) -> Image.Image:
