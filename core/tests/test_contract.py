@@ -7,7 +7,7 @@ import pytest
 from pydantic import AliasChoices, Field
 
 from prelabel import Backend, BackendSettings, parse_label_config
-from prelabel.backend import capabilities_of
+from prelabel.backend import capabilities_of, check_declaration
 from prelabel.compat.hooks import JobKinds, ProjectVersions, TrainsOnEvents
 from prelabel.testing.client import make_runtime
 
@@ -53,7 +53,7 @@ def test_limits_come_from_settings_and_capabilities_report_them(monkeypatch):
     monkeypatch.setenv("MAX_CONCURRENCY", "5")
     backend = Acme()
     assert (backend.limits.max_batch_size, backend.limits.max_concurrency) == (3, 5)
-    caps = backend.capabilities()
+    caps = capabilities_of(type(backend), backend.limits)
     assert caps["max_batch_size"] == 3 and caps["max_concurrency"] == 5
     assert caps["supports"] == {"Choices": ["Image"], "RectangleLabels": ["Image"], "VideoRectangle": ["Video"]}
     # the class keeps its defaults: another instance, other settings, other limits
@@ -116,7 +116,7 @@ def test_backend_has_a_small_public_surface():
                     and (callable(v) or isinstance(v, (classmethod, staticmethod))))
     hooks = {"preflight", "doctor", "setup", "model_version", "health", "supported_controls", "predict", "fit",
              "add_routes"}
-    assert set(public) == hooks | {"check_declaration", "capabilities"}, public
+    assert set(public) == hooks, public
 
 
 @pytest.mark.parametrize("bad", [{}, {"Choices": set()}])
@@ -125,7 +125,7 @@ def test_a_declaration_without_pairs_is_refused(bad):
         supports = bad
 
     with pytest.raises(TypeError, match="supports"):
-        Bad.check_declaration()
+        check_declaration(Bad)
 
 
 def test_job_annotations_are_the_usable_ones_ground_truth_first(tmp_path):

@@ -5,6 +5,7 @@ import pytest
 
 import prelabel
 from prelabel import Backend, hookimpl
+from prelabel.backend import check_declaration
 from prelabel.plugins import PluginError, collect_backends, load_backend_class, make_plugin_manager
 from prelabel.testing.reference import ReferenceBackend
 
@@ -55,7 +56,7 @@ def test_invalid_registrations_are_refused():
         trainable = True
 
     with pytest.raises(TypeError, match="fit"):
-        Untrainable.check_declaration()
+        check_declaration(Untrainable)
 
 
 def test_misspelt_hooks_are_caught():

@@ -180,31 +180,6 @@ class Backend:
         self.log = logging.getLogger(f"prelabel.backend.{self.backend_id}")
         self.limits = limits_in_force(type(self), self.settings)
 
-    # -- declaration (core calls these; plugins do not override them) -----------------------
-    @classmethod
-    def check_declaration(cls) -> None:
-        """Raise TypeError when the class does not declare what core needs."""
-        problems = []
-        if not cls.backend_id or not cls.backend_id.isidentifier():
-            problems.append("backend_id must be a non-empty identifier")
-        if not cls.supports:
-            problems.append('supports must map at least one control tag to its object tags, '
-                            'e.g. {"Choices": {"Text"}}')
-        elif not all(isinstance(objs, (set, frozenset)) and objs for objs in cls.supports.values()):
-            problems.append("every supports entry must be a non-empty set of object tags")
-        if cls.max_batch_size < 1:
-            problems.append("max_batch_size must be >= 1")
-        if cls.max_concurrency < 1:
-            problems.append("max_concurrency must be >= 1")
-        if cls.trainable and cls.fit is Backend.fit:
-            problems.append("trainable=True but fit() is not implemented")
-        if problems:
-            raise TypeError(f"{cls.__module__}.{cls.__qualname__}: " + "; ".join(problems))
-
-    def capabilities(self) -> dict[str, Any]:
-        """What the backend does, with the limits in force for this instance's settings."""
-        return capabilities_of(type(self), self.limits)
-
     # -- the plugin's part ------------------------------------------------------------------
     @classmethod
     def preflight(cls, settings: BackendSettings, core: CoreSettings) -> None:
@@ -272,6 +247,26 @@ def object_tags_of(supports: Mapping[str, Any]) -> frozenset[str]:
 def describe_supports(supports: Mapping[str, Any]) -> str:
     """``Choices on HyperText/Text, Labels on Text`` for messages."""
     return ", ".join(f"{tag} on {'/'.join(sorted(objs))}" for tag, objs in sorted(supports.items()))
+
+
+def check_declaration(cls: type[Backend]) -> None:
+    """Raise TypeError when a backend class does not declare what core needs."""
+    problems = []
+    if not cls.backend_id or not cls.backend_id.isidentifier():
+        problems.append("backend_id must be a non-empty identifier")
+    if not cls.supports:
+        problems.append('supports must map at least one control tag to its object tags, '
+                        'e.g. {"Choices": {"Text"}}')
+    elif not all(isinstance(objs, (set, frozenset)) and objs for objs in cls.supports.values()):
+        problems.append("every supports entry must be a non-empty set of object tags")
+    if cls.max_batch_size < 1:
+        problems.append("max_batch_size must be >= 1")
+    if cls.max_concurrency < 1:
+        problems.append("max_concurrency must be >= 1")
+    if cls.trainable and cls.fit is Backend.fit:
+        problems.append("trainable=True but fit() is not implemented")
+    if problems:
+        raise TypeError(f"{cls.__module__}.{cls.__qualname__}: " + "; ".join(problems))
 
 
 def capabilities_of(cls: type[Backend], limits: Limits | None = None) -> dict[str, Any]:

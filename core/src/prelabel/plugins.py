@@ -12,7 +12,7 @@ from types import ModuleType
 import pluggy
 
 from prelabel import hookspecs
-from prelabel.backend import Backend
+from prelabel.backend import Backend, check_declaration
 from prelabel.hookspecs import PluginError
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class BackendRegistry:
     def register(self, backend_class: type[Backend], source: str = "?") -> None:
         if not (isinstance(backend_class, type) and issubclass(backend_class, Backend)):
             raise PluginError(f"{source} registered {backend_class!r}, which is not a prelabel.Backend subclass")
-        backend_class.check_declaration()
+        check_declaration(backend_class)
         bid = backend_class.backend_id
         existing = self.backends.get(bid)
         if existing is not None and existing is not backend_class:
@@ -113,7 +113,7 @@ def load_backend_class(spec: str, pm: pluggy.PluginManager | None = None) -> typ
         obj = getattr(module, attr, None)
         if not (isinstance(obj, type) and issubclass(obj, Backend)):
             raise PluginError(f"{spec} is not a prelabel.Backend subclass")
-        obj.check_declaration()
+        check_declaration(obj)
         return obj
     registry = collect_backends(pm or make_plugin_manager())
     try:

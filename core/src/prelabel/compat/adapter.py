@@ -39,7 +39,7 @@ from label_studio_sdk.label_interface.objects import PredictionValue, serialize_
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from prelabel.backend import Backend, Prediction, TaskError
+from prelabel.backend import Backend, Prediction, TaskError, check_declaration
 from prelabel.compat.base import LabelStudioMLBase
 from prelabel.labelconfig import parse_label_config
 from prelabel.settings import BackendSettings
@@ -506,7 +506,7 @@ def adapt(model_class: type, model_file: str | None = None) -> type[LabelStudioM
         | {"START_TRAINING"},
     }
     backend_class = type(name, (LabelStudioMLAdapter,), attrs)
-    backend_class.check_declaration()
+    check_declaration(backend_class)
     return backend_class
 
 

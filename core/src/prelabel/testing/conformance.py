@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from prelabel.backend import Backend, capabilities_of
+from prelabel.backend import Backend, capabilities_of, check_declaration
 from prelabel.labelconfig import parse_label_config
 from prelabel.testing import configs
 from prelabel.testing.client import make_runtime, per_task_results, serve_in_process, wait_job
@@ -80,7 +80,7 @@ class BackendConformanceTests:
     def test_declaration_is_valid(self):
         """backend_id, supports (control tag -> object tags), max_batch_size and, when
         trainable, fit() must be declared: the TypeError names what is missing."""
-        self.backend_class.check_declaration()
+        check_declaration(self.backend_class)
         caps = capabilities_of(self.backend_class)
         assert caps["backend_id"] == self.backend_class.backend_id
 
