@@ -13,10 +13,7 @@ from pathlib import Path
 import prelabel
 
 ROOT = Path(prelabel.__file__).parent
-# cli.py and its predict/worker commands import each other's helpers; grouping the commands
-# in a prelabel/cli/ package with one shared helpers module removes these (issue 16, item 3).
-KNOWN_MUTUAL = {frozenset({"prelabel.cli", "prelabel.predict_command"}),
-                frozenset({"prelabel.cli", "prelabel.worker_command"})}
+KNOWN_MUTUAL: set[frozenset[str]] = set()
 
 
 def _modules() -> dict[str, Path]:

@@ -10,7 +10,7 @@ import click
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty (for tests and batch runs).")
 def worker_command(backend: str, burst: bool) -> None:
     """Run BACKEND's jobs from the Redis queue. Needs REDIS_URL; the model loads once."""
-    from prelabel.cli import load_settings, resolve_backend
+    from prelabel.cli.common import load_settings, resolve_backend
     from prelabel.logsetup import configure_logging
     from prelabel.rqrunner import work
     from prelabel.runtime import Runtime

@@ -30,7 +30,7 @@ def predict_command(backend: str, project_id: int, only_unlabeled: bool, batch_s
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from prelabel.cli import load_settings, resolve_backend
+    from prelabel.cli.common import load_settings, resolve_backend
     from prelabel.logsetup import configure_logging
     from prelabel.runtime import Runtime
 

@@ -1,0 +1,5 @@
+"""``python -m prelabel.cli``."""
+
+from prelabel.cli import main
+
+main()
