@@ -26,8 +26,8 @@ from pathlib import Path
 import httpx
 
 from prelabel.backend import Task
-from prelabel.batchpredict import PAGE_SIZE, TASK_FIELDS, UPLOAD_BATCH
 from prelabel.jobs import execute
+from prelabel.jobs.predict import PAGE_SIZE, TASK_FIELDS, UPLOAD_BATCH
 from prelabel.runtime import Runtime
 from prelabel.settings import CoreSettings
 from prelabel.testing.configs import TEXT_CHOICES

@@ -290,7 +290,7 @@ def _wait_status(rt, job_id, statuses, timeout=60.0):
 def job_ended_while_redis_down(tmp_path, redis_server, monkeypatch, request):
     """A job that was running when Redis stopped, and has ended since (Redis still down).
     A test marked ``final_write_retry(seconds)`` shortens how long the job retries its write."""
-    import prelabel.jobs as jobs
+    import prelabel.jobs.runner as jobs
 
     marker = request.node.get_closest_marker("final_write_retry")
     if marker:
@@ -325,7 +325,7 @@ def test_a_job_that_ends_while_redis_is_down_is_recorded_when_redis_returns(job_
 
 @pytest.mark.final_write_retry(0.3)
 def test_a_job_whose_final_write_was_lost_is_reaped_and_frees_its_lock(job_ended_while_redis_down):
-    import prelabel.jobs as jobs
+    import prelabel.jobs.runner as jobs
 
     rt, job, redis_server = job_ended_while_redis_down
     deadline = time.monotonic() + 30

@@ -14,8 +14,8 @@ import random
 from typing import Any
 
 from prelabel.backend import Task
-from prelabel.batchpredict import PAGE_SIZE, TASK_FIELDS, _version_in, run_predict_job
 from prelabel.jobs import JobContext
+from prelabel.jobs.predict import PAGE_SIZE, TASK_FIELDS, _version_in, run_predict_job
 from prelabel.usage import UsageTally, counting
 
 DEFAULT_SAMPLE = 20

@@ -60,7 +60,7 @@ class Runtime:
 
         self.job_handlers: dict[str, Callable[[JobContext], dict]] = {"predict": run_predict_or_dry_run}
         if backend_class.trainable:
-            from prelabel.training import run_training
+            from prelabel.jobs.train import run_training
 
             self.job_handlers["train"] = run_training
         if isinstance(self.backend, JobKinds):
@@ -89,7 +89,7 @@ class Runtime:
         if kind == "auto":
             kind = "rq" if self.core.redis_url else "inprocess"
         if kind == "rq":
-            from prelabel.rqrunner import RQRunner
+            from prelabel.jobs.rq import RQRunner
 
             if not self.core.redis_url:
                 raise ValueError("JOB_RUNNER=rq needs REDIS_URL")

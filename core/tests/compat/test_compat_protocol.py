@@ -306,7 +306,7 @@ def test_get_set_live_in_prelabel_state_and_processes_agree(serve, tmp_path):
 
 def test_fit_runs_on_a_worker_and_state_is_in_redis(serve, redis_url, tmp_path):
     """With REDIS_URL, the train job waits in the RQ queue for `prelabel worker model.py`."""
-    from prelabel.rqrunner import work
+    from prelabel.jobs.rq import work
 
     client, server = serve(SCAFFOLD, home=tmp_path / "server", redis_url=redis_url)
     assert setup(client) == "0.0.1"

@@ -11,8 +11,8 @@ import click
 def worker_command(backend: str, burst: bool) -> None:
     """Run BACKEND's jobs from the Redis queue. Needs REDIS_URL; the model loads once."""
     from prelabel.cli.common import load_settings, resolve_backend
+    from prelabel.jobs.rq import work
     from prelabel.logsetup import configure_logging
-    from prelabel.rqrunner import work
     from prelabel.runtime import Runtime
 
     backend_class = resolve_backend(backend)

@@ -5,7 +5,7 @@
    tasks, since each costs two answers), index the rest (:mod:`prelabel.llm.fewshot`).
 3. Label the held-out tasks zero-shot and with examples, within the call and token budgets
    (:mod:`prelabel.llm.evaluate`), and promote only when few-shot is not worse; otherwise
-   raise :class:`~prelabel.training.NotPromoted` with the reason and the numbers.
+   raise :class:`~prelabel.jobs.train.NotPromoted` with the reason and the numbers.
 
 The version directory holds ``fewshot/`` (examples, BM25 index, the prompt) and
 ``evaluation.json``.
@@ -17,11 +17,11 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
+from prelabel.jobs.train import NotPromoted
 from prelabel.llm import errors
 from prelabel.llm.evaluate import compare, decide
 from prelabel.llm.fewshot import DIRNAME, EXAMPLES_FORMAT, ExampleIndex, examples_from_tasks, split
 from prelabel.llm.schema import task_spec
-from prelabel.training import NotPromoted
 
 if TYPE_CHECKING:
     from prelabel.jobs import JobContext
