@@ -31,7 +31,7 @@ from prelabel.jobs.predict import PAGE_SIZE, TASK_FIELDS, UPLOAD_BATCH
 from prelabel.runtime import Runtime
 from prelabel.settings import CoreSettings
 from prelabel.testing.configs import TEXT_CHOICES
-from prelabel.testing.labelstudio import LabelStudioServer, find_label_studio_executable
+from prelabel.testing.harness.labelstudio import LabelStudioServer, find_label_studio_executable
 
 WORDS = {"positive": "great wonderful", "negative": "awful terrible", "neutral": "average okay"}
 TARGET = 0.8

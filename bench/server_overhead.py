@@ -34,7 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core" / "src"))
 from prelabel.testing.configs import TEXT_CHOICES
-from prelabel.testing.redisserver import free_port
+from prelabel.testing.harness.redisserver import free_port
 
 WORDS = ["positive", "negative", "neutral", "film", "great", "day", "service"]
 CPU_TARGET = {1: 0.5, 100: 0.3}

@@ -132,8 +132,12 @@ class Demo:
 
     # -- servers -------------------------------------------------------------------------------
     def start_servers(self) -> None:
-        from prelabel.testing.backendprocess import BackendProcess
-        from prelabel.testing.labelstudio import LabelStudioError, LabelStudioServer, find_label_studio_executable
+        from prelabel.testing.harness.backendprocess import BackendProcess
+        from prelabel.testing.harness.labelstudio import (
+            LabelStudioError,
+            LabelStudioServer,
+            find_label_studio_executable,
+        )
 
         host = "127.0.0.1"
         executable = find_label_studio_executable()
@@ -356,8 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         demo.console.print("\nstopping ...")
         return 0
     except Exception as exc:
-        from prelabel.testing.backendprocess import BackendProcessError
-        from prelabel.testing.labelstudio import LabelStudioError
+        from prelabel.testing.harness.backendprocess import BackendProcessError
+        from prelabel.testing.harness.labelstudio import LabelStudioError
 
         if not isinstance(exc, (DemoError, BackendProcessError, LabelStudioError)):
             raise

@@ -13,7 +13,7 @@ def reference_runtime(tmp_path):
 
 @pytest.fixture
 def redis_url(tmp_path):
-    from prelabel.testing.redisserver import RedisServer
+    from prelabel.testing.harness.redisserver import RedisServer
 
     if not RedisServer.available():
         pytest.skip("needs redis-server: apt-get install redis-server")

@@ -13,7 +13,7 @@ import pytest
 
 from prelabel.testing.client import per_task_results
 from prelabel.testing.configs import TEXT_CHOICES
-from prelabel.testing.redisserver import free_port
+from prelabel.testing.harness.redisserver import free_port
 
 PRELABEL = [sys.executable, "-m", "prelabel.cli"]
 

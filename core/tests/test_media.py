@@ -9,7 +9,7 @@ import pytest
 
 from prelabel.media import MediaError, MediaFetcher
 from prelabel.settings import CoreSettings
-from prelabel.testing.httpserver import RecordingServer
+from prelabel.testing.harness.httpserver import RecordingServer
 from prelabel.testing.images import data_uri, png_bytes
 
 LEGACY = "0123456789abcdef0123456789abcdef01234567"

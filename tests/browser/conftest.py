@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory):
-    from prelabel.testing.lsproject import label_studio as start
+    from prelabel.testing.harness.lsproject import label_studio as start
 
     try:
         with start(tmp_path_factory.mktemp("label-studio")) as server:
@@ -19,7 +19,7 @@ def label_studio(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(label_studio, request):
     pytest.importorskip("playwright", reason="pip install playwright (and apt-get install chromium)")
-    from prelabel.testing.browser import INSTALL_HINT, LabelStudioBrowser, artifact_dir, find_chromium
+    from prelabel.testing.harness.browser import INSTALL_HINT, LabelStudioBrowser, artifact_dir, find_chromium
 
     if find_chromium() is None:
         pytest.skip(INSTALL_HINT)

@@ -17,8 +17,8 @@ import pytest
 
 from prelabel import regions
 from prelabel.labelconfig import parse_label_config
-from prelabel.testing.browser import bounding_box, changed
-from prelabel.testing.lsproject import upload_files
+from prelabel.testing.harness.browser import bounding_box, changed
+from prelabel.testing.harness.lsproject import upload_files
 
 pytestmark = pytest.mark.e2e
 

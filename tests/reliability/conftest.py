@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from prelabel.testing.redisserver import RedisServer
+from prelabel.testing.harness.redisserver import RedisServer
 
 _FIGURES: list[str] = []
 

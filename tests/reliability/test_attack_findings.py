@@ -19,10 +19,10 @@ import pytest
 from prelabel.compat import LabelStudioMLBase, adapt
 from prelabel.media import MediaError, MediaFetcher
 from prelabel.settings import CoreSettings
-from prelabel.testing.backendprocess import BackendProcess
 from prelabel.testing.client import make_runtime, per_task_results, serve_in_process
 from prelabel.testing.configs import TEXT_CHOICES
-from prelabel.testing.httpserver import RecordingServer
+from prelabel.testing.harness.backendprocess import BackendProcess
+from prelabel.testing.harness.httpserver import RecordingServer
 from prelabel.testing.images import png_bytes
 from prelabel.testing.reference import ReferenceBackend
 

@@ -25,7 +25,7 @@ from prelabel.settings import CoreSettings
 from prelabel.state import SQLiteStateStore, StateUnavailable
 from prelabel.testing.client import make_runtime, per_task_results, serve_in_process, wait_job
 from prelabel.testing.configs import TEXT_CHOICES
-from prelabel.testing.httpserver import RecordingServer
+from prelabel.testing.harness.httpserver import RecordingServer
 from prelabel.testing.images import png_bytes
 from prelabel.testing.reference import ReferenceBackend
 

@@ -5,10 +5,10 @@ test_scaleout.py."""
 import threading
 import time
 
-from prelabel.testing.backendprocess import BackendProcess
 from prelabel.testing.configs import TEXT_CHOICES
-from prelabel.testing.loadgen import run_load
-from prelabel.testing.redisserver import RedisServer
+from prelabel.testing.harness.backendprocess import BackendProcess
+from prelabel.testing.harness.loadgen import run_load
+from prelabel.testing.harness.redisserver import RedisServer
 
 
 def bodies(n):

@@ -8,10 +8,10 @@ import threading
 
 import pytest
 
-from prelabel.testing.backendprocess import BackendProcess
 from prelabel.testing.client import per_task_results
 from prelabel.testing.fake_openai import FakeOpenAI, Reply
-from prelabel.testing.loadgen import run_load
+from prelabel.testing.harness.backendprocess import BackendProcess
+from prelabel.testing.harness.loadgen import run_load
 
 CONFIG = """<View><Text name="text" value="$text"/>
 <Choices name="sentiment" toName="text"><Choice value="positive"/><Choice value="negative"/></Choices></View>"""

@@ -2,9 +2,9 @@
 
 import pytest
 
-from prelabel.testing.backendprocess import BackendProcess
 from prelabel.testing.configs import TEXT_CHOICES
-from prelabel.testing.loadgen import run_load
+from prelabel.testing.harness.backendprocess import BackendProcess
+from prelabel.testing.harness.loadgen import run_load
 
 REQUESTS, CONCURRENCY = 2000, 64
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from prelabel.testing.backendprocess import BackendProcess
 from prelabel.testing.client import per_task_results
 from prelabel.testing.configs import TEXT_CHOICES
+from prelabel.testing.harness.backendprocess import BackendProcess
 
 SUPPORT = Path(__file__).parent / "support"
 SPEC = "counting_backend:CountingBackend"

@@ -18,7 +18,7 @@ from prelabel.paths import PathEscapeError, resolve_under
 from prelabel.settings import CoreSettings
 from prelabel.testing.client import make_runtime, serve_in_process
 from prelabel.testing.configs import TEXT_CHOICES
-from prelabel.testing.httpserver import RecordingServer
+from prelabel.testing.harness.httpserver import RecordingServer
 from prelabel.testing.images import png_bytes
 from prelabel.testing.reference import ReferenceBackend
 

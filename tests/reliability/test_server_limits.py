@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from prelabel.testing.backendprocess import BackendProcess
 from prelabel.testing.configs import TEXT_CHOICES
+from prelabel.testing.harness.backendprocess import BackendProcess
 
 SUPPORT = Path(__file__).parent / "support"
 

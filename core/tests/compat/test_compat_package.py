@@ -13,7 +13,7 @@ import pytest
 import prelabel.compat
 from prelabel.compat import LabelStudioMLBase, ModelResponse
 from prelabel.compat.loader import example_folders, two_label_studio_ml_message
-from prelabel.testing.backendprocess import prelabel_command
+from prelabel.testing.harness.backendprocess import prelabel_command
 
 COMPAT_SRC = Path(__file__).resolve().parents[3] / "compat" / "src"
 needs_compat = pytest.mark.skipif(

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from prelabel.testing.backendprocess import BackendProcess, prelabel_command
 from prelabel.testing.client import per_task_results
 from prelabel.testing.configs import TEXT_CHOICES
+from prelabel.testing.harness.backendprocess import BackendProcess, prelabel_command
 
 MODELS = Path(__file__).parent / "models"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from prelabel.testing import configs
-from prelabel.testing.backendprocess import BackendProcess
 from prelabel.testing.client import per_task_results
+from prelabel.testing.harness.backendprocess import BackendProcess
 
 WSGI = Path(__file__).parent / "wsgi_model" / "_wsgi.py"
 

@@ -24,19 +24,19 @@ from types import ModuleType
 
 import pytest
 
-_HARNESS_FILE = Path(__file__).resolve().parents[2] / "src" / "prelabel" / "testing" / "labelstudio.py"
+_HARNESS_FILE = Path(__file__).resolve().parents[2] / "src" / "prelabel" / "testing" / "harness" / "labelstudio.py"
 _FALLBACK_NAME = "_prelabel_e2e_labelstudio"
 INSTALL_HINT = "run scripts/install-label-studio.sh"
 
 
 def _load_harness() -> ModuleType:
-    """Import ``prelabel.testing.labelstudio``; fall back to loading the file by path.
+    """Import ``prelabel.testing.harness.labelstudio``; fall back to loading the file by path.
 
     The fallback keeps these tests independent of the rest of the ``prelabel`` package
     (not installed, or an ``__init__`` that fails to import).
     """
     try:
-        from prelabel.testing import labelstudio
+        from prelabel.testing.harness import labelstudio
 
         return labelstudio
     except Exception:
@@ -57,7 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def ls_harness() -> ModuleType:
-    """The ``prelabel.testing.labelstudio`` module."""
+    """The ``prelabel.testing.harness.labelstudio`` module."""
     return _load_harness()
 
 

@@ -102,7 +102,7 @@ def test_second_run_reuses_and_is_faster(demo: dict) -> None:
 def test_waiting_demo_serves_preannotations_and_stops_on_ctrl_c(demo: dict) -> None:
     from label_studio_sdk.client import LabelStudio
 
-    from prelabel.testing.labelstudio import DEFAULT_LEGACY_TOKEN
+    from prelabel.testing.harness.labelstudio import DEFAULT_LEGACY_TOKEN
 
     home: Path = demo["home"]
     state_file = home / "demo-state.json"

@@ -14,9 +14,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from prelabel.testing.backendprocess import BackendProcess
 from prelabel.testing.configs import TEXT_CHOICES
-from prelabel.testing.lsproject import connect_backend, project_tasks, retrieve_predictions, stored_predictions
+from prelabel.testing.harness.backendprocess import BackendProcess
+from prelabel.testing.harness.lsproject import connect_backend, project_tasks, retrieve_predictions, stored_predictions
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from prelabel.testing.backendprocess import BackendProcess
 from prelabel.testing.fake_openai import FakeOpenAI
+from prelabel.testing.harness.backendprocess import BackendProcess
 from prelabel.testing.keyword_tasks import CONFIG, CONTROL, examples_help, keyword_tasks
 
 pytestmark = pytest.mark.e2e

@@ -13,8 +13,8 @@ from collections import Counter
 import httpx
 import pytest
 
-from prelabel.testing.backendprocess import BackendProcess
 from prelabel.testing.configs import TEXT_CHOICES
+from prelabel.testing.harness.backendprocess import BackendProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -146,7 +146,7 @@ def servers(ls: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     - ``auth``: Basic auth on, and no LABEL_STUDIO_* at all, so it trains with what /setup sent
       (hostname and the project creator's legacy token; the harness enables legacy tokens).
     """
-    from prelabel.testing.backendprocess import BackendProcess
+    from prelabel.testing.harness.backendprocess import BackendProcess
 
     procs = {
         "plain": BackendProcess("text_classifier", home=tmp_path_factory.mktemp("prelabel-home"),

@@ -11,15 +11,15 @@ from __future__ import annotations
 import pytest
 
 from prelabel.regions import rle_to_mask
-from prelabel.testing.backendprocess import BackendProcess
-from prelabel.testing.images import png_bytes
-from prelabel.testing.lsproject import (
+from prelabel.testing.harness.backendprocess import BackendProcess
+from prelabel.testing.harness.lsproject import (
     check_predictions,
     connect_backend,
     retrieve_predictions,
     stored_predictions,
     upload_files,
 )
+from prelabel.testing.images import png_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +45,7 @@ def images() -> list[tuple[str, bytes, str]]:
 
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory):
-    from prelabel.testing.lsproject import label_studio as start
+    from prelabel.testing.harness.lsproject import label_studio as start
 
     try:
         with start(tmp_path_factory.mktemp("label-studio")) as server:

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from prelabel.regions import rle_to_mask
-from prelabel.testing.backendprocess import BackendProcess
+from prelabel.testing.harness.backendprocess import BackendProcess
+from prelabel.testing.harness.lsproject import connect_backend, stored_predictions, upload_files
 from prelabel.testing.images import png_bytes
-from prelabel.testing.lsproject import connect_backend, stored_predictions, upload_files
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +59,7 @@ def ui_context(name: str, label: str = "Car") -> dict:
 
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory):
-    from prelabel.testing.lsproject import label_studio as start
+    from prelabel.testing.harness.lsproject import label_studio as start
 
     try:
         with start(tmp_path_factory.mktemp("label-studio")) as server:
@@ -137,7 +137,7 @@ def test_alt_click_is_negative_and_changes_the_mask(label_studio, project):
 
 def test_smart_click_in_the_browser_draws_the_backends_mask(label_studio, project, sam2):
     pytest.importorskip("playwright", reason="pip install playwright (and apt-get install chromium)")
-    from prelabel.testing.browser import INSTALL_HINT, LabelStudioBrowser, artifact_dir, changed, find_chromium
+    from prelabel.testing.harness.browser import INSTALL_HINT, LabelStudioBrowser, artifact_dir, changed, find_chromium
 
     if find_chromium() is None:
         pytest.skip(INSTALL_HINT)

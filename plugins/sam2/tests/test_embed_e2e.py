@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory):
-    from prelabel.testing.labelstudio import LabelStudioServer, find_label_studio_executable
+    from prelabel.testing.harness.labelstudio import LabelStudioServer, find_label_studio_executable
 
     executable = find_label_studio_executable()
     if executable is None or not executable.is_file():

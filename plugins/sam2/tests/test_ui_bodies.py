@@ -20,7 +20,7 @@ from sam2_ui_bodies import (
 from prelabel.regions import rle_to_mask
 from prelabel.testing import make_runtime, serve_in_process
 from prelabel.testing.client import per_task_results
-from prelabel.testing.httpserver import RecordingServer
+from prelabel.testing.harness.httpserver import RecordingServer
 from prelabel.testing.images import png_bytes
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"

@@ -21,15 +21,15 @@ import numpy as np
 import pytest
 
 from prelabel.regions import rle_to_mask
-from prelabel.testing.backendprocess import BackendProcess
-from prelabel.testing.images import png_bytes
-from prelabel.testing.lsproject import (
+from prelabel.testing.harness.backendprocess import BackendProcess
+from prelabel.testing.harness.lsproject import (
     check_predictions,
     connect_backend,
     retrieve_predictions,
     stored_predictions,
     upload_files,
 )
+from prelabel.testing.images import png_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ def ui_context(name: str, width: int, height: int) -> dict:
 
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory):
-    from prelabel.testing.lsproject import label_studio as start
+    from prelabel.testing.harness.lsproject import label_studio as start
 
     try:
         with start(tmp_path_factory.mktemp("label-studio")) as server:
@@ -162,7 +162,7 @@ def test_a_stored_prediction_is_drawn_where_its_masks_are(label_studio, sam3):
     between their labeling pages are the masks Label Studio stored (their union, holes included:
     random weights give large blobs)."""
     pytest.importorskip("playwright", reason="pip install playwright (and apt-get install chromium)")
-    from prelabel.testing.browser import INSTALL_HINT, LabelStudioBrowser, artifact_dir, changed, find_chromium
+    from prelabel.testing.harness.browser import INSTALL_HINT, LabelStudioBrowser, artifact_dir, changed, find_chromium
 
     if find_chromium() is None:
         pytest.skip(INSTALL_HINT)

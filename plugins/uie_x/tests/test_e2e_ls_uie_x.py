@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from uie_x_corpus import DOC_CONFIG
 
-from prelabel.testing.backendprocess import BackendProcess
-from prelabel.testing.lsproject import (
+from prelabel.testing.harness.backendprocess import BackendProcess
+from prelabel.testing.harness.lsproject import (
     check_predictions,
     connect_backend,
     retrieve_predictions,
@@ -73,7 +73,7 @@ def on_lines(box, lines, margin: float = 12) -> bool:
 
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory):
-    from prelabel.testing.lsproject import label_studio as start
+    from prelabel.testing.harness.lsproject import label_studio as start
 
     try:
         with start(tmp_path_factory.mktemp("label-studio")) as server:
@@ -141,7 +141,7 @@ def test_stored_boxes_sit_on_the_text_lines(label_studio, document):
 
 def test_the_browser_draws_the_boxes_on_the_text(label_studio, document):
     pytest.importorskip("playwright", reason="pip install playwright (and apt-get install chromium)")
-    from prelabel.testing.browser import INSTALL_HINT, LabelStudioBrowser, artifact_dir, changed, find_chromium
+    from prelabel.testing.harness.browser import INSTALL_HINT, LabelStudioBrowser, artifact_dir, changed, find_chromium
 
     if find_chromium() is None:
         pytest.skip(INSTALL_HINT)

@@ -10,7 +10,7 @@ from uie_x_corpus import invoice
 
 from prelabel.server.app import create_app
 from prelabel.testing.client import make_runtime, serve_in_process
-from prelabel.testing.httpserver import RecordingServer
+from prelabel.testing.harness.httpserver import RecordingServer
 
 SETTINGS = {"uie_max_seq_len": 128, "uie_model": "uie-x-base", "uie_ocr_side_len": 320}
 TOKEN = "f" * 40

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prelabel.testing.backendprocess import BackendProcess
-from prelabel.testing.lsproject import (
+from prelabel.testing.harness.backendprocess import BackendProcess
+from prelabel.testing.harness.lsproject import (
     check_predictions,
     connect_backend,
     retrieve_predictions,
@@ -66,7 +66,7 @@ def asset(name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory):
-    from prelabel.testing.lsproject import label_studio as start
+    from prelabel.testing.harness.lsproject import label_studio as start
 
     try:
         with start(tmp_path_factory.mktemp("label-studio")) as server:
@@ -232,7 +232,7 @@ def test_the_browser_draws_the_boxes_on_the_people(label_studio, bus_project, ex
     pytest.importorskip("playwright", reason="pip install playwright (and apt-get install chromium)")
     from PIL import Image, ImageOps
 
-    from prelabel.testing.browser import (
+    from prelabel.testing.harness.browser import (
         INSTALL_HINT,
         LabelStudioBrowser,
         artifact_dir,

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from prelabel.labelconfig import parse_label_config
-from prelabel.testing.labelstudio import (
+from prelabel.testing.harness.labelstudio import (
     PAT_CACHE_NAME,
     LabelStudioServer,
     copy_data_dir,

@@ -2,7 +2,7 @@
 
 Playwright for Python drives Debian's ``chromium`` (``apt-get install chromium``; never
 ``playwright install``, which downloads a browser build). :class:`LabelStudioBrowser` logs in
-to a :class:`~prelabel.testing.labelstudio.LabelStudioServer`, opens a task's labeling page,
+to a :class:`~prelabel.testing.harness.labelstudio.LabelStudioServer`, opens a task's labeling page,
 waits until the image (or text, or video) is drawn and the drawing has stopped changing, and
 screenshots the media's area. The pixel helpers compare a task with a prediction against the
 same media without one: what differs is what Label Studio drew for the prediction.
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import numpy as np
 
-    from prelabel.testing.labelstudio import LabelStudioServer
+    from prelabel.testing.harness.labelstudio import LabelStudioServer
 
 __all__ = [
     "CHROMIUM_ARGS",

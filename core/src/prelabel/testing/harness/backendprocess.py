@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from prelabel.testing.labelstudio import _parent_death_signal, _port_in_use, describe_tail, free_port, read_log
+from prelabel.testing.harness.labelstudio import _parent_death_signal, _port_in_use, describe_tail, free_port, read_log
 
 __all__ = ["BackendProcess", "BackendProcessError", "prelabel_command"]
 

@@ -106,9 +106,9 @@ def _repo_root_candidates() -> list[Path]:
     """Directories that may be the monorepo root (holding ``.venv-ls``)."""
     here = Path(__file__).resolve()
     candidates: list[Path] = []
-    # <repo>/core/src/prelabel/testing/labelstudio.py -> parents[4] == <repo>
+    # <repo>/core/src/prelabel/testing/harness/labelstudio.py -> parents[5] == <repo>
     if len(here.parents) > 4:
-        candidates.append(here.parents[4])
+        candidates.append(here.parents[5])
     cwd = Path.cwd().resolve()
     candidates.extend([cwd, *cwd.parents])
     return candidates
@@ -633,7 +633,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run LS in the foreground until Ctrl-C (``make demo``).
 
-    ``python -m prelabel.testing.labelstudio --data-dir .demo/ls --port 8080`` prints the
+    ``python -m prelabel.testing.harness.labelstudio --data-dir .demo/ls --port 8080`` prints the
     URL and the credentials as ``KEY=value`` lines (shell-friendly), then waits.
     """
     import argparse
