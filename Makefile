@@ -28,6 +28,7 @@ test-heavy: setup
 
 lint: setup
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 # Every benchmark runs; the target fails at the end if any missed its target.
 BENCHES := $(filter-out bench/_%,$(wildcard bench/*.py))

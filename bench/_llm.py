@@ -9,8 +9,12 @@ from prelabel.llm import LLMBackend, LLMSettings
 
 
 class BenchSettings(LLMSettings):
-    field_roles = {"api_key": "bench_api_key", "model": "bench_model", "base_url": "bench_base_url",
-                   "timeout": "bench_timeout"}
+    field_roles = {
+        "api_key": "bench_api_key",
+        "model": "bench_model",
+        "base_url": "bench_base_url",
+        "timeout": "bench_timeout",
+    }
     bench_api_key: SecretStr = SecretStr("sk-bench")
     bench_model: str = "fake-model"
     bench_base_url: str = ""

@@ -40,7 +40,6 @@ CONFIG = """<View>
 </View>"""
 
 
-
 def write_dino(path: Path, arch: str) -> None:
     """A random Grounding DINO with its processor (bert-base-uncased's vocabulary)."""
     from prelabel_grounding_sam.testing import save_grounding_dino
@@ -50,12 +49,19 @@ def write_dino(path: Path, arch: str) -> None:
         config = GroundingDinoConfig()  # grounding-dino-tiny: Swin-T, BERT-base, 900 queries
     else:
         config = GroundingDinoConfig(
-            backbone_config=SwinConfig(embed_dim=48, depths=[2, 2, 2, 2], num_heads=[2, 4, 8, 16],
-                                       out_indices=[2, 3, 4]),
-            text_config=BertConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                                   intermediate_size=1024),
-            d_model=128, encoder_layers=3, decoder_layers=3, encoder_ffn_dim=512, decoder_ffn_dim=512,
-            encoder_attention_heads=4, decoder_attention_heads=4, num_queries=300)
+            backbone_config=SwinConfig(
+                embed_dim=48, depths=[2, 2, 2, 2], num_heads=[2, 4, 8, 16], out_indices=[2, 3, 4]
+            ),
+            text_config=BertConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+            d_model=128,
+            encoder_layers=3,
+            decoder_layers=3,
+            encoder_ffn_dim=512,
+            decoder_ffn_dim=512,
+            encoder_attention_heads=4,
+            decoder_attention_heads=4,
+            num_queries=300,
+        )
     save_grounding_dino(path, config)
 
 
@@ -95,17 +101,29 @@ def main() -> int:
     write_dino(tmp / "gdino", args.arch)
     write_random_checkpoint(tmp / "sam2.1_hiera_tiny.pt", "tiny")
     width, height = (int(v) for v in args.size.split("x"))
-    settings = {"model_root": str(tmp), "grounding_dino_model": "gdino", "model_config_name": "tiny",
-                "sam2_image_size": args.sam_image_size, "sam2_embedding_cache_size": 0, "box_threshold": 0.0,
-                "text_threshold": 0.0, "grounding_max_detections": args.boxes, "grounding_nms_iou": 1.0}
+    settings = {
+        "model_root": str(tmp),
+        "grounding_dino_model": "gdino",
+        "model_config_name": "tiny",
+        "sam2_image_size": args.sam_image_size,
+        "sam2_embedding_cache_size": 0,
+        "box_threshold": 0.0,
+        "text_threshold": 0.0,
+        "grounding_max_detections": args.boxes,
+        "grounding_nms_iou": 1.0,
+    }
     modes = {"batched (4/pass)": 4, "one image at a time": 1}
     clients, runtimes = {}, {}
     per_image: dict[str, dict[str, list[float]]] = {m: {"wall": [], "detect": [], "segment": []} for m in modes}
     regions: dict[str, int] = {}
     try:
         for mode, batch in modes.items():
-            rt = make_runtime(GroundingSamBackend, tmp / f"home-{batch}",
-                              {**settings, "grounding_max_batch_size": batch}, log_level="WARNING")
+            rt = make_runtime(
+                GroundingSamBackend,
+                tmp / f"home-{batch}",
+                {**settings, "grounding_max_batch_size": batch},
+                log_level="WARNING",
+            )
             runtimes[mode] = rt
             clients[mode] = serve_in_process(rt, wait_ready=900).__enter__()
             body = {"tasks": tasks(args.images, width, height, seed=99), "project": "1", "label_config": CONFIG}
@@ -134,8 +152,10 @@ def main() -> int:
             rt.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"Grounding DINO ({args.arch}, random weights) + SAM 2.1 tiny @{args.sam_image_size}, {args.images} images "
-          f"{args.size}, {args.boxes} boxes each, device {device}, median of {args.rounds} rounds")
+    print(
+        f"Grounding DINO ({args.arch}, random weights) + SAM 2.1 tiny @{args.sam_image_size}, {args.images} images "
+        f"{args.size}, {args.boxes} boxes each, device {device}, median of {args.rounds} rounds"
+    )
     print(f"{'mode':>22} {'s/image':>8} {'detect':>8} {'segment':>8} {'regions':>8}")
     walls = {}
     for mode in modes:

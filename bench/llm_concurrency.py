@@ -35,9 +35,12 @@ def tasks(n: int, tag: str) -> list[dict]:
 
 
 def start_provider(latency: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "prelabel.testing.fake_openai", "--latency", str(latency)],
-                            stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "core" / "src")})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prelabel.testing.fake_openai", "--latency", str(latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "core" / "src")},
+    )
     base_url = proc.stdout.readline().strip()  # printed once the server listens
     if not base_url:
         raise RuntimeError("the fake provider did not start")
@@ -46,8 +49,9 @@ def start_provider(latency: float) -> tuple[subprocess.Popen, str]:
 
 def prelabel_walls(base_url: str, n: int, concurrency: int, home: Path, repeats: int) -> list[float]:
     """Wall times of ``repeats`` requests of ``n`` fresh tasks each to one warm server."""
-    rt = make_runtime(BenchBackend, home, {"bench_base_url": base_url, "max_concurrent": concurrency},
-                      log_level="WARNING")
+    rt = make_runtime(
+        BenchBackend, home, {"bench_base_url": base_url, "max_concurrent": concurrency}, log_level="WARNING"
+    )
     body = {"project": "1.1", "label_config": configs.TEXT_CHOICES}
     walls = []
     with serve_in_process(rt) as client:
@@ -80,8 +84,10 @@ def raw_httpx_floor(base_url: str, n: int, concurrency: int, repeats: int) -> li
 
             async def one(text: str) -> None:
                 async with gate:
-                    resp = await client.post("/chat/completions", json={
-                        "model": "fake-model", "messages": [{"role": "user", "content": text}]})
+                    resp = await client.post(
+                        "/chat/completions",
+                        json={"model": "fake-model", "messages": [{"role": "user", "content": text}]},
+                    )
                     resp.raise_for_status()
 
             await one("warm-up")
@@ -101,8 +107,9 @@ def one_at_a_time_wall(base_url: str, n: int) -> float:
     client = openai.OpenAI(api_key="sk-bench", base_url=base_url, max_retries=0)
 
     def call(text: str) -> None:
-        client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": text}],
-                                       max_tokens=2000, temperature=0.1)
+        client.chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": text}], max_tokens=2000, temperature=0.1
+        )
 
     call("warm-up")
     started = time.perf_counter()
@@ -136,13 +143,17 @@ def main() -> int:
     wall = statistics.median(walls)
     ideal = args.tasks / args.concurrency * args.latency
     ratio, speedup = wall / ideal, sequential / wall
-    print(f"{args.tasks} tasks in one /predict, provider latency {args.latency * 1000:.0f} ms, "
-          f"MAX_CONCURRENT={args.concurrency}")
+    print(
+        f"{args.tasks} tasks in one /predict, provider latency {args.latency * 1000:.0f} ms, "
+        f"MAX_CONCURRENT={args.concurrency}"
+    )
     print(f"  prelabel wall time        {wall:7.3f} s   (median of {', '.join(f'{w:.3f}' for w in walls)})")
     print(f"  ideal (tasks/conc x lat)  {ideal:7.3f} s")
     print(f"  wall / ideal              {ratio:7.3f}   target <= 1.25  {'ok' if ratio <= 1.25 else 'MISSED'}")
-    print(f"  bare httpx, same conc.    {floor:7.3f} s   ({floor / ideal:.3f} x ideal: this machine's floor; "
-          f"prelabel / floor {wall / floor:.3f})")
+    print(
+        f"  bare httpx, same conc.    {floor:7.3f} s   ({floor / ideal:.3f} x ideal: this machine's floor; "
+        f"prelabel / floor {wall / floor:.3f})"
+    )
     print(f"  one-at-a-time (seed 001)  {sequential:7.3f} s")
     print(f"  speed-up                  {speedup:7.1f}x  target >= 12x  {'ok' if speedup >= 12 else 'MISSED'}")
     return 0 if ratio <= 1.25 and speedup >= 12 else 1

@@ -31,8 +31,10 @@ from prelabel.testing.keyword_tasks import CONFIG, annotated, examples_help, key
 
 
 def per_task(arm: dict, n: int) -> str:
-    return (f"{arm['calls'] / n:.2f} calls, {arm['prompt_tokens'] / n:.0f} prompt + "
-            f"{arm['completion_tokens'] / n:.0f} completion tokens per task")
+    return (
+        f"{arm['calls'] / n:.2f} calls, {arm['prompt_tokens'] / n:.0f} prompt + "
+        f"{arm['completion_tokens'] / n:.0f} completion tokens per task"
+    )
 
 
 def main() -> int:
@@ -44,12 +46,21 @@ def main() -> int:
 
     project = "1.1"
     with FakeOpenAI(responder=examples_help()) as fake, tempfile.TemporaryDirectory() as home:
-        rt = make_runtime(BenchBackend, Path(home), {"bench_base_url": fake.base_url, "max_concurrent": 8,
-                                                    "llm_fewshot_eval_calls": args.eval_calls})
+        rt = make_runtime(
+            BenchBackend,
+            Path(home),
+            {"bench_base_url": fake.base_url, "max_concurrent": 8, "llm_fewshot_eval_calls": args.eval_calls},
+        )
         with serve_in_process(rt) as client:
             base = client.post("/setup", json={"project": project, "schema": CONFIG}).json()["model_version"]
-            resp = client.post("/train", json={"annotations": annotated(keyword_tasks(args.annotated)),
-                                               "project": project, "label_config": CONFIG})
+            resp = client.post(
+                "/train",
+                json={
+                    "annotations": annotated(keyword_tasks(args.annotated)),
+                    "project": project,
+                    "label_config": CONFIG,
+                },
+            )
             job = wait_job(client, resp.json()["job"], timeout=600)
             if job["status"] != "succeeded":
                 print(f"training failed: {job['error']}")
@@ -64,11 +75,15 @@ def main() -> int:
             print(f"held-out ({n} of {args.annotated} annotated tasks, seed 0):")
             print(f"  zero-shot accuracy {zero_acc:.3f}  ({per_task(zero, n)})")
             print(f"  few-shot  accuracy {few_acc:.3f}  ({per_task(few, n)})")
-            print(f"  few-shot / zero-shot accuracy: {few_acc / max(zero_acc, 1e-9):.2f}x; "
-                  f"prompt tokens {few['prompt_tokens'] / max(zero['prompt_tokens'], 1):.2f}x")
+            print(
+                f"  few-shot / zero-shot accuracy: {few_acc / max(zero_acc, 1e-9):.2f}x; "
+                f"prompt tokens {few['prompt_tokens'] / max(zero['prompt_tokens'], 1):.2f}x"
+            )
             print(f"  decision: {evaluation['decision']['reason']}")
-            print(f"  training job: {result['calls']} calls, {result['tokens']} tokens "
-                  f"(bound {evaluation['answers_bound']} answers)")
+            print(
+                f"  training job: {result['calls']} calls, {result['tokens']} tokens "
+                f"(bound {evaluation['answers_bound']} answers)"
+            )
 
             unseen = keyword_tasks(args.unseen, seed=99, start_id=10_000)
             body = [{"id": tid, "data": {"text": text}} for tid, text, _ in unseen]
@@ -77,11 +92,15 @@ def main() -> int:
             results = client.post("/predict", json={"tasks": body, "project": project}).json()["results"]
             calls = len(fake.chat_requests) - before
             tokens = sum(len(r.prompt) // 4 for r in fake.chat_requests[before:])
-            right = sum(bool(r["result"]) and r["result"][0]["value"]["choices"] == [label]
-                        for r, (_, _, label) in zip(results, unseen, strict=True))
-            print(f"unseen tasks ({args.unseen}) after promotion ({base} -> {version}): accuracy "
-                  f"{right / args.unseen:.3f}, {calls / args.unseen:.2f} calls and ~{tokens / args.unseen:.0f} prompt "
-                  "tokens per task (counted as the fake provider counts them)")
+            right = sum(
+                bool(r["result"]) and r["result"][0]["value"]["choices"] == [label]
+                for r, (_, _, label) in zip(results, unseen, strict=True)
+            )
+            print(
+                f"unseen tasks ({args.unseen}) after promotion ({base} -> {version}): accuracy "
+                f"{right / args.unseen:.3f}, {calls / args.unseen:.2f} calls and ~{tokens / args.unseen:.0f} prompt "
+                "tokens per task (counted as the fake provider counts them)"
+            )
         rt.close()
     if not (result["promoted"] and few_acc > zero_acc):
         print("FAIL: few-shot is not better than zero-shot on the held-out set")

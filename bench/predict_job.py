@@ -44,18 +44,24 @@ def make_project(client, title: str, n: int) -> tuple[int, list[dict]]:
         label = labels[i % 3]
         task: dict = {"data": {"text": f"item {i}: it was {WORDS[label].split()[i % 2]}"}}
         if i < 60:
-            task["annotations"] = [{"result": [{"from_name": "sentiment", "to_name": "text", "type": "choices",
-                                                "value": {"choices": [label]}}]}]
+            task["annotations"] = [
+                {
+                    "result": [
+                        {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                    ]
+                }
+            ]
         payload.append(task)
     project = client.projects.create(title=title, label_config=TEXT_CHOICES)
     for start in range(0, len(payload), 1000):
-        client.projects.import_tasks(id=project.id, request=payload[start:start + 1000])
+        client.projects.import_tasks(id=project.id, request=payload[start : start + 1000])
     return project.id, payload
 
 
 def stored_per_task(ls, project_id: int) -> Counter:
-    resp = httpx.get(f"{ls.url}/api/predictions", params={"project": project_id},
-                     headers=ls.auth_headers("legacy"), timeout=300)
+    resp = httpx.get(
+        f"{ls.url}/api/predictions", params={"project": project_id}, headers=ls.auth_headers("legacy"), timeout=300
+    )
     resp.raise_for_status()
     return Counter(p["task"] for p in resp.json())
 
@@ -71,10 +77,12 @@ def floor_rate(client, runtime: Runtime, pid: int, chunk: int) -> tuple[float, f
     listed = time.perf_counter()
     from prelabel.regions import choices
 
-    preds = [{"task": tid, "result": [choices(control, "positive", score=0.9)], "score": 0.9,
-              "model_version": version} for tid in ids]
+    preds = [
+        {"task": tid, "result": [choices(control, "positive", score=0.9)], "score": 0.9, "model_version": version}
+        for tid in ids
+    ]
     for at in range(0, len(preds), chunk):
-        client.projects.import_predictions(id=pid, request=preds[at:at + chunk])
+        client.projects.import_predictions(id=pid, request=preds[at : at + chunk])
     stored = time.perf_counter()
     return len(ids) / (stored - started), listed - started, stored - listed
 
@@ -82,8 +90,9 @@ def floor_rate(client, runtime: Runtime, pid: int, chunk: int) -> tuple[float, f
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="the job's batch_size param (default: the job's own choice)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="the job's batch_size param (default: the job's own choice)"
+    )
     args = parser.parse_args()
     if find_label_studio_executable() is None:
         print("skipped: needs Label Studio (scripts/install-label-studio.sh)")
@@ -95,8 +104,12 @@ def main() -> int:
         client = ls.client()
         floor_pid, payload = make_project(client, "bench-floor", args.tasks)
         job_pid, _ = make_project(client, "bench-job", args.tasks)
-        core = CoreSettings(prelabel_home=tmp / "home", label_studio_url=ls.url,
-                            label_studio_api_key=ls.personal_access_token(), log_level="WARNING")
+        core = CoreSettings(
+            prelabel_home=tmp / "home",
+            label_studio_url=ls.url,
+            label_studio_api_key=ls.personal_access_token(),
+            log_level="WARNING",
+        )
         runtime = Runtime(TextClassifier, core)
         runtime.start()
         for pid in (floor_pid, job_pid):
@@ -108,7 +121,7 @@ def main() -> int:
         tasks = [Task(i, p["data"]) for i, p in enumerate(payload)]
         started = time.perf_counter()
         for start in range(0, len(tasks), 500):
-            asyncio.run(runtime.predict(tasks[start:start + 500], proj, {}))
+            asyncio.run(runtime.predict(tasks[start : start + 500], proj, {}))
         plugin_rate = len(tasks) / (time.perf_counter() - started)
 
         # the floor first (on its own project), with the job's upload chunk size
@@ -131,8 +144,10 @@ def main() -> int:
     print(f"tasks: {args.tasks}; load average up to {load:.2f}")
     print(f"plugin in-process predict:                  {plugin_rate:8.0f} tasks/s")
     print(f"Label Studio floor (list {listing:.1f}s + store {storing:.1f}s):   {floor:8.0f} tasks/s")
-    print(f"prediction job (list + predict + store):    {job_rate:8.0f} tasks/s "
-          f"({len(chunks)} uploads, {max(chunks)} tasks at most)")
+    print(
+        f"prediction job (list + predict + store):    {job_rate:8.0f} tasks/s "
+        f"({len(chunks)} uploads, {max(chunks)} tasks at most)"
+    )
     print(f"job / Label Studio floor: {ratio:.2f} (target >= {TARGET}): {'PASS' if ratio >= TARGET else 'FAIL'}")
     return 0 if ratio >= TARGET else 1
 

@@ -42,7 +42,6 @@ CONFIG = """<View>
 CLICKS = [(30, 40, True), (55, 45, True), (80, 20, False), (40, 70, True), (60, 60, False)]
 
 
-
 def image_uri(seed: int, width: int, height: int) -> str:
     import base64
 
@@ -60,8 +59,15 @@ def first_click(client, task_id: int, image: str) -> float:
     """One click on an image this process has not clicked on yet; its latency in seconds."""
     context = {"result": [click_region(0, *CLICKS[0])]}
     started = time.perf_counter()
-    resp = client.post("/predict", json={"tasks": [{"id": task_id, "data": {"image": image}}], "project": "1",
-                                         "label_config": CONFIG, "params": {"context": context}})
+    resp = client.post(
+        "/predict",
+        json={
+            "tasks": [{"id": task_id, "data": {"image": image}}],
+            "project": "1",
+            "label_config": CONFIG,
+            "params": {"context": context},
+        },
+    )
     elapsed = time.perf_counter() - started
     resp.raise_for_status()
     assert "error" not in resp.json()["results"][0] and resp.json()["results"][0]["result"], resp.text
@@ -69,8 +75,14 @@ def first_click(client, task_id: int, image: str) -> float:
 
 
 def click_region(i: int, x: float, y: float, positive: bool) -> dict:
-    return {"id": f"c{i}", "from_name": "kp", "to_name": "image", "type": "keypointlabels", "is_positive": positive,
-            "value": {"x": x, "y": y, "width": 0.5, "keypointlabels": ["Car"]}}
+    return {
+        "id": f"c{i}",
+        "from_name": "kp",
+        "to_name": "image",
+        "type": "keypointlabels",
+        "is_positive": positive,
+        "value": {"x": x, "y": y, "width": 0.5, "keypointlabels": ["Car"]},
+    }
 
 
 def main() -> int:
@@ -92,8 +104,12 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="prelabel-bench-sam2-"))
     write_random_checkpoint(tmp / resolve_config(args.config)[2], args.config)
     width, height = (int(v) for v in args.size.split("x"))
-    settings = {"model_config_name": args.config, "model_root": str(tmp), "device": "auto",
-                "sam2_image_size": args.image_size}
+    settings = {
+        "model_config_name": args.config,
+        "model_root": str(tmp),
+        "device": "auto",
+        "sam2_image_size": args.image_size,
+    }
     runtime = make_runtime(Sam2Backend, tmp / "home", settings, log_level="WARNING")
     rounds: list[list[float]] = []
     try:
@@ -105,9 +121,15 @@ def main() -> int:
                 for n in range(1, len(CLICKS) + 1):
                     context = {"result": [click_region(i, *c) for i, c in enumerate(CLICKS[:n])]}
                     started = time.perf_counter()
-                    resp = client.post("/predict", json={
-                        "tasks": [{"id": r + 1, "data": {"image": image}}], "project": "1", "label_config": CONFIG,
-                        "params": {"context": context}})
+                    resp = client.post(
+                        "/predict",
+                        json={
+                            "tasks": [{"id": r + 1, "data": {"image": image}}],
+                            "project": "1",
+                            "label_config": CONFIG,
+                            "params": {"context": context},
+                        },
+                    )
                     times.append(time.perf_counter() - started)
                     resp.raise_for_status()
                     assert "error" not in resp.json()["results"][0], resp.text
@@ -118,8 +140,14 @@ def main() -> int:
             # the embed job, then the first click on each image it encoded
             embedded = [(1000 + i, image_uri(1000 + i, width, height)) for i in range(args.embed_images)]
             client.post("/setup", json={"project": "1", "schema": CONFIG}).raise_for_status()
-            resp = client.post("/jobs", json={"kind": "embed", "project": "1", "params": {
-                "tasks": [{"id": tid, "data": {"image": image}} for tid, image in embedded]}})
+            resp = client.post(
+                "/jobs",
+                json={
+                    "kind": "embed",
+                    "project": "1",
+                    "params": {"tasks": [{"id": tid, "data": {"image": image}} for tid, image in embedded]},
+                },
+            )
             resp.raise_for_status()
             job = wait_job(client, resp.json()["id"], timeout=3600)
             assert job["status"] == "succeeded" and job["result"]["embedded"] == len(embedded), job
@@ -142,15 +170,19 @@ def main() -> int:
     ok = ratio <= 0.10
     print(f"median latency of clicks 2-5 / click 1: {ratio:.3f} (target <= 0.10): {'PASS' if ok else 'FAIL'}")
     result = job["result"]
-    print(f"embed job: {result['embedded']} images in {result['seconds']:.2f}s, {result['images_per_second']:.2f} "
-          f"images/s ({result['encoder_images_per_second']:.2f} images/s in the encoder)")
+    print(
+        f"embed job: {result['embedded']} images in {result['seconds']:.2f}s, {result['images_per_second']:.2f} "
+        f"images/s ({result['encoder_images_per_second']:.2f} images/s in the encoder)"
+    )
     cold = statistics.median(times[0] for times in rounds)
     warm = statistics.median(after_embed)
     print("first clicks after the embed job: " + " ".join(f"{t:.3f}s" for t in after_embed))
     embed_ratio = warm / cold
     embed_ok = embed_ratio <= 0.15
-    print(f"first click after embed / first click cold: {warm:.3f}s / {cold:.3f}s = {embed_ratio:.3f} "
-          f"(target <= 0.15): {'PASS' if embed_ok else 'FAIL'}")
+    print(
+        f"first click after embed / first click cold: {warm:.3f}s / {cold:.3f}s = {embed_ratio:.3f} "
+        f"(target <= 0.15): {'PASS' if embed_ok else 'FAIL'}"
+    )
     return 0 if ok and embed_ok else 1
 
 

@@ -30,10 +30,12 @@ LABELS = ["Car", "Person", "Bicycle", "Dog", "Traffic light"]
 
 def config_xml(labels: list[str]) -> str:
     inner = "".join(f'<Label value="{label}"/>' for label in labels)
-    return (f'<View><Image name="image" value="$image"/><BrushLabels name="mask" toName="image">{inner}'
-            '</BrushLabels><KeyPointLabels name="kp" toName="image" smart="true"><Label value="Car" smart="true"/>'
-            '</KeyPointLabels><RectangleLabels name="box" toName="image" smart="true"><Label value="Car"/>'
-            "</RectangleLabels></View>")
+    return (
+        f'<View><Image name="image" value="$image"/><BrushLabels name="mask" toName="image">{inner}'
+        '</BrushLabels><KeyPointLabels name="kp" toName="image" smart="true"><Label value="Car" smart="true"/>'
+        '</KeyPointLabels><RectangleLabels name="box" toName="image" smart="true"><Label value="Car"/>'
+        "</RectangleLabels></View>"
+    )
 
 
 def build_config(arch: str):
@@ -79,13 +81,25 @@ def post(client, task_id: int, image: str, config: str, context: dict | None = N
 
 
 def click(i: int, x: float, y: float, positive: bool) -> dict:
-    return {"id": f"c{i}", "from_name": "kp", "to_name": "image", "type": "keypointlabels", "is_positive": positive,
-            "value": {"x": x, "y": y, "width": 0.5, "keypointlabels": ["Car"]}}
+    return {
+        "id": f"c{i}",
+        "from_name": "kp",
+        "to_name": "image",
+        "type": "keypointlabels",
+        "is_positive": positive,
+        "value": {"x": x, "y": y, "width": 0.5, "keypointlabels": ["Car"]},
+    }
 
 
 def box(i: int, x: float, y: float, positive: bool) -> dict:
-    return {"id": f"b{i}", "from_name": "box", "to_name": "image", "type": "rectanglelabels", "is_positive": positive,
-            "value": {"x": x, "y": y, "width": 20, "height": 25, "rotation": 0, "rectanglelabels": ["Car"]}}
+    return {
+        "id": f"b{i}",
+        "from_name": "box",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "is_positive": positive,
+        "value": {"x": x, "y": y, "width": 20, "height": 25, "rotation": 0, "rectanglelabels": ["Car"]},
+    }
 
 
 def main() -> int:
@@ -110,8 +124,9 @@ def main() -> int:
     batched, looped, clicks, boxes = [], [], [], []
     try:
         # (1) the embedding cache off: each call encodes the image it is given
-        runtime = make_runtime(Sam3Backend, tmp / "home1", {**base, "sam3_embedding_cache_size": 0},
-                               log_level="WARNING")
+        runtime = make_runtime(
+            Sam3Backend, tmp / "home1", {**base, "sam3_embedding_cache_size": 0}, log_level="WARNING"
+        )
         with serve_in_process(runtime, wait_ready=1800) as client:
             network = runtime.backend.network
             for r in range(args.rounds + 1):  # round 0 warms up torch and encodes the prompts once
@@ -129,9 +144,10 @@ def main() -> int:
             for r in range(args.rounds + 1):
                 image = image_uri(100 + r, width, height)
                 points = [(30, 40, True), (55, 45, True), (80, 20, False), (40, 70, True), (60, 60, False)]
-                times = [post(client, 2, image, all_labels, {"result": [click(i, *p) for i, p in
-                                                                        enumerate(points[:n])]})
-                         for n in range(1, 6)]
+                times = [
+                    post(client, 2, image, all_labels, {"result": [click(i, *p) for i, p in enumerate(points[:n])]})
+                    for n in range(1, 6)
+                ]
                 image = image_uri(200 + r, width, height)
                 spots = [(10, 10, True), (40, 30, True), (60, 50, False), (20, 60, True), (70, 10, False)]
                 btimes = [post(client, 3 + r, image, all_labels, {"result": [box(i, *s)]}) for i, s in enumerate(spots)]
@@ -142,11 +158,15 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"SAM 3 --arch {args.arch} ({params / 1e6:.0f}M parameters, random weights), image {args.size}, "
-          f"device {device}, {args.rounds} rounds")
+    print(
+        f"SAM 3 --arch {args.arch} ({params / 1e6:.0f}M parameters, random weights), image {args.size}, "
+        f"device {device}, {args.rounds} rounds"
+    )
     ratio_batch = statistics.median(b / loop for b, loop in zip(batched, looped, strict=True))
-    print(f"(1) {len(LABELS)} labels: batched {statistics.median(batched):.3f} s/image, one call per label "
-          f"{statistics.median(looped):.3f} s/image")
+    print(
+        f"(1) {len(LABELS)} labels: batched {statistics.median(batched):.3f} s/image, one call per label "
+        f"{statistics.median(looped):.3f} s/image"
+    )
     ok_batch = ratio_batch <= 0.5
     print(f"    batched / per-label loop: {ratio_batch:.3f} (target <= 0.5): {'PASS' if ok_batch else 'FAIL'}")
     ok = ok_batch
@@ -154,9 +174,11 @@ def main() -> int:
         ratios = [statistics.median(t[1:]) / t[0] for t in rounds]
         ratio = statistics.median(ratios)
         passed = ratio <= 0.10
-        print(f"(2) {name}: first {statistics.median(t[0] for t in rounds):.3f} s, repeats "
-              f"{statistics.median(x for t in rounds for x in t[1:]):.3f} s; repeat / first {ratio:.3f} "
-              f"(target <= 0.10): {'PASS' if passed else 'FAIL'}")
+        print(
+            f"(2) {name}: first {statistics.median(t[0] for t in rounds):.3f} s, repeats "
+            f"{statistics.median(x for t in rounds for x in t[1:]):.3f} s; repeat / first {ratio:.3f} "
+            f"(target <= 0.10): {'PASS' if passed else 'FAIL'}"
+        )
         ok = ok and (passed or name == "smart boxes")  # the target is sam2's, for clicks
     return 0 if ok else 1
 

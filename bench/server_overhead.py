@@ -44,15 +44,37 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 def body(n: int) -> dict:
     """A /predict body as Label Studio 1.23 sends it (docs/label-studio-protocol.md section 6)."""
-    tasks = [{"id": i + 1, "data": {"text": " ".join(WORDS[(i + k) % len(WORDS)] for k in range(12))},
-              "meta": {}, "created_at": "2026-12-01T10:00:00.000000Z", "updated_at": "2026-12-01T10:00:00.000000Z",
-              "is_labeled": False, "overlap": 1, "inner_id": i + 1, "total_annotations": 0,
-              "cancelled_annotations": 0, "total_predictions": 0, "comment_count": 0,
-              "unresolved_comment_count": 0, "last_comment_updated_at": None, "project": 1, "updated_by": None,
-              "file_upload": None, "comment_authors": [], "annotations": [], "predictions": []}
-             for i in range(n)]
-    return {"tasks": tasks, "project": "1.1764583200", "label_config": TEXT_CHOICES,
-            "params": {"login": None, "password": None, "context": None}}
+    tasks = [
+        {
+            "id": i + 1,
+            "data": {"text": " ".join(WORDS[(i + k) % len(WORDS)] for k in range(12))},
+            "meta": {},
+            "created_at": "2026-12-01T10:00:00.000000Z",
+            "updated_at": "2026-12-01T10:00:00.000000Z",
+            "is_labeled": False,
+            "overlap": 1,
+            "inner_id": i + 1,
+            "total_annotations": 0,
+            "cancelled_annotations": 0,
+            "total_predictions": 0,
+            "comment_count": 0,
+            "unresolved_comment_count": 0,
+            "last_comment_updated_at": None,
+            "project": 1,
+            "updated_by": None,
+            "file_upload": None,
+            "comment_authors": [],
+            "annotations": [],
+            "predictions": [],
+        }
+        for i in range(n)
+    ]
+    return {
+        "tasks": tasks,
+        "project": "1.1764583200",
+        "label_config": TEXT_CHOICES,
+        "params": {"login": None, "password": None, "context": None},
+    }
 
 
 FLOOR_APP = textwrap.dedent("""
@@ -119,16 +141,32 @@ def start(cmd: list[str], env: dict, url: str, log: Path) -> subprocess.Popen:
 
 def wrk(url: str, body_file: Path, script: Path, connections: int, seconds: float, pid: int) -> Run:
     env = {**os.environ, "BENCH_BODY": str(body_file)}
-    cmd = ["wrk", "-t", "1" if connections == 1 else "2", "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
-           "--timeout", "10s", "-s", str(script), url + "/predict"]
+    cmd = [
+        "wrk",
+        "-t",
+        "1" if connections == 1 else "2",
+        "-c",
+        str(connections),
+        "-d",
+        f"{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url + "/predict",
+    ]
     before = cpu_seconds(pid)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     cpu = cpu_seconds(pid) - before
     stats = json.loads(out.strip().splitlines()[-1])
     if stats["non2xx"] or stats["errors"] or not stats["requests"]:
         raise RuntimeError(f"{url}: {stats}")
-    return Run(rps=stats["requests"] / (stats["duration_us"] / 1e6), cpu_ms=1000 * cpu / stats["requests"],
-               p50_ms=stats["p50"] / 1000, p99_ms=stats["p99"] / 1000)
+    return Run(
+        rps=stats["requests"] / (stats["duration_us"] / 1e6),
+        cpu_ms=1000 * cpu / stats["requests"],
+        p50_ms=stats["p50"] / 1000,
+        p99_ms=stats["p99"] / 1000,
+    )
 
 
 def main() -> int:
@@ -145,9 +183,24 @@ def main() -> int:
         env.pop(key, None)  # prelabel's defaults: INFO, JSON lines, one access-log line per request
     ours_port, floor_port = free_port(), free_port()
     ours_url, floor_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{floor_port}"
-    procs = {"prelabel": start([sys.executable, "-m", "prelabel.cli", "serve",
-                                "prelabel.testing.reference:ReferenceBackend", "--host", "127.0.0.1",
-                                "--port", str(ours_port)], env, ours_url, tmp / "prelabel.log")}
+    procs = {
+        "prelabel": start(
+            [
+                sys.executable,
+                "-m",
+                "prelabel.cli",
+                "serve",
+                "prelabel.testing.reference:ReferenceBackend",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ours_port),
+            ],
+            env,
+            ours_url,
+            tmp / "prelabel.log",
+        )
+    }
     try:
         sizes = (1, 100)
         script = tmp / "post.lua"
@@ -165,11 +218,28 @@ def main() -> int:
             payloads[len(raw)] = resp.text
         (tmp / "payloads.json").write_text(json.dumps(payloads))
         (tmp / "floor_app.py").write_text(FLOOR_APP)
-        procs["floor"] = start([sys.executable, "-m", "uvicorn", "floor_app:app", "--host", "127.0.0.1",
-                                "--port", str(floor_port), "--loop", "uvloop", "--http", "httptools",
-                                "--log-level", "warning", "--no-access-log"],
-                               {**env, "BENCH_PAYLOADS": str(tmp / "payloads.json"), "PYTHONPATH": str(tmp)},
-                               floor_url, tmp / "floor.log")
+        procs["floor"] = start(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "floor_app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(floor_port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            {**env, "BENCH_PAYLOADS": str(tmp / "payloads.json"), "PYTHONPATH": str(tmp)},
+            floor_url,
+            tmp / "floor.log",
+        )
         urls = {"prelabel": ours_url, "floor": floor_url}
         cases = [(n, c) for n in sizes for c in (1, 16)]
         for name, url in urls.items():  # warm-up: imports, caches, connection pools
@@ -192,19 +262,25 @@ def main() -> int:
             p.terminate()
             p.wait(15)
 
-    print(f"quietest of {args.repeats} interleaved {args.seconds:.0f}-second wrk runs per case; "
-          f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
-          f"prelabel wrote {log_lines} log lines (default logging)")
-    print(f"{'tasks':>5} {'conns':>5} | {'floor req/s':>11} {'cpu ms':>7} {'p50':>6} {'p99':>6} | "
-          f"{'prelabel req/s':>14} {'cpu ms':>7} {'p50':>6} {'p99':>6} | {'cpu ratio':>9} {'p99/p50':>7}")
+    print(
+        f"quietest of {args.repeats} interleaved {args.seconds:.0f}-second wrk runs per case; "
+        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
+        f"prelabel wrote {log_lines} log lines (default logging)"
+    )
+    print(
+        f"{'tasks':>5} {'conns':>5} | {'floor req/s':>11} {'cpu ms':>7} {'p50':>6} {'p99':>6} | "
+        f"{'prelabel req/s':>14} {'cpu ms':>7} {'p50':>6} {'p99':>6} | {'cpu ratio':>9} {'p99/p50':>7}"
+    )
     misses = []
     for n, c in cases:
         floor, ours = best[("floor", n, c)], best[("prelabel", n, c)]
         ratio = floor.cpu_ms / ours.cpu_ms
         tail = ours.p99_ms / ours.p50_ms
-        print(f"{n:>5} {c:>5} | {floor.rps:>11.0f} {floor.cpu_ms:>7.3f} {floor.p50_ms:>6.2f} {floor.p99_ms:>6.2f} | "
-              f"{ours.rps:>14.0f} {ours.cpu_ms:>7.3f} {ours.p50_ms:>6.2f} {ours.p99_ms:>6.2f} | "
-              f"{ratio:>9.2f} {tail:>7.2f}")
+        print(
+            f"{n:>5} {c:>5} | {floor.rps:>11.0f} {floor.cpu_ms:>7.3f} {floor.p50_ms:>6.2f} {floor.p99_ms:>6.2f} | "
+            f"{ours.rps:>14.0f} {ours.cpu_ms:>7.3f} {ours.p50_ms:>6.2f} {ours.p99_ms:>6.2f} | "
+            f"{ratio:>9.2f} {tail:>7.2f}"
+        )
         if ratio < CPU_TARGET[n]:
             misses.append(f"{n}-task c={c}: cpu ratio {ratio:.2f} < {CPU_TARGET[n]}")
         if c == 16 and tail > TAIL_TARGET:

@@ -26,7 +26,6 @@ SCHEMA = ["Person", "City"]
 TEXT = "Alice works in Paris at Acme since 2019, and Bob joined her in Berlin. " * 6
 
 
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--layers", type=int, default=6)
@@ -57,8 +56,10 @@ def main() -> int:
     finally:
         for engine in engines.values():
             engine.close()
-    print(f"UIE hidden 768 x {args.layers} layers (random), {args.texts} texts of {len(TEXT)} chars, "
-          f"median of {args.rounds} rounds")
+    print(
+        f"UIE hidden 768 x {args.layers} layers (random), {args.texts} texts of {len(TEXT)} chars, "
+        f"median of {args.rounds} rounds"
+    )
     for mode in modes:
         print(f"  {mode:<26} {statistics.median(times[mode]):7.2f} s")
     every, half = (statistics.median(t) for t in times.values())

@@ -34,7 +34,6 @@ CONFIG = """<View>
 </View>"""
 
 
-
 def images(n: int, width: int, height: int) -> list[dict]:
     import cv2
     import numpy as np
@@ -78,8 +77,9 @@ def main() -> int:
     settings = {"model_root": str(model_root), "yolo_imgsz": args.imgsz}
     try:
         for mode, batch in modes.items():
-            rt = make_runtime(YoloBackend, tmp / f"home-{batch}", {**settings, "yolo_max_batch_size": batch},
-                              log_level="WARNING")
+            rt = make_runtime(
+                YoloBackend, tmp / f"home-{batch}", {**settings, "yolo_max_batch_size": batch}, log_level="WARNING"
+            )
             runtimes.append(rt)
             clients[mode] = serve_in_process(rt).__enter__()
             clients[mode].post("/predict", json=body).raise_for_status()  # warm-up: load, first call
@@ -102,8 +102,10 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     backend = runtimes[0].backend
-    print(f"{args.images} images {args.size}, imgsz {args.imgsz}, device {backend.device} "
-          f"(CPU threads {backend.cpu_threads}), median of {args.rounds} rounds")
+    print(
+        f"{args.images} images {args.size}, imgsz {args.imgsz}, device {backend.device} "
+        f"(CPU threads {backend.cpu_threads}), median of {args.rounds} rounds"
+    )
     print(f"{'mode':>20} {'model calls':>12} {'seconds':>8} {'CPU s':>7} {'images/s':>9}")
     rates = {}
     for mode in modes:

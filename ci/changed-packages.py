@@ -36,12 +36,33 @@ from images import IMAGES, plugin_of, pyproject, split_requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 
-EVERY_PACKAGE = ("Makefile", "scripts/bootstrap.sh", "scripts/make-env.sh", "pytest.ini", "ruff.toml",
-                 "ci/test-package.sh", "ci/changed-packages.py", ".ci/")
-IMAGE_MACHINERY = ("ci/images.py", "ci/docker/", "ci/build-image.sh", ".dockerignore", "ci/docker-smoke.sh",
-                   "ci/wheelhouse/")
-CORE_ONLY = ("compose/", "deploy/", "tests/", "scripts/demo.py", "scripts/demo_data.json",
-             "scripts/install-label-studio.sh", ".gitignore")
+EVERY_PACKAGE = (
+    "Makefile",
+    "scripts/bootstrap.sh",
+    "scripts/make-env.sh",
+    "pytest.ini",
+    "ruff.toml",
+    "ci/test-package.sh",
+    "ci/changed-packages.py",
+    ".ci/",
+)
+IMAGE_MACHINERY = (
+    "ci/images.py",
+    "ci/docker/",
+    "ci/build-image.sh",
+    ".dockerignore",
+    "ci/docker-smoke.sh",
+    "ci/wheelhouse/",
+)
+CORE_ONLY = (
+    "compose/",
+    "deploy/",
+    "tests/",
+    "scripts/demo.py",
+    "scripts/demo_data.json",
+    "scripts/install-label-studio.sh",
+    ".gitignore",
+)
 NOTHING = ("docs/", "bench/")
 
 
@@ -135,8 +156,9 @@ def git_changed(base: str) -> list[str] | None:
     if not base or set(base) == {"0"}:
         return None
     try:
-        out = subprocess.run(["git", "diff", "--name-only", f"{base}...HEAD"], cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["git", "diff", "--name-only", f"{base}...HEAD"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
     except (subprocess.CalledProcessError, FileNotFoundError):
         return None
     return out.splitlines()

@@ -64,54 +64,121 @@ class Image:
 SAM2_RUNTIME = ("torchvision", "tqdm", "hydra-core", "iopath", "setuptools>=61")
 
 IMAGES: dict[str, Image] = {
-    "kimi": Image(8751, "light", ("kimi",), secrets=True, title="Moonshot Kimi (LLM API)",
-                  summary="Moonshot Kimi (LLM API): text classification, NER, free text."),
-    "modelscope_qwen": Image(9090, "light", ("modelscope_qwen",), secrets=True,
-                             title="Qwen on ModelScope API-Inference (LLM API)",
-                             summary="Qwen3-Coder on ModelScope API-Inference (LLM API)."),
-    "text_classifier": Image(9095, "light", ("text_classifier",), title="scikit-learn text classifier",
-                             summary="scikit-learn text classifier, trained from annotations."),
-    "sam2": Image(9091, "vision", ("sam2",), extras=SAM2_RUNTIME, variants=("gpu", "cpu"), torch=True,
-                  sam2=True, gpu=True, volumes=("data", "models"), model_root=True,
-                  title="SAM 2 interactive segmentation",
-                  summary="SAM 2 interactive click/box segmentation and video propagation.",
-                  compose_note="SAM 2 checkpoints (sam2.1_hiera_large.pt...) go in the models volume, "
-                               "/models in the container."),
-    "grounding_sam": Image(9092, "vision", ("sam2", "grounding_sam"), extras=SAM2_RUNTIME,
-                           variants=("gpu", "cpu"), torch=True, sam2=True, gpu=True, volumes=("data", "models"),
-                           model_root=True, environment=(("HF_HOME", "/models/huggingface"),),
-                           title="Grounding DINO + SAM 2",
-                           summary="Grounding DINO text prompts -> boxes -> SAM 2 masks.",
-                           compose_note="SAM 2 checkpoints and Grounding DINO go in the models volume (/models); "
-                                        "HF_HOME=/models/huggingface."),
+    "kimi": Image(
+        8751,
+        "light",
+        ("kimi",),
+        secrets=True,
+        title="Moonshot Kimi (LLM API)",
+        summary="Moonshot Kimi (LLM API): text classification, NER, free text.",
+    ),
+    "modelscope_qwen": Image(
+        9090,
+        "light",
+        ("modelscope_qwen",),
+        secrets=True,
+        title="Qwen on ModelScope API-Inference (LLM API)",
+        summary="Qwen3-Coder on ModelScope API-Inference (LLM API).",
+    ),
+    "text_classifier": Image(
+        9095,
+        "light",
+        ("text_classifier",),
+        title="scikit-learn text classifier",
+        summary="scikit-learn text classifier, trained from annotations.",
+    ),
+    "sam2": Image(
+        9091,
+        "vision",
+        ("sam2",),
+        extras=SAM2_RUNTIME,
+        variants=("gpu", "cpu"),
+        torch=True,
+        sam2=True,
+        gpu=True,
+        volumes=("data", "models"),
+        model_root=True,
+        title="SAM 2 interactive segmentation",
+        summary="SAM 2 interactive click/box segmentation and video propagation.",
+        compose_note="SAM 2 checkpoints (sam2.1_hiera_large.pt...) go in the models volume, /models in the container.",
+    ),
+    "grounding_sam": Image(
+        9092,
+        "vision",
+        ("sam2", "grounding_sam"),
+        extras=SAM2_RUNTIME,
+        variants=("gpu", "cpu"),
+        torch=True,
+        sam2=True,
+        gpu=True,
+        volumes=("data", "models"),
+        model_root=True,
+        environment=(("HF_HOME", "/models/huggingface"),),
+        title="Grounding DINO + SAM 2",
+        summary="Grounding DINO text prompts -> boxes -> SAM 2 masks.",
+        compose_note="SAM 2 checkpoints and Grounding DINO go in the models volume (/models); "
+        "HF_HOME=/models/huggingface.",
+    ),
     # ultralytics installs lap at run time when tracking is first used; offline that fails
-    "yolo": Image(9093, "vision", ("yolo",), extras=("lap",), variants=("gpu", "cpu"), torch=True, gpu=True,
-                  volumes=("data", "models"), model_root=True, title="Ultralytics YOLO",
-                  summary="Ultralytics YOLO detection, segmentation, classification, pose, OBB, tracking, training.",
-                  compose_note="YOLO weights (yolo11n.pt..., your trained .pt files) go in the models volume, "
-                               "/models in the container."),
+    "yolo": Image(
+        9093,
+        "vision",
+        ("yolo",),
+        extras=("lap",),
+        variants=("gpu", "cpu"),
+        torch=True,
+        gpu=True,
+        volumes=("data", "models"),
+        model_root=True,
+        title="Ultralytics YOLO",
+        summary="Ultralytics YOLO detection, segmentation, classification, pose, OBB, tracking, training.",
+        compose_note="YOLO weights (yolo11n.pt..., your trained .pt files) go in the models volume, "
+        "/models in the container.",
+    ),
     # paddlepaddle is not a plugin dependency (CPU and GPU wheels differ); paddlenlp imports
     # setuptools and pip at run time without declaring them
-    "uie_x": Image(9094, "paddle", ("uie_x",), extras=("paddlepaddle", "setuptools", "pip"), variants=("cpu", "gpu"),
-                   gpu=True, volumes=("data", "models"), environment=(("PPNLP_HOME", "/models/paddlenlp"),),
-                   title="PaddleNLP UIE / UIE-X",
-                   summary="PaddleNLP UIE / UIE-X extraction from text and documents.",
-                   compose_note="PaddleNLP models are downloaded into the models volume "
-                                "(PPNLP_HOME=/models/paddlenlp)."),
+    "uie_x": Image(
+        9094,
+        "paddle",
+        ("uie_x",),
+        extras=("paddlepaddle", "setuptools", "pip"),
+        variants=("cpu", "gpu"),
+        gpu=True,
+        volumes=("data", "models"),
+        environment=(("PPNLP_HOME", "/models/paddlenlp"),),
+        title="PaddleNLP UIE / UIE-X",
+        summary="PaddleNLP UIE / UIE-X extraction from text and documents.",
+        compose_note="PaddleNLP models are downloaded into the models volume (PPNLP_HOME=/models/paddlenlp).",
+    ),
     # transformers' SAM 3 (its video processor needs torchvision, which sam3's pyproject does not list)
-    "sam3": Image(9097, "vision", ("sam3",), extras=("torchvision",), variants=("gpu", "cpu"), torch=True, gpu=True,
-                  volumes=("data", "models"), model_root=True, environment=(("HF_HUB_OFFLINE", "1"),),
-                  title="SAM 3 concept segmentation",
-                  summary="SAM 3 concept segmentation with the project's labels as prompts.",
-                  compose_note="SAM 3 weights (transformers' format, from https://huggingface.co/facebook/sam3 under "
-                               "Meta's SAM License)\ngo in the models volume as /models/sam3 (SAM3_MODEL=sam3), "
-                               "/models in the container."),
+    "sam3": Image(
+        9097,
+        "vision",
+        ("sam3",),
+        extras=("torchvision",),
+        variants=("gpu", "cpu"),
+        torch=True,
+        gpu=True,
+        volumes=("data", "models"),
+        model_root=True,
+        environment=(("HF_HUB_OFFLINE", "1"),),
+        title="SAM 3 concept segmentation",
+        summary="SAM 3 concept segmentation with the project's labels as prompts.",
+        compose_note="SAM 3 weights (transformers' format, from https://huggingface.co/facebook/sam3 under "
+        "Meta's SAM License)\ngo in the models volume as /models/sam3 (SAM3_MODEL=sam3), "
+        "/models in the container.",
+    ),
     # tested in .venv-llamacpp (beside a real llama.cpp server); the image holds no model server
-    "openai_compatible": Image(9096, "llamacpp", ("openai_compatible",), secrets=True,
-                               title="a self-hosted OpenAI-compatible model server",
-                               summary="your own OpenAI-compatible model server (vLLM, Ollama, llama.cpp, LM Studio).",
-                               compose_note="The model server is not in the image: set LLM_BASE_URL and LLM_MODEL "
-                                            "in plugins/openai_compatible/.env."),
+    "openai_compatible": Image(
+        9096,
+        "llamacpp",
+        ("openai_compatible",),
+        secrets=True,
+        title="a self-hosted OpenAI-compatible model server",
+        summary="your own OpenAI-compatible model server (vLLM, Ollama, llama.cpp, LM Studio).",
+        compose_note="The model server is not in the image: set LLM_BASE_URL and LLM_MODEL "
+        "in plugins/openai_compatible/.env.",
+    ),
 }
 
 SAM2_SPEC = "sam2==1.1.0"  # as ci/envs/vision.post.sh builds it
@@ -211,8 +278,11 @@ def env_files(name: str, root: Path = ROOT) -> list[str]:
     env = IMAGES[name].env
     if env == "light":
         return ["ci/docker/light.constraints"]
-    return [f"ci/envs/{env}.{ext}" for ext in ("txt", "constraints", "overrides")
-            if (root / "ci" / "envs" / f"{env}.{ext}").is_file()]
+    return [
+        f"ci/envs/{env}.{ext}"
+        for ext in ("txt", "constraints", "overrides")
+        if (root / "ci" / "envs" / f"{env}.{ext}").is_file()
+    ]
 
 
 def constraints(name: str, variant: str | None = None, root: Path = ROOT) -> list[str]:
@@ -233,8 +303,12 @@ def constraints(name: str, variant: str | None = None, root: Path = ROOT) -> lis
     return out
 
 
-def index_args(name: str, variant: str | None = None, torch_cpu_index: str = TORCH_CPU_INDEX,
-               paddle_gpu_index: str = PADDLE_GPU_INDEX) -> list[str]:
+def index_args(
+    name: str,
+    variant: str | None = None,
+    torch_cpu_index: str = TORCH_CPU_INDEX,
+    paddle_gpu_index: str = PADDLE_GPU_INDEX,
+) -> list[str]:
     image = IMAGES[name]
     variant = check_variant(name, variant)
     if image.torch and variant == "cpu":
@@ -260,8 +334,24 @@ def check_variant(name: str, variant: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["list", "show", "requirements", "constraints", "overrides", "index-args",
-                                            "port", "env", "plugins", "default-variant", "repo", "version", "uv"])
+    parser.add_argument(
+        "command",
+        choices=[
+            "list",
+            "show",
+            "requirements",
+            "constraints",
+            "overrides",
+            "index-args",
+            "port",
+            "env",
+            "plugins",
+            "default-variant",
+            "repo",
+            "version",
+            "uv",
+        ],
+    )
     parser.add_argument("image", nargs="?")
     parser.add_argument("--variant", default=None)
     parser.add_argument("--root", type=Path, default=ROOT, help="repository root (or the build's copy of it)")

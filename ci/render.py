@@ -77,23 +77,35 @@ def dockerfile(name: str, image: Image) -> str:
     if image.torch:
         variant_lines = (
             "# VARIANT=gpu (default): PyPI's torch, CUDA builds that also run on CPU (about 6 GB).\n"
-            "# VARIANT=cpu: the CPU-only torch and torchvision from TORCH_CPU_INDEX, a much smaller image.\n")
+            "# VARIANT=cpu: the CPU-only torch and torchvision from TORCH_CPU_INDEX, a much smaller image.\n"
+        )
         args = f"ARG VARIANT={image.variants[0]}\nARG TORCH_CPU_INDEX={images.TORCH_CPU_INDEX}\n"
     elif image.env == "paddle":
-        variant_lines = ("# VARIANT=cpu (default): PyPI's paddlepaddle. VARIANT=gpu: paddlepaddle-gpu from "
-                         "PADDLE_GPU_INDEX.\n")
+        variant_lines = (
+            "# VARIANT=cpu (default): PyPI's paddlepaddle. VARIANT=gpu: paddlepaddle-gpu from PADDLE_GPU_INDEX.\n"
+        )
         args = f"ARG VARIANT={image.variants[0]}\nARG PADDLE_GPU_INDEX={images.PADDLE_GPU_INDEX}\n"
-    env = {"PYTHONUNBUFFERED": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1",
-           "PIP_ROOT_USER_ACTION": "ignore", "VIRTUAL_ENV": "/opt/prelabel", "PATH": "/opt/prelabel/bin:$PATH",
-           "PRELABEL_HOME": "/data", "BIND_PORT": str(image.port), **image_env(image)}
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_NO_CACHE_DIR": "1",
+        "PIP_ROOT_USER_ACTION": "ignore",
+        "VIRTUAL_ENV": "/opt/prelabel",
+        "PATH": "/opt/prelabel/bin:$PATH",
+        "PRELABEL_HOME": "/data",
+        "BIND_PORT": str(image.port),
+        **image_env(image),
+    }
     env_block = "ENV " + " \\\n    ".join(f"{k}={v}" for k, v in env.items()) + "\n"
     libgomp = ""
     if image.env == "paddle":
-        libgomp = ("\n# paddle links the system's OpenMP runtime (libgomp.so.1), which slim images lack; a base image\n"
-                   "# that has it (an air-gapped build) skips the download\n"
-                   "RUN if ! ldconfig -p | grep -q 'libgomp\\.so\\.1 '; then \\\n"
-                   "        apt-get update && apt-get install -y --no-install-recommends libgomp1 && "
-                   "rm -rf /var/lib/apt/lists/*; \\\n    fi\n")
+        libgomp = (
+            "\n# paddle links the system's OpenMP runtime (libgomp.so.1), which slim images lack; a base image\n"
+            "# that has it (an air-gapped build) skips the download\n"
+            "RUN if ! ldconfig -p | grep -q 'libgomp\\.so\\.1 '; then \\\n"
+            "        apt-get update && apt-get install -y --no-install-recommends libgomp1 && "
+            "rm -rf /var/lib/apt/lists/*; \\\n    fi\n"
+        )
     dirs = " ".join(f"/{v}" for v in image.volumes)
     pyprojects = "".join(f"COPY plugins/{p}/pyproject.toml /build/plugins/{p}/\n" for p in image.plugins)
     sources = "".join(f"COPY plugins/{p}/ /build/plugins/{p}/\n" for p in image.plugins)
@@ -146,12 +158,21 @@ def service_block(name: str, image: Image, stack_db: int | None = None) -> str:
     args = "        BASE_IMAGE: ${PRELABEL_BASE_IMAGE:-python:3.11-slim}\n"
     if len(image.variants) > 1:
         args += f"        VARIANT: ${{{v}_VARIANT:-{image.variants[0]}}}\n"
-    env = {"BIND_PORT": f'"{image.port}"', "PRELABEL_HOME": "/data",
-           **{k: f'"{val}"' if val.isdigit() else val for k, val in image_env(image).items()}}
+    env = {
+        "BIND_PORT": f'"{image.port}"',
+        "PRELABEL_HOME": "/data",
+        **{k: f'"{val}"' if val.isdigit() else val for k, val in image_env(image).items()},
+    }
     if stack_db is not None:
-        env.update({"LABEL_STUDIO_URL": "http://label-studio:8080", "LABEL_STUDIO_API_KEY": LS_TOKEN,
-                    "REDIS_URL": f"redis://redis:6379/{stack_db}", "JOB_RUNNER": "${JOB_RUNNER:-inprocess}",
-                    "LOCAL_FILES_DOCUMENT_ROOT": "/label-studio/files"})
+        env.update(
+            {
+                "LABEL_STUDIO_URL": "http://label-studio:8080",
+                "LABEL_STUDIO_API_KEY": LS_TOKEN,
+                "REDIS_URL": f"redis://redis:6379/{stack_db}",
+                "JOB_RUNNER": "${JOB_RUNNER:-inprocess}",
+                "LOCAL_FILES_DOCUMENT_ROOT": "/label-studio/files",
+            }
+        )
     env_lines = "".join(f"      {k}: {val}\n" for k, val in env.items())
     volumes = f"      - {service(name)}-data:/data\n"
     if "models" in image.volumes:
@@ -188,12 +209,17 @@ def volume_names(name: str, image: Image) -> list[str]:
 def compose(name: str, image: Image) -> str:
     v = var(name)
     if image.secrets:
-        how = (f"#   cp plugins/{name}/.env.example plugins/{name}/.env     # settings and secrets; edit it\n")
+        how = f"#   cp plugins/{name}/.env.example plugins/{name}/.env     # settings and secrets; edit it\n"
     else:
-        how = (f"#   (starts on the defaults in plugins/{name}/.env.example; to change them, copy it to\n"
-               f"#   plugins/{name}/.env, edit that, and set {v}_ENV_FILE=../plugins/{name}/.env in compose/.env)\n")
-    gpu = (f"#   docker compose -f compose/{name}.yml -f compose/{name}.gpu.yml up -d   # on an NVIDIA GPU\n"
-           if image.gpu else "")
+        how = (
+            f"#   (starts on the defaults in plugins/{name}/.env.example; to change them, copy it to\n"
+            f"#   plugins/{name}/.env, edit that, and set {v}_ENV_FILE=../plugins/{name}/.env in compose/.env)\n"
+        )
+    gpu = (
+        f"#   docker compose -f compose/{name}.yml -f compose/{name}.gpu.yml up -d   # on an NVIDIA GPU\n"
+        if image.gpu
+        else ""
+    )
     variables = f"{v}_PORT (host port), {v}_ENV_FILE,\n# "
     if "models" in image.volumes:
         variables += f"{v}_MODELS (a host directory for /models instead of the named volume), "
@@ -287,10 +313,12 @@ def stack() -> str:
 
 
 def stack_gpu() -> str:
-    return ("# NVIDIA GPUs for the GPU-capable backends of compose/stack.yml (NVIDIA Container Toolkit):\n"
-            "#   docker compose -f compose/stack.yml -f compose/stack.gpu.yml up -d\n"
-            "# Each backend reserves the GPU its <PLUGIN>_GPUS names (default: the first, shared).\n"
-            "services:\n" + "".join(gpu_block(n) for n, im in IMAGES.items() if im.gpu))
+    return (
+        "# NVIDIA GPUs for the GPU-capable backends of compose/stack.yml (NVIDIA Container Toolkit):\n"
+        "#   docker compose -f compose/stack.yml -f compose/stack.gpu.yml up -d\n"
+        "# Each backend reserves the GPU its <PLUGIN>_GPUS names (default: the first, shared).\n"
+        "services:\n" + "".join(gpu_block(n) for n, im in IMAGES.items() if im.gpu)
+    )
 
 
 STACK_SERVICES = """  label-studio:

@@ -22,8 +22,14 @@ if ! command -v uv >/dev/null 2>&1; then
     python3 -m pip install -q uv
 fi
 
-# The light packages share one environment; heavy model plugins (torch, paddle) get their own.
-LIGHT_PLUGINS="text_classifier kimi modelscope_qwen openai_compatible"
+# The light packages share one environment; heavy model plugins (torch, paddle) get their own
+# (they name it in plugins/<name>/ENV). Every plugin without an ENV file is light, a plugin just
+# made by `prelabel new` included; openai_compatible is light too (only its llama.cpp tests
+# need .venv-llamacpp).
+LIGHT_PLUGINS="openai_compatible"
+for dir in plugins/*/; do
+    [[ -f "${dir}ENV" ]] || LIGHT_PLUGINS+=" $(basename "$dir")"
+done
 # compat: prelabel's label_studio_ml package (compat/), for upstream models and their tests
 args=(-e "core[llm,redis,testing,compat]" -e compat)
 for p in $LIGHT_PLUGINS; do

@@ -46,9 +46,11 @@ LABEL_CONFIG = f"""<View>
     <Choice value="neutral"/>
   </Choices>
 </View>"""
-DESCRIPTION = ("Short reviews, 12 of them annotated. The text_classifier backend (TF-IDF + logistic regression) "
-               "was trained on those and pre-annotated the rest. Annotate more, then Settings > Model > "
-               "Start Training, and Retrieve Predictions again.")
+DESCRIPTION = (
+    "Short reviews, 12 of them annotated. The text_classifier backend (TF-IDF + logistic regression) "
+    "was trained on those and pre-annotated the rest. Annotate more, then Settings > Model > "
+    "Start Training, and Retrieve Predictions again."
+)
 NO_RETRY = {"max_retries": 0}
 
 
@@ -95,8 +97,18 @@ def import_payload(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         task: dict[str, Any] = {"data": {"text": row["text"]}}
         if row["annotated"]:
-            task["annotations"] = [{"result": [{"from_name": CONTROL, "to_name": "text", "type": "choices",
-                                                "value": {"choices": [row["sentiment"]]}}]}]
+            task["annotations"] = [
+                {
+                    "result": [
+                        {
+                            "from_name": CONTROL,
+                            "to_name": "text",
+                            "type": "choices",
+                            "value": {"choices": [row["sentiment"]]},
+                        }
+                    ]
+                }
+            ]
         tasks.append(task)
     return tasks
 
@@ -146,10 +158,16 @@ class Demo:
         ls_port = first_free_port(host, self.args.port)
         backend_port = first_free_port(host, self.args.backend_port, avoid={ls_port})
         ls_dir = self.home / "label-studio"
-        self.ls = LabelStudioServer(ls_dir, port=ls_port, host=host, executable=executable, username=USERNAME,
-                                    password=PASSWORD)
-        self.backend = BackendProcess(BACKEND, home=self.home / "prelabel", port=backend_port, host=host,
-                                      log_file=self.home / "prelabel" / "backend.log")
+        self.ls = LabelStudioServer(
+            ls_dir, port=ls_port, host=host, executable=executable, username=USERNAME, password=PASSWORD
+        )
+        self.backend = BackendProcess(
+            BACKEND,
+            home=self.home / "prelabel",
+            port=backend_port,
+            host=host,
+            log_file=self.home / "prelabel" / "backend.log",
+        )
 
         # On a second run the PAT cached in the data directory lets the backend start while
         # Label Studio does; on the first run the PAT exists only once Label Studio is up.
@@ -193,16 +211,17 @@ class Demo:
             project = found[0]
             count = sdk.projects.get(id=project.id).task_number or 0
             if count:
-                self.done(f"Project \"{TITLE}\" found: {count} tasks")
+                self.done(f'Project "{TITLE}" found: {count} tasks')
                 return project, count, False
         else:
-            project = sdk.projects.create(title=TITLE, label_config=LABEL_CONFIG, description=DESCRIPTION,
-                                          request_options=NO_RETRY)
+            project = sdk.projects.create(
+                title=TITLE, label_config=LABEL_CONFIG, description=DESCRIPTION, request_options=NO_RETRY
+            )
         t0 = time.monotonic()
         with self.step(f"Importing {len(rows)} texts"):
             sdk.projects.import_tasks(id=project.id, request=import_payload(rows), request_options=NO_RETRY)
         annotated = sum(r["annotated"] for r in rows)
-        self.done(f"Project \"{TITLE}\" created: {len(rows)} tasks, {annotated} of them annotated", t0)
+        self.done(f'Project "{TITLE}" created: {len(rows)} tasks, {annotated} of them annotated', t0)
         return project, len(rows), True
 
     def connect(self, sdk: Any, project_id: int) -> Any:
@@ -221,8 +240,14 @@ class Demo:
                     sdk.webhooks.update(id=hook.id, url=f"{url}/webhook", request_options=NO_RETRY)
             message = f"ML backend #{ml.id} moved from {old.url} to {url}"
         else:
-            ml = sdk.ml.create(project=project_id, url=url, title=ML_TITLE, is_interactive=True,
-                               description="prelabel text_classifier (make demo)", request_options=NO_RETRY)
+            ml = sdk.ml.create(
+                project=project_id,
+                url=url,
+                title=ML_TITLE,
+                is_interactive=True,
+                description="prelabel text_classifier (make demo)",
+                request_options=NO_RETRY,
+            )
             message = f"Connected the backend to the project (ML backend #{ml.id}, interactive)"
         # list, update and create all ran /health and /setup just now: ml.state is current
         if ml.state != "CO":
@@ -242,8 +267,9 @@ class Demo:
             sdk.ml.train(id=ml.id, request_options=NO_RETRY)
             job = self.backend.wait_new_job(project_id, "train", since=pressed - 1, timeout=self.args.timeout)
         if job["status"] != "succeeded":
-            raise DemoError(f"training job {job['id']} {job['status']}: {job.get('error')}\n"
-                            f"see {self.backend.log_file}")
+            raise DemoError(
+                f"training job {job['id']} {job['status']}: {job.get('error')}\nsee {self.backend.log_file}"
+            )
         result = job["result"]
         acc = result.get("accuracy")
         metrics = f", held-out accuracy {acc:.0%} on {result['holdout_examples']}" if acc is not None else ""
@@ -254,15 +280,24 @@ class Demo:
         """Retrieve predictions for every task; (unlabeled tasks pre-annotated, unlabeled tasks)."""
         t0 = time.monotonic()
         with self.step("Retrieving predictions for the unlabeled tasks"):
-            sdk.actions.create(id="retrieve_tasks_predictions", project=project_id,
-                               selected_items={"all": True, "excluded": []}, request_options=NO_RETRY)
+            sdk.actions.create(
+                id="retrieve_tasks_predictions",
+                project=project_id,
+                selected_items={"all": True, "excluded": []},
+                request_options=NO_RETRY,
+            )
             unlabeled = [t.id for t in sdk.tasks.list(project=project_id, page_size=1000) if not t.total_annotations]
-            have = {p.task for p in sdk.predictions.list(project=project_id, request_options=NO_RETRY)
-                    if p.model_version == version and p.result}
+            have = {
+                p.task
+                for p in sdk.predictions.list(project=project_id, request_options=NO_RETRY)
+                if p.model_version == version and p.result
+            }
         done = sum(tid in have for tid in unlabeled)
         if done < len(unlabeled):
-            raise DemoError(f"only {done} of {len(unlabeled)} unlabeled tasks got a prediction from {version}; "
-                            f"see {self.backend.log_file} and {self.ls.log_file}")
+            raise DemoError(
+                f"only {done} of {len(unlabeled)} unlabeled tasks got a prediction from {version}; "
+                f"see {self.backend.log_file} and {self.ls.log_file}"
+            )
         self.done(f"{done} unlabeled tasks are pre-annotated by {version}", t0)
         return done, len(unlabeled)
 
@@ -283,11 +318,21 @@ class Demo:
         preannotated, unlabeled = self.preannotate(sdk, project.id, version)
         setup_seconds = time.monotonic() - self.started
         state = {
-            "label_studio_url": self.ls.url, "backend_url": self.backend.url, "project_id": project.id,
-            "project_url": f"{self.ls.url}/projects/{project.id}/data", "ml_backend_id": ml.id,
-            "username": USERNAME, "password": self.ls.password, "model_version": version, "tasks": count,
-            "created_project": created, "trained_now": job is not None, "preannotated": preannotated,
-            "unlabeled": unlabeled, "setup_seconds": round(setup_seconds, 2), "pid": os.getpid(),
+            "label_studio_url": self.ls.url,
+            "backend_url": self.backend.url,
+            "project_id": project.id,
+            "project_url": f"{self.ls.url}/projects/{project.id}/data",
+            "ml_backend_id": ml.id,
+            "username": USERNAME,
+            "password": self.ls.password,
+            "model_version": version,
+            "tasks": count,
+            "created_project": created,
+            "trained_now": job is not None,
+            "preannotated": preannotated,
+            "unlabeled": unlabeled,
+            "setup_seconds": round(setup_seconds, 2),
+            "pid": os.getpid(),
         }
         (self.home / STATE_FILE).write_text(json.dumps(state, indent=2))
         self.summary(state)
@@ -338,13 +383,18 @@ def _rel(path: Path) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--home", default=os.environ.get("PRELABEL_DEMO_HOME", ".demo"),
-                        help="where Label Studio's and the backend's data live (default: ./.demo)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--home",
+        default=os.environ.get("PRELABEL_DEMO_HOME", ".demo"),
+        help="where Label Studio's and the backend's data live (default: ./.demo)",
+    )
     parser.add_argument("--port", type=int, default=8080, help="Label Studio port, or the next free one (8080)")
-    parser.add_argument("--backend-port", type=int, default=9095,
-                        help="text_classifier port, or the next free one (9095)")
+    parser.add_argument(
+        "--backend-port", type=int, default=9095, help="text_classifier port, or the next free one (9095)"
+    )
     parser.add_argument("--no-wait", action="store_true", help="set everything up, print, then stop both servers")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for each step (300)")
     return parser.parse_args(argv)

@@ -99,8 +99,11 @@ def predict_kimi(base: str) -> None:
         fail(f"expected one TextArea region, got {result}")
     region = regions[0]
     texts = (region.get("value") or {}).get("text")
-    if (region.get("type"), region.get("from_name"), region.get("to_name")) != ("textarea", "label", "text") \
-            or not texts or not all(isinstance(t, str) and t for t in texts):
+    if (
+        (region.get("type"), region.get("from_name"), region.get("to_name")) != ("textarea", "label", "text")
+        or not texts
+        or not all(isinstance(t, str) and t for t in texts)
+    ):
         fail(f"not the seed's TextArea result: {region}")
     if "fake answer" not in texts[0]:
         fail(f"the text did not come from the fake OpenAI server: {texts}")
@@ -121,8 +124,12 @@ def png(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows))) \
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
         + chunk(b"IEND", b"")
+    )
 
 
 YOLO_CONFIG = """<View>
@@ -144,18 +151,30 @@ def predict_yolo(base: str) -> None:
     for region in regions:
         value = region.get("value") or {}
         box = [value.get(k) for k in ("x", "y", "width", "height")]
-        if region.get("type") != "rectanglelabels" or region.get("from_name") != "label" \
-                or region.get("to_name") != "image" or value.get("rectanglelabels") != ["Car"] \
-                or not all(isinstance(v, (int, float)) and 0 <= v <= 100 for v in box) \
-                or region.get("original_width") != 320 or region.get("original_height") != 240:
+        if (
+            region.get("type") != "rectanglelabels"
+            or region.get("from_name") != "label"
+            or region.get("to_name") != "image"
+            or value.get("rectanglelabels") != ["Car"]
+            or not all(isinstance(v, (int, float)) and 0 <= v <= 100 for v in box)
+            or region.get("original_width") != 320
+            or region.get("original_height") != 240
+        ):
             fail(f"not a RectangleLabels region of the project's labels: {region}")
-    print(f"yolo: {len(regions)} rectanglelabels regions, first {regions[0]['value']} "
-          f"(model_version {result['model_version']})")
+    print(
+        f"yolo: {len(regions)} rectanglelabels regions, first {regions[0]['value']} "
+        f"(model_version {result['model_version']})"
+    )
 
 
 def main(argv: list[str]) -> None:
-    commands = {"free-port": free_port, "wait-url": wait_url, "health": health, "predict-kimi": predict_kimi,
-                "predict-yolo": predict_yolo}
+    commands = {
+        "free-port": free_port,
+        "wait-url": wait_url,
+        "health": health,
+        "predict-kimi": predict_kimi,
+        "predict-yolo": predict_yolo,
+    }
     if not argv or argv[0] not in commands:
         fail(f"usage: smoke_check.py {{{','.join(commands)}}} ARGS")
     commands[argv[0]](*argv[1:])

@@ -9,8 +9,12 @@ from prelabel.llm import LLMBackend, LLMSettings
 
 
 class AcmeSettings(LLMSettings):
-    field_roles = {"api_key": "acme_api_key", "model": "acme_model", "base_url": "acme_base_url",
-                   "timeout": "acme_timeout"}
+    field_roles = {
+        "api_key": "acme_api_key",
+        "model": "acme_model",
+        "base_url": "acme_base_url",
+        "timeout": "acme_timeout",
+    }
     provider = "Acme"
     acme_api_key: SecretStr
     acme_model: str = "acme-1"

@@ -95,8 +95,15 @@ def test_backend_routes_answer_503_until_the_model_is_ready(tmp_path):
 def test_backend_routes_get_the_project_and_its_media(tmp_path):
     rt = make_runtime(EchoRoutesBackend, tmp_path / "home")
     with serve_in_process(rt) as client:
-        setup = client.post("/setup", json={"project": "3.1700000000", "schema": configs.TEXT_CHOICES,
-                                            "hostname": "http://ls.example:8080", "access_token": "t" * 40})
+        setup = client.post(
+            "/setup",
+            json={
+                "project": "3.1700000000",
+                "schema": configs.TEXT_CHOICES,
+                "hostname": "http://ls.example:8080",
+                "access_token": "t" * 40,
+            },
+        )
         assert setup.status_code == 200, setup.text
         answer = client.post("/v1/echo", json={"project": "3"}).json()
         assert answer["project"] == "3" and answer["media_host"] == "http://ls.example:8080"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,8 +20,9 @@ PRELABEL = [sys.executable, "-m", "prelabel.cli"]
 
 
 def run(*args, env=None, timeout=120):
-    return subprocess.run([*PRELABEL, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*PRELABEL, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
 
 
 def wait_health(url, proc, timeout=60.0):
@@ -59,7 +61,8 @@ def test_unknown_backend_is_a_clear_error():
 
 
 def test_missing_setting_names_the_variable(tmp_path):
-    (tmp_path / "needs_key.py").write_text(textwrap.dedent("""
+    (tmp_path / "needs_key.py").write_text(
+        textwrap.dedent("""
         from prelabel import Backend, BackendSettings
 
         class Settings(BackendSettings):
@@ -69,7 +72,8 @@ def test_missing_setting_names_the_variable(tmp_path):
             backend_id = "needs_key"
             supports = {"Choices": frozenset({"Text"})}
             Settings = Settings
-    """))
+    """)
+    )
     out = run("serve", "needs_key:NeedsKey", env={"PYTHONPATH": str(tmp_path), "PRELABEL_HOME": str(tmp_path)})
     assert out.returncode != 0
     assert "ACME_API_KEY is required" in out.stderr
@@ -79,17 +83,32 @@ def test_missing_setting_names_the_variable(tmp_path):
 def test_serve_answers_label_studio_calls(tmp_path, workers):
     port = free_port()
     env = {**os.environ, "PRELABEL_HOME": str(tmp_path), "LOG_FORMAT": "json"}
-    proc = subprocess.Popen([*PRELABEL, "serve", "prelabel.testing.reference:ReferenceBackend", "--host",
-                             "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            *PRELABEL,
+            "serve",
+            "prelabel.testing.reference:ReferenceBackend",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         health = wait_health(url, proc)
         assert health["status"] == "UP" and health["plugin"] == "reference"
         setup = httpx.post(url + "/setup", json={"project": "1.1", "schema": TEXT_CHOICES}).json()
         for _ in range(6 if workers > 1 else 1):
-            resp = httpx.post(url + "/predict", json={"tasks": [{"id": 1, "data": {"text": "positive"}}],
-                                                      "project": "1.1"})
+            resp = httpx.post(
+                url + "/predict", json={"tasks": [{"id": 1, "data": {"text": "positive"}}], "project": "1.1"}
+            )
             assert resp.status_code == 200, resp.text
             assert per_task_results(resp.json())[0]["model_version"] == setup["model_version"]
         metrics = httpx.get(url + "/metrics").text
@@ -114,11 +133,30 @@ def test_new_scaffolds_a_plugin_that_passes_conformance(tmp_path):
     if uv is None:
         pytest.skip("needs uv to install the scaffolded plugin: python3 -m pip install uv")
     site = tmp_path / "site"
-    install = subprocess.run([uv, "pip", "install", "-q", "--no-deps", "--python", sys.executable, "--target",
-                              str(site), str(root)], capture_output=True, text=True, timeout=300)
+    install = subprocess.run(
+        [uv, "pip", "install", "-q", "--no-deps", "--python", sys.executable, "--target", str(site), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stderr
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
-                            capture_output=True, text=True, timeout=600, cwd=root,
-                            env={**os.environ, "PYTHONPATH": str(site)})
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(site)},
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
+    # and it is born formatted and lint-clean, as `make lint` wants the tree
+    ruff_config = Path(__file__).resolve().parents[2] / "ruff.toml"
+    for check in (["check"], ["format", "--check"]):
+        lint = subprocess.run(
+            [sys.executable, "-m", "ruff", *check, "--config", str(ruff_config), str(root)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr

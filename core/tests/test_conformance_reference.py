@@ -3,8 +3,18 @@ from prelabel.testing.reference import ReferenceBackend
 
 
 def _annotated(tid: int, text: str, label: str) -> dict:
-    return {"id": tid, "data": {"text": text}, "annotations": [{"id": tid, "result": [
-        {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}]}
+    return {
+        "id": tid,
+        "data": {"text": text},
+        "annotations": [
+            {
+                "id": tid,
+                "result": [
+                    {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                ],
+            }
+        ],
+    }
 
 
 class TestReferenceConformance(BackendConformanceTests):

@@ -29,8 +29,11 @@ class LimitSettings(BackendSettings):
 
 class Acme(Backend):
     backend_id = "acme"
-    supports = {"RectangleLabels": frozenset({"Image"}), "VideoRectangle": frozenset({"Video"}),
-                "Choices": frozenset({"Image"})}
+    supports = {
+        "RectangleLabels": frozenset({"Image"}),
+        "VideoRectangle": frozenset({"Video"}),
+        "Choices": frozenset({"Image"}),
+    }
     max_batch_size = 8
     max_concurrency = 1
     Settings = LimitSettings
@@ -112,10 +115,24 @@ def test_adapter_hooks_are_protocols_a_plain_backend_does_not_implement(tmp_path
 
 
 def test_backend_has_a_small_public_surface():
-    public = sorted(n for n, v in vars(Backend).items() if not n.startswith("_") and not isinstance(v, type)
-                    and (callable(v) or isinstance(v, (classmethod, staticmethod))))
-    hooks = {"preflight", "doctor", "setup", "model_version", "health", "supported_controls", "predict", "fit",
-             "add_routes"}
+    public = sorted(
+        n
+        for n, v in vars(Backend).items()
+        if not n.startswith("_")
+        and not isinstance(v, type)
+        and (callable(v) or isinstance(v, (classmethod, staticmethod)))
+    )
+    hooks = {
+        "preflight",
+        "doctor",
+        "setup",
+        "model_version",
+        "health",
+        "supported_controls",
+        "predict",
+        "fit",
+        "add_routes",
+    }
     assert set(public) == hooks, public
 
 
@@ -136,8 +153,10 @@ def test_job_annotations_are_the_usable_ones_ground_truth_first(tmp_path):
     truth = {"id": 2, "ground_truth": True, "result": good["result"]}
     cancelled = {"id": 3, "was_cancelled": True, "result": good["result"]}
     empty = {"id": 4, "result": []}
-    tasks = [{"id": 10, "data": {}, "annotations": [cancelled, good, truth, empty]},
-             {"id": 11, "data": {}, "annotations": [cancelled, empty]}]
+    tasks = [
+        {"id": 10, "data": {}, "annotations": [cancelled, good, truth, empty]},
+        {"id": 11, "data": {}, "annotations": [cancelled, empty]},
+    ]
     rt = make_runtime(ReferenceBackend, tmp_path / "home")
     job = JobContext(Job(id="j1", kind="train", project="1", params={"tasks": tasks}), rt.jobs, rt)
     pairs = job.annotations()
@@ -150,8 +169,7 @@ def test_main_thread_imports_happen_in_the_main_thread_before_setup(tmp_path, mo
     import sys
     import threading
 
-    (tmp_path / "framework_probe.py").write_text(
-        "import threading\nIMPORTED_IN = threading.current_thread().name\n")
+    (tmp_path / "framework_probe.py").write_text("import threading\nIMPORTED_IN = threading.current_thread().name\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "framework_probe", raising=False)
     seen = {}

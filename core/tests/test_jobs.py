@@ -29,8 +29,17 @@ def finished(rt, job_id):
 
 
 def annotated(tid, text, label):
-    return {"id": tid, "data": {"text": text}, "annotations": [{"result": [
-        {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}]}
+    return {
+        "id": tid,
+        "data": {"text": text},
+        "annotations": [
+            {
+                "result": [
+                    {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                ]
+            }
+        ],
+    }
 
 
 @pytest.fixture

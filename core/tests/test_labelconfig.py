@@ -52,8 +52,12 @@ def test_attr_casting():
 
 def test_sanitize_drops_unknown_controls_and_labels():
     cfg = parse_label_config(configs.IMAGE_RECTANGLES)
-    good = {"from_name": "label", "to_name": "image", "type": "rectanglelabels",
-            "value": {"x": 1, "y": 1, "width": 2, "height": 2, "rectanglelabels": ["Car"]}}
+    good = {
+        "from_name": "label",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "value": {"x": 1, "y": 1, "width": 2, "height": 2, "rectanglelabels": ["Car"]},
+    }
     mixed = {**good, "value": {**good["value"], "rectanglelabels": ["Car", "Boat"]}}
     unknown_label = {**good, "value": {**good["value"], "rectanglelabels": ["Boat"]}}
     unknown_control = {**good, "from_name": "nope"}

@@ -9,13 +9,16 @@ from prelabel.testing import configs
 ALL_KINDS = configs.TEXT_LLM_ALL_KINDS
 
 
-@pytest.mark.parametrize("reply", [
-    '{"a": 1}',
-    '```json\n{"a": 1}\n```',
-    'Sure! Here it is:\n```\n{"a": 1}\n```\nAnything else?',
-    'The answer is {"a": 1} as requested. {"b": 2}',
-    '<think>maybe {"a": 0}? no</think>\n{"a": 1}',
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '{"a": 1}',
+        '```json\n{"a": 1}\n```',
+        'Sure! Here it is:\n```\n{"a": 1}\n```\nAnything else?',
+        'The answer is {"a": 1} as requested. {"b": 2}',
+        '<think>maybe {"a": 0}? no</think>\n{"a": 1}',
+    ],
+)
 def test_extract_json_is_tolerant(reply):
     assert extract_json(reply) == {"a": 1}
 
@@ -51,13 +54,19 @@ def test_single_choice_keeps_one_multiple_keeps_all():
 
 def test_spans_get_exact_offsets_from_their_text():
     text = "Barack Obama met Angela Merkel in Berlin. Obama left."
-    answer = {"label": [{"label": "Person", "text": "Obama"}, {"label": "LOC", "text": "berlin"},
-                        {"label": "Organization", "text": "the UN"}, {"label": "Animal", "text": "Obama"}]}
+    answer = {
+        "label": [
+            {"label": "Person", "text": "Obama"},
+            {"label": "LOC", "text": "berlin"},
+            {"label": "Organization", "text": "the UN"},
+            {"label": "Animal", "text": "Obama"},
+        ]
+    }
     result, problems = _regions(configs.TEXT_NER, answer, text)
     got = sorted((r["value"]["start"], r["value"]["end"], r["value"]["labels"][0]) for r in result)
     assert got == [(7, 12, "Person"), (34, 40, "Location"), (42, 47, "Person")]
     for r in result:
-        assert text[r["value"]["start"]:r["value"]["end"]] == r["value"]["text"]
+        assert text[r["value"]["start"] : r["value"]["end"]] == r["value"]["text"]
     assert any("'the UN' does not occur" in p for p in problems)
     assert any("'Animal' is not one of the project's labels" in p for p in problems)
 
@@ -72,8 +81,15 @@ def test_spans_survive_reflowed_whitespace_and_other_shapes():
 
 
 def test_textarea_rating_number_taxonomy():
-    answer = {"summary": "A cat.", "stars": "7", "year": 2019.0, "tax": ["Animal / Cat", "Dog", "Fungus"],
-              "sentiment": None, "topics": [], "ner": []}
+    answer = {
+        "summary": "A cat.",
+        "stars": "7",
+        "year": 2019.0,
+        "tax": ["Animal / Cat", "Dog", "Fungus"],
+        "sentiment": None,
+        "topics": [],
+        "ner": [],
+    }
     result, problems = _regions(ALL_KINDS, answer, "Ann adopted a cat in 2019.")
     by_name = {r["from_name"]: r["value"] for r in result}
     assert by_name["summary"] == {"text": ["A cat."]}

@@ -24,16 +24,31 @@ INTERACTIVE = """<View>
 
 @pytest.fixture
 def client(tmp_path, fake_openai):
-    rt = make_runtime(AcmeBackend, tmp_path / "home", {"acme_api_key": "sk-test", "acme_base_url": fake_openai.base_url,
-                                                       "llm_backoff_base": 0.01, "max_concurrent": 4})
+    rt = make_runtime(
+        AcmeBackend,
+        tmp_path / "home",
+        {
+            "acme_api_key": "sk-test",
+            "acme_base_url": fake_openai.base_url,
+            "llm_backoff_base": 0.01,
+            "max_concurrent": 4,
+        },
+    )
     with serve_in_process(rt) as c:
         yield c
     rt.close()
 
 
 def predict(client, tasks, config, context=None, project="3.1"):
-    resp = client.post("/predict", json={"tasks": tasks, "label_config": config, "project": project,
-                                         "params": {"login": None, "password": None, "context": context}})
+    resp = client.post(
+        "/predict",
+        json={
+            "tasks": tasks,
+            "label_config": config,
+            "project": project,
+            "params": {"login": None, "password": None, "context": context},
+        },
+    )
     assert resp.status_code == 200, resp.text
     return per_task_results(resp.json())
 
@@ -44,8 +59,9 @@ def task_text(req: FakeRequest) -> str:
 
 def test_spans_come_back_with_offsets_in_the_task_text(client, fake_openai):
     text = "Ada Lovelace worked with Charles Babbage in London."
-    fake_openai.responder = lambda req: {"label": [{"label": "Person", "text": "Charles Babbage"},
-                                                   {"label": "LOC", "text": "London"}]}
+    fake_openai.responder = lambda req: {
+        "label": [{"label": "Person", "text": "Charles Babbage"}, {"label": "LOC", "text": "London"}]
+    }
     [item] = predict(client, [{"id": 1, "data": {"text": text}}], configs.TEXT_NER)
     spans = {(r["value"]["start"], r["value"]["end"], r["value"]["labels"][0]) for r in item["result"]}
     assert spans == {(25, 40, "Person"), (44, 50, "Location")}
@@ -57,8 +73,10 @@ def test_a_choice_outside_the_config_is_dropped_and_logged(client, fake_openai, 
     with caplog.at_level(logging.WARNING):
         [item] = predict(client, [{"id": 4, "data": {"text": "grr"}}], configs.TEXT_CHOICES)
     assert item["result"] == [] and "error" not in item
-    assert any("task 4" in r.getMessage() and "'furious' is not one of the project's choices" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "task 4" in r.getMessage() and "'furious' is not one of the project's choices" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_one_failed_task_never_fails_the_batch(client, fake_openai):
@@ -84,16 +102,25 @@ def test_a_batch_runs_concurrently_under_max_concurrent(client, fake_openai):
 
 
 def test_an_empty_text_is_a_task_error(client, fake_openai):
-    results = predict(client, [{"id": 1, "data": {"text": "   "}}, {"id": 2, "data": {"text": "ok"}}],
-                      configs.TEXT_CHOICES)
+    results = predict(
+        client, [{"id": 1, "data": {"text": "   "}}, {"id": 2, "data": {"text": "ok"}}], configs.TEXT_CHOICES
+    )
     assert "no text to label" in results[0]["error"] and "'text'" in results[0]["error"]
     assert "error" not in results[1] and len(fake_openai.chat_requests) == 1
 
 
 def test_interactive_prompt_is_used_remembered_and_echoed(client, fake_openai):
     fake_openai.responder = lambda req: {"sentiment": "negative"}
-    context = {"result": [{"from_name": "prompt", "to_name": "text", "type": "textarea",
-                           "value": {"text": ["Sarcasm counts as negative."]}}]}
+    context = {
+        "result": [
+            {
+                "from_name": "prompt",
+                "to_name": "text",
+                "type": "textarea",
+                "value": {"text": ["Sarcasm counts as negative."]},
+            }
+        ]
+    }
     [item] = predict(client, [{"id": 1, "data": {"text": "great, just great"}}], INTERACTIVE, context)
     assert fake_openai.chat_requests[-1].prompt.startswith("Sarcasm counts as negative.")
     types = sorted(r["from_name"] for r in item["result"])
@@ -135,8 +162,9 @@ def test_health_shows_the_format_after_a_step_down(client, fake_openai):
 
 
 def _version(tmp_path, fake_openai, **settings) -> str:
-    rt = make_runtime(AcmeBackend, tmp_path / "v", {"acme_api_key": "k", "acme_base_url": fake_openai.base_url,
-                                                    **settings})
+    rt = make_runtime(
+        AcmeBackend, tmp_path / "v", {"acme_api_key": "k", "acme_base_url": fake_openai.base_url, **settings}
+    )
     try:
         with serve_in_process(rt) as c:
             setup = c.post("/setup", json={"project": "1.1", "schema": configs.TEXT_CHOICES}).json()["model_version"]
@@ -151,15 +179,20 @@ def test_model_version_follows_model_and_prompts_and_nothing_else(tmp_path, fake
     base = _version(tmp_path, fake_openai)
     assert base == _version(tmp_path, fake_openai)  # stable across restarts
     assert base == _version(tmp_path, fake_openai, max_concurrent=3, llm_temperature=0.5, acme_timeout=9)
-    changed = {_version(tmp_path, fake_openai, acme_model="acme-2"),
-               _version(tmp_path, fake_openai, llm_prompt="These are tweets."),
-               _version(tmp_path, fake_openai, llm_system_prompt="Label like an expert.")}
+    changed = {
+        _version(tmp_path, fake_openai, acme_model="acme-2"),
+        _version(tmp_path, fake_openai, llm_prompt="These are tweets."),
+        _version(tmp_path, fake_openai, llm_system_prompt="Label like an expert."),
+    }
     assert len(changed) == 3 and base not in changed
 
 
 def test_llm_prompt_setting_is_the_default_instruction(tmp_path, fake_openai):
-    rt = make_runtime(AcmeBackend, tmp_path / "h", {"acme_api_key": "k", "acme_base_url": fake_openai.base_url,
-                                                    "llm_prompt": "Texts are product reviews."})
+    rt = make_runtime(
+        AcmeBackend,
+        tmp_path / "h",
+        {"acme_api_key": "k", "acme_base_url": fake_openai.base_url, "llm_prompt": "Texts are product reviews."},
+    )
     with serve_in_process(rt) as c:
         predict(c, [{"id": 1, "data": {"text": "x"}}], configs.TEXT_CHOICES)
     rt.close()
@@ -215,8 +248,9 @@ def test_an_unexpected_error_stays_with_its_task(client, fake_openai, monkeypatc
         return original(spec, value, texts)
 
     monkeypatch.setattr("prelabel.llm.backend.to_regions", flaky)
-    results = predict(client, [{"id": 1, "data": {"text": "fine"}}, {"id": 2, "data": {"text": "boom"}}],
-                      configs.TEXT_CHOICES)
+    results = predict(
+        client, [{"id": 1, "data": {"text": "fine"}}, {"id": 2, "data": {"text": "boom"}}], configs.TEXT_CHOICES
+    )
     assert results[0]["result"] and "error" not in results[0]
     assert results[1]["result"] == [] and "a bug in mapping" in results[1]["error"]
     assert len(fake_openai.chat_requests) == 2  # the batch was not re-run task by task

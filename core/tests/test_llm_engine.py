@@ -151,13 +151,16 @@ def test_timeout_then_success(fake_openai):
     assert run(ask(engine)).attempts == 2
 
 
-@pytest.mark.parametrize("reply,kind,needle", [
-    (Reply.unauthorized(), "auth", "check ACME_API_KEY"),
-    (Reply.forbidden(), "forbidden", "no access to model 'acme-1'"),
-    (Reply.quota_exhausted(), "quota", "quota or balance is used up"),
-    (Reply(404, error={"message": "model not found"}), "not_found", "check ACME_MODEL"),
-    (Reply.bad_request("context too long"), "bad_request", "context too long"),
-])
+@pytest.mark.parametrize(
+    "reply,kind,needle",
+    [
+        (Reply.unauthorized(), "auth", "check ACME_API_KEY"),
+        (Reply.forbidden(), "forbidden", "no access to model 'acme-1'"),
+        (Reply.quota_exhausted(), "quota", "quota or balance is used up"),
+        (Reply(404, error={"message": "model not found"}), "not_found", "check ACME_MODEL"),
+        (Reply.bad_request("context too long"), "bad_request", "context too long"),
+    ],
+)
 def test_failures_that_are_not_retried(fake_openai, reply, kind, needle):
     engine = make(fake_openai, llm_response_format="json_object")
     fake_openai.enqueue(reply)
@@ -172,8 +175,9 @@ def test_unreachable_provider(fake_openai):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
-    settings = AcmeSettings(acme_api_key="k", acme_base_url=f"http://127.0.0.1:{port}/v1", llm_max_retries=1,
-                            llm_backoff_base=0.01)
+    settings = AcmeSettings(
+        acme_api_key="k", acme_base_url=f"http://127.0.0.1:{port}/v1", llm_max_retries=1, llm_backoff_base=0.01
+    )
     with pytest.raises(LLMError) as info:
         run(LLMEngine(settings).ask([{"role": "user", "content": "x"}], None, extract_json))
     assert info.value.kind == "network"
@@ -270,10 +274,12 @@ def test_token_totals_are_counted(fake_openai):
     a, b = run(ask(engine, "one")), run(ask(engine, "two"))
     labels = {"model": "acme-1", "kind": "prompt"}
     assert registry.get_sample_value("prelabel_llm_tokens_total", labels) == (
-        a.usage.prompt_tokens + b.usage.prompt_tokens)
+        a.usage.prompt_tokens + b.usage.prompt_tokens
+    )
     labels["kind"] = "completion"
     assert registry.get_sample_value("prelabel_llm_tokens_total", labels) == (
-        a.usage.completion_tokens + b.usage.completion_tokens)
+        a.usage.completion_tokens + b.usage.completion_tokens
+    )
     assert registry.get_sample_value("prelabel_llm_calls_total", {"outcome": "ok"}) == 2
 
 

@@ -31,13 +31,19 @@ def test_models_and_chat_are_openai_shaped(fake_openai):
 
 
 def test_answers_fit_the_requested_schema(fake_openai):
-    schema = {"type": "object", "properties": {"c": {"type": ["string", "null"], "enum": ["x", None]},
-                                               "m": {"type": "array", "items": {"enum": ["p", "q"]}},
-                                               "s": {"type": "array", "items": {"type": "object"}},
-                                               "r": {"type": ["integer", "null"], "minimum": 1}}}
+    schema = {
+        "type": "object",
+        "properties": {
+            "c": {"type": ["string", "null"], "enum": ["x", None]},
+            "m": {"type": "array", "items": {"enum": ["p", "q"]}},
+            "s": {"type": "array", "items": {"type": "object"}},
+            "r": {"type": ["integer", "null"], "minimum": 1},
+        },
+    }
     rf = {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}
-    body = chat(fake_openai.base_url, {"model": "m", "messages": [{"role": "user", "content": "x"}],
-                                        "response_format": rf}).json()
+    body = chat(
+        fake_openai.base_url, {"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": rf}
+    ).json()
     assert body["choices"][0]["message"]["content"] == '{"c": "x", "m": ["p"], "s": [], "r": 1}'
     assert answer_for_schema({"type": "string"}) == "fake answer"
 
@@ -91,8 +97,9 @@ def test_stop_releases_stalled_requests_quickly():
 
 
 def test_runs_standalone():
-    proc = subprocess.Popen([sys.executable, "-m", "prelabel.testing.fake_openai", "--latency", "0"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prelabel.testing.fake_openai", "--latency", "0"], stdout=subprocess.PIPE, text=True
+    )
     try:
         base_url = proc.stdout.readline().strip()
         assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
@@ -149,7 +156,10 @@ def test_modelscope_profile_rate_limit_headers_count_down_to_a_429():
 
 def test_json_schema_status_answers_like_llama_cpp(fake_openai):
     fake_openai.json_schema_status = 500
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
-            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+    }
     assert chat(fake_openai.base_url, body).status_code == 500
     assert chat(fake_openai.base_url, {**body, "response_format": {"type": "json_object"}}).status_code == 200

@@ -33,8 +33,12 @@ PROFILES = {
 
 def backend_for(provider_id: str, model: str) -> type[LLMBackend]:
     class Settings(LLMSettings):
-        field_roles = {"api_key": "acme_api_key", "model": "acme_model", "base_url": "acme_base_url",
-                       "timeout": "acme_timeout"}
+        field_roles = {
+            "api_key": "acme_api_key",
+            "model": "acme_model",
+            "base_url": "acme_base_url",
+            "timeout": "acme_timeout",
+        }
         acme_api_key: SecretStr = SecretStr("sk-test")
         acme_model: str = model
         acme_base_url: str = "http://127.0.0.1:9/v1"
@@ -67,9 +71,17 @@ def make_client(tmp_path, fake, profile):
 
     def make(**settings):
         backend = backend_for(PROFILES[profile][0], PROFILES[profile][1])
-        rt = make_runtime(backend, tmp_path / "home", {"acme_base_url": fake.base_url, "llm_backoff_base": 0.01,
-                                                       "max_concurrent": 3, "llm_fewshot_eval_calls": EVAL_CALLS,
-                                                       **settings})
+        rt = make_runtime(
+            backend,
+            tmp_path / "home",
+            {
+                "acme_base_url": fake.base_url,
+                "llm_backoff_base": 0.01,
+                "max_concurrent": 3,
+                "llm_fewshot_eval_calls": EVAL_CALLS,
+                **settings,
+            },
+        )
         ctx = serve_in_process(rt)
         client = ctx.__enter__()
         opened.append((ctx, rt))
@@ -117,8 +129,11 @@ def test_examples_that_help_are_promoted_and_label_the_rest(make_client, fake, p
     assert evaluation["zero_shot"]["answers"] + evaluation["few_shot"]["answers"] == evaluation["answers_bound"]
     assert training_calls == evaluation["answers_bound"] + 1 == result["calls"]
     assert fake.max_active <= 3  # MAX_CONCURRENT
-    assert result["tokens"] == sum(evaluation[a]["prompt_tokens"] + evaluation[a]["completion_tokens"]
-                                   for a in ("zero_shot", "few_shot")) > 0
+    assert (
+        result["tokens"]
+        == sum(evaluation[a]["prompt_tokens"] + evaluation[a]["completion_tokens"] for a in ("zero_shot", "few_shot"))
+        > 0
+    )
 
     version = client.post("/setup", json={"project": PROJECT, "schema": configs.TEXT_CHOICES}).json()["model_version"]
     assert version == result["model_version"] != base
@@ -157,8 +172,10 @@ def test_examples_that_hurt_keep_the_served_version(make_client, fake):
     assert refused["few_shot_score"] < refused["zero_shot_score"]
     assert refused["zero_shot_sentiment_accuracy"] == 1.0
     assert refused["model_version"] == first["model_version"]  # the old version is kept
-    assert client.post("/setup", json={"project": PROJECT, "schema": configs.TEXT_CHOICES}).json()["model_version"] \
+    assert (
+        client.post("/setup", json={"project": PROJECT, "schema": configs.TEXT_CHOICES}).json()["model_version"]
         == first["model_version"]
+    )
     [record] = client.get("/versions").json()["projects"]
     assert record["serving"] == first["model_version"] and len(record["trained"]) == 1
     assert record["refused"][0]["reason"] == refused["reason"]
@@ -177,8 +194,10 @@ def test_the_token_budget_stops_evaluation_early(make_client, fake):
 
 def test_too_few_annotations_fail_the_job_saying_how_many(make_client, fake):
     client = make_client()
-    resp = client.post("/train", json={"annotations": annotated(keyword_tasks(3)), "project": PROJECT,
-                                       "label_config": configs.TEXT_CHOICES})
+    resp = client.post(
+        "/train",
+        json={"annotations": annotated(keyword_tasks(3)), "project": PROJECT, "label_config": configs.TEXT_CHOICES},
+    )
     job = wait_job(client, resp.json()["job"], timeout=60)
     assert job["status"] == "failed" and "need at least LLM_FEWSHOT_MIN_EXAMPLES=4" in job["error"]
     assert fake.chat_requests == []
@@ -225,22 +244,45 @@ def test_split_is_deterministic_and_bounded():
 def test_span_and_textarea_examples():
     ner = task_spec(parse_label_config(configs.TEXT_NER))
     text = "Ada Lovelace met Charles Babbage in London."
-    task = {"id": 1, "data": {"text": text}, "annotations": [{"result": [
-        {"from_name": "label", "to_name": "text", "type": "labels",
-         "value": {"start": 17, "end": 32, "labels": ["Person"]}},
-        {"from_name": "label", "to_name": "text", "type": "labels",
-         "value": {"start": 36, "end": 42, "text": "London", "labels": ["Location"]}}]}]}
+    task = {
+        "id": 1,
+        "data": {"text": text},
+        "annotations": [
+            {
+                "result": [
+                    {
+                        "from_name": "label",
+                        "to_name": "text",
+                        "type": "labels",
+                        "value": {"start": 17, "end": 32, "labels": ["Person"]},
+                    },
+                    {
+                        "from_name": "label",
+                        "to_name": "text",
+                        "type": "labels",
+                        "value": {"start": 36, "end": 42, "text": "London", "labels": ["Location"]},
+                    },
+                ]
+            }
+        ],
+    }
     [example] = examples_from_tasks([task], ner)
-    assert example.answer == {"label": [{"label": "Person", "text": "Charles Babbage"},
-                                        {"label": "Location", "text": "London"}]}
+    assert example.answer == {
+        "label": [{"label": "Person", "text": "Charles Babbage"}, {"label": "Location", "text": "London"}]
+    }
     block = render_examples(ner, [example])
     assert '"text": "Charles Babbage"' in block and text in block
 
     area = task_spec(parse_label_config(configs.TEXT_TEXTAREA))
     name = area.controls[0].name
-    task = {"id": 2, "data": {"text": "long text"}, "annotations": [
-        {"was_cancelled": True, "result": [{"from_name": name, "type": "textarea", "value": {"text": ["no"]}}]},
-        {"result": [{"from_name": name, "to_name": "text", "type": "textarea", "value": {"text": ["a summary"]}}]}]}
+    task = {
+        "id": 2,
+        "data": {"text": "long text"},
+        "annotations": [
+            {"was_cancelled": True, "result": [{"from_name": name, "type": "textarea", "value": {"text": ["no"]}}]},
+            {"result": [{"from_name": name, "to_name": "text", "type": "textarea", "value": {"text": ["a summary"]}}]},
+        ],
+    }
     [example] = examples_from_tasks([task], area)
     assert example.answer == {name: "a summary"}
 
@@ -266,8 +308,12 @@ def test_choices_metrics_macro_f1():
     def choice(label):
         return [{"from_name": "sentiment", "type": "choices", "value": {"choices": [label]}}]
 
-    pairs = [(choice("positive"), choice("positive")), (choice("negative"), choice("positive")),
-             (choice("neutral"), choice("neutral")), (choice("negative"), None)]
+    pairs = [
+        (choice("positive"), choice("positive")),
+        (choice("negative"), choice("positive")),
+        (choice("neutral"), choice("neutral")),
+        (choice("negative"), None),
+    ]
     metrics = control_metrics(cs, pairs)
     assert metrics["accuracy"] == 0.5
     # positive: tp 1 fp 1 -> 2/3; negative: fn 2 -> 0; neutral: 1
@@ -295,8 +341,9 @@ def test_tokens_and_estimates_cover_cjk():
 def test_a_server_that_refuses_logprobs_gets_them_dropped(tmp_path):
     with FakeOpenAI() as fake:  # a self-hosted server: LLM_LOGPROBS=auto asks for them
         fake.enqueue(Reply.bad_request("Unrecognized request argument supplied: logprobs"))
-        rt = make_runtime(backend_for("", "fake-model"), tmp_path / "home",
-                          {"acme_base_url": fake.base_url, "llm_backoff_base": 0.01})
+        rt = make_runtime(
+            backend_for("", "fake-model"), tmp_path / "home", {"acme_base_url": fake.base_url, "llm_backoff_base": 0.01}
+        )
         with serve_in_process(rt) as client:
             client.post("/setup", json={"project": PROJECT, "schema": configs.TEXT_CHOICES})
             [item] = predict(client, [(1, "a zorblat note", "positive")])
@@ -309,8 +356,10 @@ def test_a_server_that_refuses_logprobs_gets_them_dropped(tmp_path):
 def test_dry_run_params_are_checked_when_the_job_is_asked_for(tmp_path):
     rt = make_runtime(backend_for("", "fake-model"), tmp_path / "home")
     with serve_in_process(rt) as client:
-        for params, needle in (({"dry_run": True, "sample": 0}, "sample must be an integer from 1 to 1000"),
-                               ({"dry_run": "yes"}, "dry_run must be true or false")):
+        for params, needle in (
+            ({"dry_run": True, "sample": 0}, "sample must be an integer from 1 to 1000"),
+            ({"dry_run": "yes"}, "dry_run must be true or false"),
+        ):
             resp = client.post("/jobs", json={"kind": "predict", "project": 3, "params": params})
             assert resp.status_code == 422 and needle in resp.text, resp.text
         assert client.get("/jobs").json() == {"jobs": []}  # nothing was created

@@ -90,10 +90,20 @@ def test_length_with_empty_content_names_the_setting_to_raise(moonshot):
 
 
 def test_reasoning_content_is_never_taken_as_the_answer(fake_openai):
-    body = {"id": "c", "object": "chat.completion", "created": 0, "model": "acme-1",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                "role": "assistant", "content": "", "reasoning_content": json.dumps({"label": "no"})}}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 9}}
+    body = {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "acme-1",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "", "reasoning_content": json.dumps({"label": "no"})},
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 9},
+    }
     fake_openai.enqueue(*[Reply(raw=json.dumps(body).encode())] * 2)
     with pytest.raises(LLMError) as info:
         ask(make(fake_openai, AcmeSettings, "acme-1"))
@@ -123,8 +133,9 @@ def test_concurrent_calls_that_meet_the_same_400_all_retry_with_the_fix(moonshot
     engine = make(moonshot, AcmeSettings, "kimi-k2.5")  # unknown make: learned, not published, rules
 
     async def many():
-        return await asyncio.gather(*(engine.ask([{"role": "user", "content": f"{PROMPT} {i}"}], SCHEMA,
-                                                 extract_json) for i in range(6)))
+        return await asyncio.gather(
+            *(engine.ask([{"role": "user", "content": f"{PROMPT} {i}"}], SCHEMA, extract_json) for i in range(6))
+        )
 
     assert all(o.value == {"label": "yes"} for o in asyncio.run(many()))
     assert engine.response_format == "json_schema"  # no call took the 400 for "format refused"
@@ -184,8 +195,9 @@ def test_one_500_each_for_two_tasks_is_no_evidence_about_the_format(fake_openai)
     fake_openai.enqueue(Reply.server_error(500), Reply.server_error(500))
 
     async def both():
-        return await asyncio.gather(*(engine.ask([{"role": "user", "content": PROMPT + t}], SCHEMA, extract_json)
-                                      for t in ("a", "b")))
+        return await asyncio.gather(
+            *(engine.ask([{"role": "user", "content": PROMPT + t}], SCHEMA, extract_json) for t in ("a", "b"))
+        )
 
     assert [o.attempts for o in asyncio.run(both())] == [2, 2]
     assert {r.response_format for r in fake_openai.chat_requests} == {"json_schema"}

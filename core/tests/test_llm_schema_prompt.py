@@ -29,9 +29,11 @@ def test_what_cannot_be_filled():
     config = parse_label_config(ALL_KINDS)
     assert not can_fill(config.control("prompt"))  # a person's instruction, not an output
     assert not can_fill(parse_label_config(configs.AUDIO_RATING).controls[0])
-    hyper = parse_label_config('<View><HyperText name="h" value="$html"/><Labels name="l" toName="h">'
-                               '<Label value="X"/></Labels><Choices name="c" toName="h"><Choice value="y"/>'
-                               '</Choices></View>')
+    hyper = parse_label_config(
+        '<View><HyperText name="h" value="$html"/><Labels name="l" toName="h">'
+        '<Label value="X"/></Labels><Choices name="c" toName="h"><Choice value="y"/>'
+        "</Choices></View>"
+    )
     assert not can_fill(hyper.control("l"))  # HyperText spans need XPath offsets
     assert can_fill(hyper.control("c"))
 
@@ -56,11 +58,14 @@ def test_messages_hold_instruction_labels_data_and_schema():
 
 
 def test_control_attribute_and_instruction_override_the_defaults():
-    xml = ('<View><Text name="code" value="$code"/><TextArea name="c" toName="code" '
-           'llm_prompt="Explain for a junior developer: $code"/></View>')
+    xml = (
+        '<View><Text name="code" value="$code"/><TextArea name="c" toName="code" '
+        'llm_prompt="Explain for a junior developer: $code"/></View>'
+    )
     spec = task_spec(parse_label_config(xml))
-    _, user = build_messages(spec, {"code": "x = 1"}, instruction="Project rule: be brief ($lang).",
-                             system_prompt="SYS")
+    _, user = build_messages(
+        spec, {"code": "x = 1"}, instruction="Project rule: be brief ($lang).", system_prompt="SYS"
+    )
     content = user["content"]
     assert content.startswith("Project rule: be brief ($lang).")  # unknown placeholders stay
     assert "Explain for a junior developer: x = 1" in content

@@ -82,14 +82,39 @@ def test_import_path_specs():
 
 
 def test_public_api_is_pinned():
-    assert sorted(prelabel.__all__) == sorted([
-        "Backend", "BackendSettings", "ControlInfo", "CoreSettings", "Job", "JobCancelled", "JobContext",
-        "LabelConfigError", "LruCache", "MediaError", "MediaFetcher", "ObjectInfo", "ParsedConfig", "PathEscapeError",
-        "PluginError", "PredictContext", "Prediction", "Project", "Task", "TaskError", "exif_orientation",
-        "hookimpl", "image_array", "lookup_counter", "make_plugin_manager", "open_image", "parse_label_config",
-        "resolve_under",
-        "__version__",
-    ])
+    assert sorted(prelabel.__all__) == sorted(
+        [
+            "Backend",
+            "BackendSettings",
+            "ControlInfo",
+            "CoreSettings",
+            "Job",
+            "JobCancelled",
+            "JobContext",
+            "LabelConfigError",
+            "LruCache",
+            "MediaError",
+            "MediaFetcher",
+            "ObjectInfo",
+            "ParsedConfig",
+            "PathEscapeError",
+            "PluginError",
+            "PredictContext",
+            "Prediction",
+            "Project",
+            "Task",
+            "TaskError",
+            "exif_orientation",
+            "hookimpl",
+            "image_array",
+            "lookup_counter",
+            "make_plugin_manager",
+            "open_image",
+            "parse_label_config",
+            "resolve_under",
+            "__version__",
+        ]
+    )
     for name in prelabel.__all__:
         assert hasattr(prelabel, name)
 
@@ -101,14 +126,42 @@ def test_public_modules_are_pinned():
 
     assert prelabel.PUBLIC_MODULES == ("prelabel.regions", "prelabel.testing", "prelabel.llm", "prelabel.sam_events")
     assert sorted(prelabel.regions.__all__) == [
-        "brush", "choices", "find_spans", "keypoint", "mask_to_rle", "number", "polygon", "rating", "rectangle",
-        "region_id", "rle_to_mask", "rotated_rectangle", "span", "taxonomy", "textarea", "video_rectangle"]
+        "brush",
+        "choices",
+        "find_spans",
+        "keypoint",
+        "mask_to_rle",
+        "number",
+        "polygon",
+        "rating",
+        "rectangle",
+        "region_id",
+        "rle_to_mask",
+        "rotated_rectangle",
+        "span",
+        "taxonomy",
+        "textarea",
+        "video_rectangle",
+    ]
     assert sorted(prelabel.testing.__all__) == [
-        "BackendConformanceTests", "configs", "data_uri", "make_runtime", "per_task_results", "png_bytes",
-        "serve_in_process"]
+        "BackendConformanceTests",
+        "configs",
+        "data_uri",
+        "make_runtime",
+        "per_task_results",
+        "png_bytes",
+        "serve_in_process",
+    ]
     assert sorted(prelabel.sam_events.__all__) == [
-        "Prompts", "SamEventBackend", "SamRequest", "TrackPlan", "TrackSessions", "bitmask_value",
-        "capabilities_value", "dispatch_sam_event"]
+        "Prompts",
+        "SamEventBackend",
+        "SamRequest",
+        "TrackPlan",
+        "TrackSessions",
+        "bitmask_value",
+        "capabilities_value",
+        "dispatch_sam_event",
+    ]
     for module in (prelabel.regions, prelabel.testing, prelabel.sam_events):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"

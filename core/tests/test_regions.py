@@ -26,8 +26,9 @@ def test_rectangle_pixels_to_percent():
 
 def test_rotated_rectangle_keeps_its_centre():
     control = parse_label_config(configs.IMAGE_RECTANGLES).controls[0]
-    r = regions.rotated_rectangle(control, "Car", cx=100, cy=50, w=40, h=20, angle_rad=math.pi / 2,
-                                  image_width=200, image_height=100)
+    r = regions.rotated_rectangle(
+        control, "Car", cx=100, cy=50, w=40, h=20, angle_rad=math.pi / 2, image_width=200, image_height=100
+    )
     v = r["value"]
     x, y = v["x"] * 2, v["y"]  # back to pixels
     a = math.radians(v["rotation"])
@@ -50,8 +51,9 @@ def test_box_leaving_the_image_is_clipped_not_shifted():
 def test_rotated_box_near_the_edge_keeps_its_shape():
     control = parse_label_config(configs.IMAGE_RECTANGLES).controls[0]
     # a 40x20 box at 45 degrees centred 5 px from the left edge: its corner lies outside
-    r = regions.rotated_rectangle(control, "Car", cx=5, cy=50, w=40, h=20, angle_rad=math.pi / 4,
-                                  image_width=200, image_height=100)
+    r = regions.rotated_rectangle(
+        control, "Car", cx=5, cy=50, w=40, h=20, angle_rad=math.pi / 4, image_width=200, image_height=100
+    )
     v = r["value"]
     assert v["x"] < 0  # not clamped: clamping would move the box
     assert (v["width"] * 2, v["height"]) == (pytest.approx(40), pytest.approx(20))
@@ -108,8 +110,15 @@ def test_choices_textarea_validate():
 
 def test_video_rectangle_sequence():
     control = parse_label_config(configs.VIDEO_RECTANGLES).control("box")
-    r = regions.video_rectangle(control, "Car", [(1, 0, 0, 10, 10), (2, 5, 5, 10, 10), (3, 10, 10, 10, 10)],
-                                image_width=100, image_height=100, frames_count=30, duration=1.0)
+    r = regions.video_rectangle(
+        control,
+        "Car",
+        [(1, 0, 0, 10, 10), (2, 5, 5, 10, 10), (3, 10, 10, 10, 10)],
+        image_width=100,
+        image_height=100,
+        frames_count=30,
+        duration=1.0,
+    )
     seq = r["value"]["sequence"]
     assert [f["frame"] for f in seq] == [1, 2, 3]
     assert [f["enabled"] for f in seq] == [True, True, False]

@@ -38,8 +38,11 @@ class FakeSam(Backend):
     waiting for ``gate`` when one is set."""
 
     backend_id = "fakesam"
-    supports = {"BrushLabels": frozenset({"Image"}), "PolygonLabels": frozenset({"Image"}),
-                "VideoRectangle": frozenset({"Video"})}
+    supports = {
+        "BrushLabels": frozenset({"Image"}),
+        "PolygonLabels": frozenset({"Image"}),
+        "VideoRectangle": frozenset({"Video"}),
+    }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -95,8 +98,9 @@ def served(tmp_path):
 
 def event(client, context: dict, config: str = IMAGE, task: dict | None = None) -> dict:
     task = task or {"id": 7, "data": {"image": "data:,x", "video": "data:,x"}}
-    resp = client.post("/predict", json={"tasks": [task], "project": "1.1", "label_config": config,
-                                         "params": {"context": context}})
+    resp = client.post(
+        "/predict", json={"tasks": [task], "project": "1.1", "label_config": config, "params": {"context": context}}
+    )
     assert resp.status_code == 200, resp.text
     (item,) = per_task_results(resp.json())
     return item
@@ -113,17 +117,20 @@ def test_capabilities_name_the_prompts_and_the_control_tags_driven(served):
     client, _ = served
     result = only(event(client, {"event": "capabilities"}), "capabilities")
     assert result["from_name"] == "mask" and result["to_name"] == "image"  # the image control upstream picks first
-    assert result["value"] == {"prompts": ["point", "box"], "model_info": {"name": "fake"},
-                               "targets": [{"tag": "PolygonLabels", "output": "polygon"},
-                                           {"tag": "BrushLabels", "output": "mask"}]}
+    assert result["value"] == {
+        "prompts": ["point", "box"],
+        "model_info": {"name": "fake"},
+        "targets": [{"tag": "PolygonLabels", "output": "polygon"}, {"tag": "BrushLabels", "output": "mask"}],
+    }
     video = only(event(client, {"event": "capabilities"}, VIDEO), "capabilities")
     assert video["value"]["targets"] == [{"tag": "VideoRectangle", "output": "bbox", "features": ["track"]}]
 
 
 def test_prewarm_acks_the_window_and_a_bad_window_is_an_error_inside_the_ack(served):
     client, _ = served
-    value = only(event(client, {"event": "prewarm", "frame": 3, "window": 2, "direction": "forward"}, VIDEO),
-                 "prewarm_ack")["value"]
+    value = only(
+        event(client, {"event": "prewarm", "frame": 3, "window": 2, "direction": "forward"}, VIDEO), "prewarm_ack"
+    )["value"]
     assert value == {"status": "ok", "cached": [2, 3, 4], "pending": [], "frame_count": 100}
     bad = only(event(client, {"event": "prewarm", "window": -1}, VIDEO), "prewarm_ack")["value"]
     assert bad["status"] == "error" and "window" in bad["error"]
@@ -131,9 +138,14 @@ def test_prewarm_acks_the_window_and_a_bad_window_is_an_error_inside_the_ack(ser
 
 def test_predict_answers_a_png_bitmask_and_nothing_without_prompts(served):
     client, backend = served
-    context = {"event": "predict", "time_ms": 250, "result": [
-        {"type": "keypointlabels", "value": {"x": 45.2, "y": 30.1, "positive": True}},
-        {"type": "keypointlabels", "value": {"x": 60.0, "y": 55.0, "positive": False}}]}
+    context = {
+        "event": "predict",
+        "time_ms": 250,
+        "result": [
+            {"type": "keypointlabels", "value": {"x": 45.2, "y": 30.1, "positive": True}},
+            {"type": "keypointlabels", "value": {"x": 60.0, "y": 55.0, "positive": False}},
+        ],
+    }
     value = only(event(client, context, VIDEO), "bitmask")["value"]
     assert value["width"] == 6 and value["height"] == 4
     png = Image.open(io.BytesIO(base64.b64decode(value["imageDataURL"].split(",", 1)[1])))
@@ -146,29 +158,46 @@ def test_predict_answers_a_png_bitmask_and_nothing_without_prompts(served):
 
 def test_track_then_poll_progress_until_done(served):
     client, _ = served
-    started = only(event(client, {"event": "track", "frame": 3, "max_frames": 3, "result": [
-        {"type": "keypointlabels", "value": {"x": 40, "y": 50}}]}, VIDEO), "track_started")["value"]
+    started = only(
+        event(
+            client,
+            {
+                "event": "track",
+                "frame": 3,
+                "max_frames": 3,
+                "result": [{"type": "keypointlabels", "value": {"x": 40, "y": 50}}],
+            },
+            VIDEO,
+        ),
+        "track_started",
+    )["value"]
     assert set(started) == {"session_id", "total_frames", "fps", "duration_ms"} and started["total_frames"] == 3
     frames, done, polls = [], False, 0
     while not done and polls < 200:
-        value = only(event(client, {"event": "track_progress", "session_id": started["session_id"]}, VIDEO),
-                     "track_progress")["value"]
+        value = only(
+            event(client, {"event": "track_progress", "session_id": started["session_id"]}, VIDEO), "track_progress"
+        )["value"]
         assert set(value) == {"frames", "produced", "total", "done", "error"} and value["error"] is None
         frames += value["frames"]
         done, polls = value["done"], polls + 1
     assert done and [f["frame"] for f in frames] == [2, 3, 4]
-    assert all(f["imageDataURL"].startswith("data:image/png;base64,") and f["time_ms"] == f["frame"] * 100.0
-               for f in frames)
-    gone = only(event(client, {"event": "track_progress", "session_id": started["session_id"]}, VIDEO),
-                "track_progress")["value"]
+    assert all(
+        f["imageDataURL"].startswith("data:image/png;base64,") and f["time_ms"] == f["frame"] * 100.0 for f in frames
+    )
+    gone = only(
+        event(client, {"event": "track_progress", "session_id": started["session_id"]}, VIDEO), "track_progress"
+    )["value"]
     assert gone == {"error": "session not found", "done": True}
 
 
 def test_a_second_track_is_busy_and_cancel_frees_the_slot(served):
     client, backend = served
     backend.gate = threading.Event()
-    body = {"event": "track", "max_frames": 5, "result": [{"type": "rectanglelabels",
-                                                            "value": {"x": 1, "y": 1, "width": 5, "height": 5}}]}
+    body = {
+        "event": "track",
+        "max_frames": 5,
+        "result": [{"type": "rectanglelabels", "value": {"x": 1, "y": 1, "width": 5, "height": 5}}],
+    }
     first = only(event(client, body, VIDEO), "track_started")["value"]
     busy = only(event(client, body, VIDEO), "track_busy")["value"]
     assert busy["error"] == "tracking capacity exhausted" and busy["max_sessions"] == 1
@@ -194,8 +223,7 @@ def test_the_classic_path_has_no_event():
     assert event_of(None) is None and event_of({"context": None}) is None
     assert event_of({"context": {"result": []}}) is None
     assert event_of({"context": {"event": "prewarm"}}) == "prewarm"
-    assert set(EVENTS) == {"capabilities", "prewarm", "predict", "track", "track_progress", "track_cancel",
-                           "release"}
+    assert set(EVENTS) == {"capabilities", "prewarm", "predict", "track", "track_progress", "track_cancel", "release"}
 
 
 def test_a_backend_without_the_methods_is_told_so():
@@ -217,9 +245,15 @@ def test_request_parsing():
     assert late.frame_index(10.0, 50) == 49
     with pytest.raises(ValueError, match="max_frames"):
         SamRequest("track", {"max_frames": "many"}, None, control).max_frames(25.0, 10)
-    prompts = parse_prompts([{"type": "keypointlabels", "is_positive": False, "value": {"x": 10, "y": 20}},
-                             {"type": "rectanglelabels", "value": {"x": 10, "y": 20, "width": 30, "height": 40,
-                                                                   "rectanglelabels": ["Car"]}}])
+    prompts = parse_prompts(
+        [
+            {"type": "keypointlabels", "is_positive": False, "value": {"x": 10, "y": 20}},
+            {
+                "type": "rectanglelabels",
+                "value": {"x": 10, "y": 20, "width": 30, "height": 40, "rectanglelabels": ["Car"]},
+            },
+        ]
+    )
     assert prompts.labels == [0] and prompts.names == ["Car"]
     assert prompts.pixel_points(200, 100) == [(20.0, 20.0)] and prompts.pixel_box(200, 100) == (20, 20, 80, 60)
     with pytest.raises(ValueError, match="numeric 'x'"):

@@ -97,15 +97,20 @@ def test_a_task_that_sinks_its_batch_is_isolated(tricky):
 def test_task_error_and_foreign_labels(tricky):
     tasks = [{"id": 1, "data": {"text": "bad"}}, {"id": 2, "data": {"text": "boat"}}, {"id": 3, "data": {"text": "x"}}]
     results = per_task_results(predict(tricky, tasks).json())
-    assert results[0] == {"result": [], "score": None, "model_version": results[0]["model_version"],
-                          "error": "this task is bad"}
+    assert results[0] == {
+        "result": [],
+        "score": None,
+        "model_version": results[0]["model_version"],
+        "error": "this task is bad",
+    }
     assert results[1]["result"] == [] and "error" not in results[1]  # 'boat' is not a project label
     assert results[2]["score"] == 0.7  # the mean of region scores when predict gives none
 
 
 def test_wrong_result_count_is_reported_per_task(tricky):
-    results = per_task_results(predict(tricky, [{"id": 1, "data": {"text": "short"}},
-                                                {"id": 2, "data": {"text": "x"}}]).json())
+    results = per_task_results(
+        predict(tricky, [{"id": 1, "data": {"text": "short"}}, {"id": 2, "data": {"text": "x"}}]).json()
+    )
     assert len(results) == 2
     assert all("returned 0 results for 2 tasks" in r["error"] for r in results)
 
@@ -153,10 +158,12 @@ def images(tmp_path):
 
 
 def test_unreachable_media_fails_only_its_task(images):
-    tasks = [{"id": 1, "data": {"image": data_uri(png_bytes(40, 20))}},
-             {"id": 2, "data": {"image": "http://127.0.0.1:9/missing.png"}},
-             {"id": 3, "data": {"image": "/data/upload/1/x.png"}},
-             {"id": 4, "data": {"image": data_uri(png_bytes(10, 30))}}]
+    tasks = [
+        {"id": 1, "data": {"image": data_uri(png_bytes(40, 20))}},
+        {"id": 2, "data": {"image": "http://127.0.0.1:9/missing.png"}},
+        {"id": 3, "data": {"image": "/data/upload/1/x.png"}},
+        {"id": 4, "data": {"image": data_uri(png_bytes(10, 30))}},
+    ]
     results = per_task_results(predict(images, tasks, configs.IMAGE_RECTANGLES).json())
     assert results[0]["result"][0]["original_width"] == 40
     assert "could not download" in results[1]["error"]
@@ -165,8 +172,15 @@ def test_unreachable_media_fails_only_its_task(images):
 
 
 def test_setup_hostname_is_used_for_relative_media(images):
-    resp = images.post("/setup", json={"project": "1.1", "schema": configs.IMAGE_RECTANGLES,
-                                       "hostname": "http://127.0.0.1:9", "access_token": "tok"})
+    resp = images.post(
+        "/setup",
+        json={
+            "project": "1.1",
+            "schema": configs.IMAGE_RECTANGLES,
+            "hostname": "http://127.0.0.1:9",
+            "access_token": "tok",
+        },
+    )
     assert resp.status_code == 200
     results = predict(images, [{"id": 3, "data": {"image": "/data/upload/1/x.png"}}], configs.IMAGE_RECTANGLES)
     assert "http://127.0.0.1:9/data/upload/1/x.png" in per_task_results(results.json())[0]["error"]

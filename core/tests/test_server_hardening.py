@@ -38,13 +38,16 @@ def jobs_in_store(client) -> int:
     return len(client.app.state.runtime.jobs.list())
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/setup", '{"project": ' + SURROGATE + ', "schema": ' + json.dumps(TEXT_CHOICES) + "}"),
-    ("/predict", '{"project": ' + SURROGATE + ', "tasks": [{"id": 1, "data": {"text": "x"}}]}'),
-    ("/webhook", '{"action": "START_TRAINING", "project": {"id": ' + SURROGATE + "}}"),
-    ("/jobs", '{"kind": "train", "project": ' + SURROGATE + "}"),
-    ("/train", '{"project": "1", "annotations": [{"data": {"text": ' + SURROGATE + "}}]}"),
-])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/setup", '{"project": ' + SURROGATE + ', "schema": ' + json.dumps(TEXT_CHOICES) + "}"),
+        ("/predict", '{"project": ' + SURROGATE + ', "tasks": [{"id": 1, "data": {"text": "x"}}]}'),
+        ("/webhook", '{"action": "START_TRAINING", "project": {"id": ' + SURROGATE + "}}"),
+        ("/jobs", '{"kind": "train", "project": ' + SURROGATE + "}"),
+        ("/train", '{"project": "1", "annotations": [{"data": {"text": ' + SURROGATE + "}}]}"),
+    ],
+)
 def test_lone_surrogate_is_refused_at_the_boundary(client, path, body):
     resp = client.post(path, content=body.encode(), headers=J)
     assert resp.status_code == 400, resp.text
@@ -54,15 +57,19 @@ def test_lone_surrogate_is_refused_at_the_boundary(client, path, body):
 
 @pytest.mark.parametrize("key", ["1\x00", "x" * 300, "1\n2"])
 def test_unprintable_or_huge_project_id_is_refused(client, key):
-    for path, body in (("/setup", {"project": key, "schema": TEXT_CHOICES}),
-                       ("/predict", {"project": key, "tasks": [{"id": 1, "data": {"text": "x"}}]}),
-                       ("/jobs", {"kind": "train", "project": key})):
+    for path, body in (
+        ("/setup", {"project": key, "schema": TEXT_CHOICES}),
+        ("/predict", {"project": key, "tasks": [{"id": 1, "data": {"text": "x"}}]}),
+        ("/jobs", {"kind": "train", "project": key}),
+    ):
         resp = client.post(path, json=body)
         assert resp.status_code == 422 and "project id" in resp.json()["error"], (path, resp.text)
 
 
-@pytest.mark.parametrize("params", ['{"x": NaN}', '{"x": Infinity}', '{"x": -Infinity}',
-                                    nested_json(300), nested_json(900), nested_json(2000)])
+@pytest.mark.parametrize(
+    "params",
+    ['{"x": NaN}', '{"x": Infinity}', '{"x": -Infinity}', nested_json(300), nested_json(900), nested_json(2000)],
+)
 def test_job_params_that_cannot_be_stored_create_nothing(client, params):
     body = '{"kind": "train", "project": 1, "params": ' + params + "}"
     resp = client.post("/jobs", content=body.encode(), headers=J)
@@ -161,9 +168,11 @@ class CountingState:
     def __getattr__(self, name):
         attr = getattr(self.store, name)
         if callable(attr):
+
             def counted(*args, **kwargs):
                 self.calls += 1
                 return attr(*args, **kwargs)
+
             return counted
         return attr
 
@@ -242,14 +251,20 @@ def test_a_big_body_is_answered_as_a_small_one_would_be(client, caplog, monkeypa
     assert len(bad_lines) == 1 and f"{malformed} of 6000 tasks are malformed" in bad_lines[0], bad_lines
 
 
-@pytest.mark.parametrize(("body", "status", "message"), [
-    (b'{"tasks": 5, "pad": "' + b"x" * (2 << 20) + b'"}', 422, "tasks: must be a list of tasks, got a number"),
-    (b'{"pad": "' + b"x" * (2 << 20) + b'"}', 422, "tasks: field required"),
-    (b'{"tasks": [], "pad": "' + b"x" * (2 << 20) + b'"}', 422, "tasks: must be a non-empty list of tasks"),
-    (b'{"tasks": [{"id": 1, "data": {}}], "params": 3, "pad": "' + b"x" * (2 << 20) + b'"}', 422,
-     "params: must be an object"),
-    (b'{"tasks": [{"id": 1, "data": {"text": "' + b"x" * (2 << 20) + b'"}', 400, "malformed JSON body"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b'{"tasks": 5, "pad": "' + b"x" * (2 << 20) + b'"}', 422, "tasks: must be a list of tasks, got a number"),
+        (b'{"pad": "' + b"x" * (2 << 20) + b'"}', 422, "tasks: field required"),
+        (b'{"tasks": [], "pad": "' + b"x" * (2 << 20) + b'"}', 422, "tasks: must be a non-empty list of tasks"),
+        (
+            b'{"tasks": [{"id": 1, "data": {}}], "params": 3, "pad": "' + b"x" * (2 << 20) + b'"}',
+            422,
+            "params: must be an object",
+        ),
+        (b'{"tasks": [{"id": 1, "data": {"text": "' + b"x" * (2 << 20) + b'"}', 400, "malformed JSON body"),
+    ],
+)
 def test_a_big_body_that_is_wrong_says_what_is_wrong(client, body, status, message):
     resp = client.post("/predict", content=body, headers=J)
     assert resp.status_code == status and message in resp.json()["error"], resp.text[:300]

@@ -16,8 +16,13 @@ from prelabel.media import MediaFetcher
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "writing-a-plugin.md"
 # section -> (the object, whether every public member must be listed)
-SECTIONS = {"Backend": (Backend, True), "PredictContext": (PredictContext, True), "JobContext": (JobContext, True),
-            "MediaFetcher": (MediaFetcher, False), "prelabel.regions": (prelabel.regions, True)}
+SECTIONS = {
+    "Backend": (Backend, True),
+    "PredictContext": (PredictContext, True),
+    "JobContext": (JobContext, True),
+    "MediaFetcher": (MediaFetcher, False),
+    "prelabel.regions": (prelabel.regions, True),
+}
 
 
 def signature_text(obj) -> str:

@@ -47,8 +47,10 @@ POINT = (360, 262)
 
 def rotated_corners(cx: float, cy: float, w: float, h: float, angle: float) -> list[tuple[float, float]]:
     cos, sin = math.cos(angle), math.sin(angle)
-    return [(cx + dx * cos - dy * sin, cy + dx * sin + dy * cos)
-            for dx, dy in ((-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2))]
+    return [
+        (cx + dx * cos - dy * sin, cy + dx * sin + dy * cos)
+        for dx, dy in ((-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2))
+    ]
 
 
 def shape_masks() -> dict[str, np.ndarray]:
@@ -77,11 +79,10 @@ def render_image() -> bytes:
     for mask in shape_masks().values():
         pixels[mask] = (90, 110, 140)
     px, py = POINT
-    pixels[py - 3:py + 4, px - 3:px + 4] = (20, 20, 20)
+    pixels[py - 3 : py + 4, px - 3 : px + 4] = (20, 20, 20)
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, "PNG")
     return out.getvalue()
-
 
 
 def image_predictions() -> dict[str, list[dict]]:
@@ -90,9 +91,13 @@ def image_predictions() -> dict[str, list[dict]]:
     x1, y1, x2, y2 = RECT
     ocr_box = regions.rectangle(box, "Car", x1, y1, x2 - x1, y2 - y1, W, H)
     ocr_text = regions.textarea(text, "A1 EXAMPLE LINE")
-    ocr_text.update(id=ocr_box["id"], original_width=W, original_height=H, image_rotation=0,
-                    value={**ocr_text["value"], **{k: ocr_box["value"][k] for k in ("x", "y", "width", "height",
-                                                                                      "rotation")}})
+    ocr_text.update(
+        id=ocr_box["id"],
+        original_width=W,
+        original_height=H,
+        image_rotation=0,
+        value={**ocr_text["value"], **{k: ocr_box["value"][k] for k in ("x", "y", "width", "height", "rotation")}},
+    )
     return {
         "rectangle": [regions.rectangle(box, "Car", x1, y1, x2 - x1, y2 - y1, W, H)],
         "rotated": [regions.rotated_rectangle(box, "Car", *ROTATED, W, H)],
@@ -104,8 +109,12 @@ def image_predictions() -> dict[str, list[dict]]:
 
 
 def add_prediction(ls, task_id: int, result: list[dict]) -> None:
-    resp = httpx.post(f"{ls.url}/api/predictions", headers=ls.auth_headers("legacy"), timeout=60,
-                      json={"task": task_id, "result": result, "model_version": "browser-test"})
+    resp = httpx.post(
+        f"{ls.url}/api/predictions",
+        headers=ls.auth_headers("legacy"),
+        timeout=60,
+        json={"task": task_id, "result": result, "model_version": "browser-test"},
+    )
     assert resp.status_code == 201, resp.text
 
 
@@ -115,12 +124,17 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def image_project(label_studio):
-    project = httpx.post(f"{label_studio.url}/api/projects", headers=label_studio.auth_headers("legacy"),
-                         json={"title": "browser-regions", "label_config": IMAGE_CONFIG}, timeout=60).json()
+    project = httpx.post(
+        f"{label_studio.url}/api/projects",
+        headers=label_studio.auth_headers("legacy"),
+        json={"title": "browser-regions", "label_config": IMAGE_CONFIG},
+        timeout=60,
+    ).json()
     predictions = image_predictions()
     image = render_image()
-    tasks = upload_files(label_studio, project["id"],
-                         [(f"{name}.png", image, "image/png") for name in ["plain", *predictions]])
+    tasks = upload_files(
+        label_studio, project["id"], [(f"{name}.png", image, "image/png") for name in ["plain", *predictions]]
+    )
     by_name = dict(zip(["plain", *predictions], (t["id"] for t in tasks), strict=True))
     for name, result in predictions.items():
         add_prediction(label_studio, by_name[name], result)
@@ -149,7 +163,8 @@ def test_filled_region_covers_its_shape(browser, image_project, plain_shot, name
         sx1, sy1, sx2, sy2 = bounding_box(shape)
         dx1, dy1, dx2, dy2 = shot.to_media(bounding_box(drawn))
         assert max(abs(dx1 - sx1), abs(dy1 - sy1), abs(dx2 - sx2), abs(dy2 - sy2)) <= 3, (
-            f"{name} drawn at {(dx1, dy1, dx2, dy2)}, shape at {(sx1, sy1, sx2, sy2)}")
+            f"{name} drawn at {(dx1, dy1, dx2, dy2)}, shape at {(sx1, sy1, sx2, sy2)}"
+        )
         # ...and the shape itself, not just its box
         assert iou(seen, shape) >= 0.85, f"{name}: drawn area overlaps the shape at IoU {iou(seen, shape):.2f}"
 
@@ -181,13 +196,25 @@ TEXT = "Zoë flew from Zürich 🛫 to São Paulo on Monday."
 
 def test_text_span_highlights_its_characters(label_studio, browser):
     ls = label_studio
-    project = httpx.post(f"{ls.url}/api/projects", headers=ls.auth_headers("legacy"),
-                         json={"title": "browser-span", "label_config": TEXT_CONFIG}, timeout=60).json()
-    resp = httpx.post(f"{ls.url}/api/projects/{project['id']}/import", headers=ls.auth_headers("legacy"),
-                      json=[{"text": TEXT}, {"text": TEXT}], timeout=60)
+    project = httpx.post(
+        f"{ls.url}/api/projects",
+        headers=ls.auth_headers("legacy"),
+        json={"title": "browser-span", "label_config": TEXT_CONFIG},
+        timeout=60,
+    ).json()
+    resp = httpx.post(
+        f"{ls.url}/api/projects/{project['id']}/import",
+        headers=ls.auth_headers("legacy"),
+        json=[{"text": TEXT}, {"text": TEXT}],
+        timeout=60,
+    )
     assert resp.status_code == 201, resp.text
-    plain, predicted = (t["id"] for t in httpx.get(f"{ls.url}/api/tasks", params={"project": project["id"]},
-                                                   headers=ls.auth_headers("legacy"), timeout=60).json()["tasks"])
+    plain, predicted = (
+        t["id"]
+        for t in httpx.get(
+            f"{ls.url}/api/tasks", params={"project": project["id"]}, headers=ls.auth_headers("legacy"), timeout=60
+        ).json()["tasks"]
+    )
     control = parse_label_config(TEXT_CONFIG).control("ner")
     ((start, end),) = regions.find_spans(TEXT, "São Paulo")  # after a multi-byte letter and an emoji
     add_prediction(ls, predicted, [regions.span(control, "Place", start, end, TEXT)])
@@ -202,8 +229,9 @@ def test_text_span_highlights_its_characters(label_studio, browser):
         rx1, ry1, rx2, ry2 = after.span_box
         # the highlight covers the characters of "São Paulo" and nothing far from them
         assert abs(x1 - rx1) <= 6 and abs(x2 - rx2) <= 6 and ry1 - 6 <= y1 and y2 <= ry2 + 6, (
-            f"highlight at {(x1, y1, x2, y2)}, characters at {after.span_box}")
-        covered = drawn[int(ry1):int(ry2), int(rx1):int(rx2)].mean()
+            f"highlight at {(x1, y1, x2, y2)}, characters at {after.span_box}"
+        )
+        covered = drawn[int(ry1) : int(ry2), int(rx1) : int(rx2)].mean()
         assert covered >= 0.3, f"only {covered:.0%} of the span's characters are highlighted"
 
 
@@ -228,7 +256,7 @@ def render_video(path) -> bytes:
     for frame in range(1, FRAMES + 1):
         image = np.full((VH, VW, 3), (160, 90, 30), np.uint8)
         x, y, w, h = moving_box(frame)
-        image[y:y + h, x:x + w] = 250
+        image[y : y + h, x : x + w] = 250
         writer.write(image)
     writer.release()
     return path.read_bytes()
@@ -236,11 +264,19 @@ def render_video(path) -> bytes:
 
 def test_video_rectangle_follows_the_box_at_several_frames(label_studio, browser, tmp_path):
     ls = label_studio
-    project = httpx.post(f"{ls.url}/api/projects", headers=ls.auth_headers("legacy"),
-                         json={"title": "browser-video", "label_config": VIDEO_CONFIG}, timeout=60).json()
+    project = httpx.post(
+        f"{ls.url}/api/projects",
+        headers=ls.auth_headers("legacy"),
+        json={"title": "browser-video", "label_config": VIDEO_CONFIG},
+        timeout=60,
+    ).json()
     video = render_video(tmp_path / "box.webm")
-    plain, predicted = (t["id"] for t in upload_files(ls, project["id"], [("plain.webm", video, "video/webm"),
-                                                                        ("box.webm", video, "video/webm")]))
+    plain, predicted = (
+        t["id"]
+        for t in upload_files(
+            ls, project["id"], [("plain.webm", video, "video/webm"), ("box.webm", video, "video/webm")]
+        )
+    )
     control = parse_label_config(VIDEO_CONFIG).control("box")
     track = [(f, *moving_box(f)) for f in range(1, FRAMES + 1)]
     add_prediction(ls, predicted, [regions.video_rectangle(control, "Car", track, VW, VH, FRAMES, duration=2.0)])
@@ -254,4 +290,5 @@ def test_video_rectangle_follows_the_box_at_several_frames(label_studio, browser
             x, y, w, h = moving_box(frame)
             dx1, dy1, dx2, dy2 = after.to_media(bounding_box(changed(before.pixels, after.pixels)))
             assert max(abs(dx1 - x), abs(dy1 - y), abs(dx2 - x - w), abs(dy2 - y - h)) <= 3, (
-                f"frame {frame}: drawn at {(dx1, dy1, dx2, dy2)}, box at {(x, y, x + w, y + h)}")
+                f"frame {frame}: drawn at {(dx1, dy1, dx2, dy2)}, box at {(x, y, x + w, y + h)}"
+            )

@@ -60,8 +60,10 @@ def test_image_machinery_rebuilds_images_and_tests_core(cp):
 
 
 def test_docs_change_nothing_and_unknown_paths_change_everything(cp):
-    assert cp.classify(["docs/moving-from-label-studio-ml-backend.md", "bench/yolo_batch.py", "README.md"]) == \
-        {"packages": [], "images": []}
+    assert cp.classify(["docs/moving-from-label-studio-ml-backend.md", "bench/yolo_batch.py", "README.md"]) == {
+        "packages": [],
+        "images": [],
+    }
     assert cp.classify([]) == {"packages": [], "images": []}
     assert cp.classify(["compose/yolo.yml", "tests/deploy/test_compose.py"]) == {"packages": ["core"], "images": []}
     everything = cp.classify(["core/x"])
@@ -73,11 +75,13 @@ def test_docs_change_nothing_and_unknown_paths_change_everything(cp):
 
 def test_command_line_json_stdin_and_github_output(cp):
     run = [sys.executable, str(SCRIPT)]
-    out = subprocess.run([*run, "plugins/yolo/src/prelabel_yolo/backend.py"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [*run, "plugins/yolo/src/prelabel_yolo/backend.py"], capture_output=True, text=True, check=True
+    ).stdout
     assert json.loads(out) == {"packages": ["yolo"], "images": ["yolo"]}
-    out = subprocess.run(run, input="plugins/kimi/README.md\nREADME.md\n", capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        run, input="plugins/kimi/README.md\nREADME.md\n", capture_output=True, text=True, check=True
+    ).stdout
     assert json.loads(out) == {"packages": ["kimi"], "images": ["kimi"]}
     out = subprocess.run([*run, "--github", "plugins/kimi/x"], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ['packages=["kimi"]', 'images=["kimi"]']

@@ -21,8 +21,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose"
-INSTALL = ("no compose here: apt-get install docker-compose (1.29), or install the docker compose v2 plugin "
-           "(or set PRELABEL_COMPOSE_V2 to a compose v2 binary)")
+INSTALL = (
+    "no compose here: apt-get install docker-compose (1.29), or install the docker compose v2 plugin "
+    "(or set PRELABEL_COMPOSE_V2 to a compose v2 binary)"
+)
 
 _spec = importlib.util.spec_from_file_location("prelabel_ci_images", ROOT / "ci" / "images.py")
 images = sys.modules["prelabel_ci_images"] = importlib.util.module_from_spec(_spec)
@@ -233,8 +235,14 @@ def test_a_fresh_clone_starts_without_creating_env_files(tool, tmp_path):
         (tmp_path / "plugins" / name / ".env.example").write_text(example)
     clean = {k: v for k, v in os.environ.items() if not k.endswith("_ENV_FILE")}
     for name, image in IMAGES.items():
-        done = subprocess.run([*TOOLS[tool], "-f", str(tmp_path / "compose" / f"{name}.yml"), "config"],
-                              capture_output=True, text=True, env=clean, cwd=tmp_path, timeout=300)
+        done = subprocess.run(
+            [*TOOLS[tool], "-f", str(tmp_path / "compose" / f"{name}.yml"), "config"],
+            capture_output=True,
+            text=True,
+            env=clean,
+            cwd=tmp_path,
+            timeout=300,
+        )
         if image.secrets:
             assert done.returncode != 0, name
             assert f"plugins/{name}/.env" in done.stderr, done.stderr

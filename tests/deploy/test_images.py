@@ -35,10 +35,13 @@ def test_dockerfile(name):
     assert copied_plugins == {f"plugins/{p}" for p in image.plugins}, "core plus this plugin (and what it needs) only"
     assert "core" in copied
     copy_env = [line for line in lines if line.startswith("COPY ") and ("ci/envs/" in line or ".constraints" in line)]
-    assert len(copy_env) == 1 and copy_env[0].split()[1:-1] == images.env_files(name), \
+    assert len(copy_env) == 1 and copy_env[0].split()[1:-1] == images.env_files(name), (
         "the tested pins: every file of the environment (txt, constraints, overrides)"
-    assert f"RUN --mount=type=secret,id=ca_bundle --mount=type=bind,source=ci/wheelhouse,target=/wheelhouse " \
-           f"sh /build/ci/docker/install.sh deps {name}" in lines
+    )
+    assert (
+        f"RUN --mount=type=secret,id=ca_bundle --mount=type=bind,source=ci/wheelhouse,target=/wheelhouse "
+        f"sh /build/ci/docker/install.sh deps {name}" in lines
+    )
     assert f"RUN sh /build/ci/docker/install.sh app {name}" in lines
     assert "USER prelabel" in lines and re.search(r"useradd --uid 10001 ", "\n".join(lines))
     assert f"BIND_PORT={image.port}" in " ".join(lines)
@@ -48,8 +51,9 @@ def test_dockerfile(name):
     assert lines[-2:] == ['ENTRYPOINT ["prelabel"]', f'CMD ["serve", "{name}"]']
     if len(image.variants) > 1:
         assert f"ARG VARIANT={image.variants[0]}" in lines
-    assert not any("ca-certificates.crt" in line for line in lines), \
+    assert not any("ca-certificates.crt" in line for line in lines), (
         "the CA bundle is a build secret, never copied into the image"
+    )
 
 
 def test_dockerignore_keeps_environments_and_history_out():
@@ -97,10 +101,13 @@ def test_image_env_matches_the_plugin_test_environment():
 def test_cli():
     run = [sys.executable, str(ROOT / "ci" / "images.py")]
     assert subprocess.run([*run, "list"], capture_output=True, text=True, check=True).stdout.split() == list(IMAGES)
-    assert subprocess.run([*run, "repo", "text_classifier"], capture_output=True, text=True,
-                          check=True).stdout.strip() == "text-classifier"
-    out = subprocess.run([*run, "index-args", "yolo", "--variant", "cpu"], capture_output=True, text=True,
-                         check=True).stdout.split()
+    assert (
+        subprocess.run([*run, "repo", "text_classifier"], capture_output=True, text=True, check=True).stdout.strip()
+        == "text-classifier"
+    )
+    out = subprocess.run(
+        [*run, "index-args", "yolo", "--variant", "cpu"], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == ["--extra-index-url", images.TORCH_CPU_INDEX]
     bad = subprocess.run([*run, "constraints", "kimi", "--variant", "gpu"], capture_output=True, text=True)
     assert bad.returncode != 0 and "no variant" in bad.stderr

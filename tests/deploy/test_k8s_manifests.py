@@ -7,8 +7,17 @@ import pytest
 import yaml
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
-PORTS = {"text-classifier": 9095, "kimi": 8751, "modelscope-qwen": 9090, "openai-compatible": 9096, "yolo": 9093,
-         "sam2": 9091, "sam3": 9097, "grounding-sam": 9092, "uie-x": 9094}
+PORTS = {
+    "text-classifier": 9095,
+    "kimi": 8751,
+    "modelscope-qwen": 9090,
+    "openai-compatible": 9096,
+    "yolo": 9093,
+    "sam2": 9091,
+    "sam3": 9097,
+    "grounding-sam": 9092,
+    "uie-x": 9094,
+}
 TRAINABLE = {"text-classifier", "yolo", "uie-x"}
 
 
@@ -31,14 +40,19 @@ def test_every_manifest_is_valid_kubernetes():
         except kubernetes_validate.ValidationError as exc:
             pytest.fail(f"{name}: {doc['kind']} {doc['metadata']['name']}: {exc}")
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    assert sorted(kustomization["resources"]) == sorted(p.name for p in K8S.glob("*.yaml")
-                                                       if p.name != "kustomization.yaml")
+    assert sorted(kustomization["resources"]) == sorted(
+        p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
 
 
 def test_invalid_manifest_is_caught():
     kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
-    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
-           "spec": {"replicas": "two", "selector": {}, "template": {}}}
+    bad = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {"replicas": "two", "selector": {}, "template": {}},
+    }
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, "1.30.0", strict=True)
 

@@ -12,8 +12,11 @@ _spec.loader.exec_module(render)
 
 
 def test_committed_files_are_as_rendered():
-    differ = [str(rel) for rel, text in render.rendered().items()
-              if not (ROOT / rel).is_file() or (ROOT / rel).read_text() != text]
+    differ = [
+        str(rel)
+        for rel, text in render.rendered().items()
+        if not (ROOT / rel).is_file() or (ROOT / rel).read_text() != text
+    ]
     assert differ == [], f"edit ci/images.py or ci/render.py, then run python3 ci/render.py: {differ}"
 
 

@@ -83,10 +83,13 @@ def test_one_train_request_with_a_lone_surrogate_does_not_break_get_jobs(served)
     assert listing.status_code == 200, listing.text
 
 
-@pytest.mark.parametrize("path, body", [
-    ("/jobs", '{"project": 1, "kind": "train", "params": {"x": ' + _nested(900) + "}}"),
-    ("/train", '{"project": 1, "annotations": [{"x": ' + _nested(900) + "}]}"),
-])
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/jobs", '{"project": 1, "kind": "train", "params": {"x": ' + _nested(900) + "}}"),
+        ("/train", '{"project": 1, "annotations": [{"x": ' + _nested(900) + "}]}"),
+    ],
+)
 def test_deeply_nested_job_params_are_a_4xx(served, path, body):
     rt, client = served
     resp = _post_raw(client, path, body)
@@ -174,8 +177,9 @@ def _wait(predicate, timeout: float, what: str):
 def test_an_endless_task_listing_cannot_hold_the_prediction_worker_forever(tmp_path):
     rt = make_runtime(ReferenceBackend, tmp_path / "home")
     version = rt.backend.model_version()
-    page = json.dumps({"tasks": [{"id": 1, "data": {"text": "x"}, "predictions_model_versions": version}],
-                       "total": 1}).encode()
+    page = json.dumps(
+        {"tasks": [{"id": 1, "data": {"text": "x"}, "predictions_model_versions": version}], "total": 1}
+    ).encode()
 
     def fake_label_studio(method, path, headers, raw, srv):  # no last page: every page has a task
         if path.startswith("/api/projects/5"):
@@ -187,15 +191,31 @@ def test_an_endless_task_listing_cannot_hold_the_prediction_worker_forever(tmp_p
     fake = RecordingServer("127.0.0.2", fake_label_studio)
     try:
         with serve_in_process(rt) as client:
-            assert client.post("/setup", json={"project": "5.1", "schema": TEXT_CHOICES, "hostname": fake.url,
-                                               "access_token": "attacker-token-0000000000"}).status_code == 200
+            assert (
+                client.post(
+                    "/setup",
+                    json={
+                        "project": "5.1",
+                        "schema": TEXT_CHOICES,
+                        "hostname": fake.url,
+                        "access_token": "attacker-token-0000000000",
+                    },
+                ).status_code
+                == 200
+            )
             job = client.post("/jobs", json={"project": 5, "kind": "predict"}).json()
-            _wait(lambda: sum(r["path"].startswith("/api/tasks") for r in fake.requests) >= 5, 60,
-                  "the job never listed tasks")
+            _wait(
+                lambda: sum(r["path"].startswith("/api/tasks") for r in fake.requests) >= 5,
+                60,
+                "the job never listed tasks",
+            )
             client.delete(f"/jobs/{job['id']}")
-            _wait(lambda: client.get(f"/jobs/{job['id']}").json()["status"] not in ("queued", "running"), 15,
-                  f"job {job['id']} still runs 15 s after it was cancelled "
-                  f"({sum(r['path'].startswith('/api/tasks') for r in fake.requests)} pages fetched)")
+            _wait(
+                lambda: client.get(f"/jobs/{job['id']}").json()["status"] not in ("queued", "running"),
+                15,
+                f"job {job['id']} still runs 15 s after it was cancelled "
+                f"({sum(r['path'].startswith('/api/tasks') for r in fake.requests)} pages fetched)",
+            )
     finally:
         fake.close()  # the job thread, if still running, now fails on a refused connection
 
@@ -216,8 +236,9 @@ def test_health_does_not_walk_every_project(served, monkeypatch):
 
 # -- connections --------------------------------------------------------------------------------
 def test_a_connection_that_never_finishes_its_headers_is_closed(tmp_path):
-    with BackendProcess("prelabel.testing.reference:ReferenceBackend", home=tmp_path / "home",
-                        env={"LOG_LEVEL": "WARNING"}) as backend:
+    with BackendProcess(
+        "prelabel.testing.reference:ReferenceBackend", home=tmp_path / "home", env={"LOG_LEVEL": "WARNING"}
+    ) as backend:
         with socket.create_connection((backend.host, backend.port), timeout=5) as sock:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
             readable, _, _ = select.select([sock], [], [], 20)
@@ -240,9 +261,15 @@ def test_request_supplied_passwords_do_not_grow_the_process_wide_redaction_set(s
     _, client = served
     before = sum(map(len, isolated_secrets._secrets))
     for i in range(40):
-        resp = client.post("/predict", json={
-            "project": "1", "label_config": TEXT_CHOICES, "tasks": [{"id": 1, "data": {"text": "x"}}],
-            "params": {"login": "u", "password": f"pw{i:04d}-" + "p" * 5_000}})
+        resp = client.post(
+            "/predict",
+            json={
+                "project": "1",
+                "label_config": TEXT_CHOICES,
+                "tasks": [{"id": 1, "data": {"text": "x"}}],
+                "params": {"login": "u", "password": f"pw{i:04d}-" + "p" * 5_000},
+            },
+        )
         assert resp.status_code == 200
     grown = sum(map(len, isolated_secrets._secrets)) - before
     assert grown < 50_000, f"the redaction set grew by {grown} characters from 40 requests"
@@ -250,9 +277,15 @@ def test_request_supplied_passwords_do_not_grow_the_process_wide_redaction_set(s
 
 def test_a_request_cannot_mask_ordinary_words_in_every_log_line(served, isolated_secrets):
     _, client = served
-    client.post("/predict", json={"project": "1", "label_config": TEXT_CHOICES,
-                                  "tasks": [{"id": 1, "data": {"text": "x"}}],
-                                  "params": {"login": "u", "password": "refused"}})
+    client.post(
+        "/predict",
+        json={
+            "project": "1",
+            "label_config": TEXT_CHOICES,
+            "tasks": [{"id": 1, "data": {"text": "x"}}],
+            "params": {"login": "u", "password": "refused"},
+        },
+    )
     assert isolated_secrets.redact("Label Studio refused the token") == "Label Studio refused the token"
 
 
@@ -268,8 +301,14 @@ def test_model_file_instances_are_not_kept_for_every_forged_project_id(tmp_path)
     rt = make_runtime(adapt(_UpstreamStyleModel), tmp_path / "home")
     with serve_in_process(rt) as client:
         for i in range(300):
-            resp = client.post("/predict", json={"project": str(5000 + i), "label_config": TEXT_CHOICES,
-                                                 "tasks": [{"id": 1, "data": {"text": "x"}}]})
+            resp = client.post(
+                "/predict",
+                json={
+                    "project": str(5000 + i),
+                    "label_config": TEXT_CHOICES,
+                    "tasks": [{"id": 1, "data": {"text": "x"}}],
+                },
+            )
             assert resp.status_code == 200, resp.text
         kept = len(rt.backend.instances())
     assert kept < 300, f"{kept} model instances kept for 300 project ids"
@@ -337,25 +376,35 @@ def _big_setup() -> tuple[str, dict]:
 
 
 def _many_tasks() -> tuple[str, dict]:
-    return "/predict", {"project": "1", "label_config": TEXT_CHOICES,
-                        "tasks": [{"id": i, "data": {"text": "x"}} for i in range(400_000)]}
+    return "/predict", {
+        "project": "1",
+        "label_config": TEXT_CHOICES,
+        "tasks": [{"id": i, "data": {"text": "x"}} for i in range(400_000)],
+    }
 
 
 def _many_annotated_tasks() -> tuple[str, dict]:
     # 15 MB: 200,000 annotated tasks in a legacy /train body (it held /health for 6.9 s)
-    return "/train", {"project": "1", "label_config": TEXT_CHOICES, "annotations": [
-        {"id": i, "data": {"text": "x"}, "annotations": [{"result": []}]} for i in range(200_000)]}
+    return "/train", {
+        "project": "1",
+        "label_config": TEXT_CHOICES,
+        "annotations": [{"id": i, "data": {"text": "x"}, "annotations": [{"result": []}]} for i in range(200_000)],
+    }
 
 
-@pytest.mark.parametrize("make_body", [
-    pytest.param(_big_setup, id="big-label-config"),
-    pytest.param(_many_tasks, id="many-tasks"),
-    pytest.param(_many_annotated_tasks, id="many-annotated-tasks"),
-])
+@pytest.mark.parametrize(
+    "make_body",
+    [
+        pytest.param(_big_setup, id="big-label-config"),
+        pytest.param(_many_tasks, id="many-tasks"),
+        pytest.param(_many_annotated_tasks, id="many-annotated-tasks"),
+    ],
+)
 def test_a_big_request_does_not_stall_health(tmp_path, make_body):
     path, body = make_body()
-    with BackendProcess("prelabel.testing.reference:ReferenceBackend", home=tmp_path / "home",
-                        env={"LOG_LEVEL": "WARNING"}) as backend:
+    with BackendProcess(
+        "prelabel.testing.reference:ReferenceBackend", home=tmp_path / "home", env={"LOG_LEVEL": "WARNING"}
+    ) as backend:
         latencies: list[float] = []
         with backend.http(timeout=300) as big_http, backend.http(timeout=60) as probe:
             answers = []
@@ -383,11 +432,17 @@ def test_the_personal_access_token_does_not_follow_a_307_to_another_host():
     from prelabel import lsclient
 
     pat = _jwt(time.time() + 3600)
-    other = RecordingServer("127.0.0.2", lambda m, p, h, b, s: (
-        200, JSON, json.dumps({"access": _jwt(time.time() + 300)}).encode()))
-    ls = RecordingServer("127.0.0.1", lambda m, p, h, b, s: (
-        (307, {"location": other.url + "/api/token/refresh/"}, b"") if "token/refresh" in p
-        else (200, JSON, json.dumps({"id": 1, "label_config": TEXT_CHOICES}).encode())))
+    other = RecordingServer(
+        "127.0.0.2", lambda m, p, h, b, s: (200, JSON, json.dumps({"access": _jwt(time.time() + 300)}).encode())
+    )
+    ls = RecordingServer(
+        "127.0.0.1",
+        lambda m, p, h, b, s: (
+            (307, {"location": other.url + "/api/token/refresh/"}, b"")
+            if "token/refresh" in p
+            else (200, JSON, json.dumps({"id": 1, "label_config": TEXT_CHOICES}).encode())
+        ),
+    )
     try:
         client = lsclient.connect(ls.url, pat)
         try:
@@ -429,8 +484,9 @@ def test_a_small_webp_under_the_default_pixel_limit_does_not_cost_a_gigabyte(tmp
     path = tmp_path / "bomb.webp"
     path.write_bytes(buf.getvalue())
     assert len(buf.getvalue()) < 200_000
-    out = subprocess.run([sys.executable, "-c", _DECODE_PEAK, str(path)], capture_output=True, text=True,
-                         timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _DECODE_PEAK, str(path)], capture_output=True, text=True, timeout=120, check=True
+    )
     peak_mb = int(out.stdout.strip())
     assert peak_mb < 800, f"decoding a {len(buf.getvalue()) // 1000} kB WebP took {peak_mb} MB"
 
@@ -441,8 +497,9 @@ def test_malformed_tasks_of_one_request_are_logged_once(served, caplog):
 
     _, client = served
     with caplog.at_level(logging.ERROR, logger="prelabel.server"):
-        resp = client.post("/predict", json={"project": "1", "label_config": TEXT_CHOICES,
-                                             "tasks": [{"id": i} for i in range(2000)]})
+        resp = client.post(
+            "/predict", json={"project": "1", "label_config": TEXT_CHOICES, "tasks": [{"id": i} for i in range(2000)]}
+        )
     assert resp.status_code == 200
     assert len(per_task_results(resp.json())) == 2000
     lines = [r for r in caplog.records if r.name == "prelabel.server"]
@@ -454,10 +511,25 @@ def test_a_train_body_is_kept_beside_its_job_record_until_the_job_ran(tmp_path):
 
     rt = make_runtime(ReferenceBackend, tmp_path / "home")
     with serve_in_process(rt) as client:
-        annotations = [{"id": i, "data": {"text": "great" if i % 2 else "awful"},
-                        "annotations": [{"result": [{"from_name": "sentiment", "to_name": "text", "type": "choices",
-                                                     "value": {"choices": ["positive" if i % 2 else "negative"]}}]}]}
-                       for i in range(40)]
+        annotations = [
+            {
+                "id": i,
+                "data": {"text": "great" if i % 2 else "awful"},
+                "annotations": [
+                    {
+                        "result": [
+                            {
+                                "from_name": "sentiment",
+                                "to_name": "text",
+                                "type": "choices",
+                                "value": {"choices": ["positive" if i % 2 else "negative"]},
+                            }
+                        ]
+                    }
+                ],
+            }
+            for i in range(40)
+        ]
         resp = client.post("/train", json={"project": 1, "label_config": TEXT_CHOICES, "annotations": annotations})
         assert resp.status_code == 201, resp.text
         job_id = resp.json()["job"]

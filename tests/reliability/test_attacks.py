@@ -70,14 +70,19 @@ def test_train_with_an_absolute_project_path_creates_nothing_outside(tmp_path):
     rt = make_runtime(ReferenceBackend, tmp_path / "home")
     with serve_in_process(rt) as client:
         for project in (str(outside), "../../x", "1/../../y"):
-            resp = client.post("/train", json={"project": project, "label_config": TEXT_CHOICES,
-                                               "annotations": [{"data": {"text": "good"}}]})
+            resp = client.post(
+                "/train",
+                json={"project": project, "label_config": TEXT_CHOICES, "annotations": [{"data": {"text": "good"}}]},
+            )
             assert resp.status_code == 400, resp.text
             assert "project id" in resp.json()["error"]
         bodies = {
             "/setup": {"project": str(outside), "schema": TEXT_CHOICES},
-            "/predict": {"project": str(outside), "label_config": TEXT_CHOICES,
-                         "tasks": [{"id": 1, "data": {"text": "x"}}]},
+            "/predict": {
+                "project": str(outside),
+                "label_config": TEXT_CHOICES,
+                "tasks": [{"id": 1, "data": {"text": "x"}}],
+            },
             "/webhook": {"action": "START_TRAINING", "project": {"id": str(outside)}},
             "/jobs": {"project": str(outside), "kind": "train"},
         }
@@ -105,8 +110,10 @@ def test_env_key_is_never_sent_to_a_hostname_from_setup(tmp_path, ls_and_attacke
     _, attacker = ls_and_attacker
     rt = make_runtime(ReferenceBackend, tmp_path / "home", label_studio_api_key=ENV_KEY)
     with serve_in_process(rt) as client:
-        assert client.post("/setup", json={"project": "7.1", "schema": TEXT_CHOICES,
-                                           "hostname": attacker.url}).status_code == 200
+        assert (
+            client.post("/setup", json={"project": "7.1", "schema": TEXT_CHOICES, "hostname": attacker.url}).status_code
+            == 200
+        )
         project = rt.project("7")
         media = rt.media_for(project)
         with pytest.raises(MediaError, match="LABEL_STUDIO_URL"):
@@ -133,8 +140,9 @@ def test_a_second_setup_with_another_hostname_drops_the_stored_token(tmp_path, l
     ls, attacker = ls_and_attacker
     rt = make_runtime(ReferenceBackend, tmp_path / "home")
     with serve_in_process(rt) as client:
-        client.post("/setup", json={"project": "3.1", "schema": TEXT_CHOICES, "hostname": ls.url,
-                                    "access_token": SETUP_TOKEN})
+        client.post(
+            "/setup", json={"project": "3.1", "schema": TEXT_CHOICES, "hostname": ls.url, "access_token": SETUP_TOKEN}
+        )
         assert rt.media_for(rt.project("3")).fetch("/data/upload/3/a.png") == PNG_A
         assert _credentials_seen(ls) == [f"Token {SETUP_TOKEN}"]
         client.post("/setup", json={"project": "3.1", "schema": TEXT_CHOICES, "hostname": attacker.url})
@@ -192,8 +200,12 @@ def test_data_uris_of_the_same_length_do_not_collide(tmp_path):
 # -- 6. task-data login/password ----------------------------------------------------------------
 def test_task_data_password_does_not_follow_a_redirect_to_another_host(tmp_path):
     other = _serve("127.0.0.3")
-    origin_srv = _serve("127.0.0.2", extra=lambda m, path, h, b, s: (
-        (302, {"location": other.url + "/moved.png"}, b"") if path == "/away.png" else None))
+    origin_srv = _serve(
+        "127.0.0.2",
+        extra=lambda m, path, h, b, s: (
+            (302, {"location": other.url + "/moved.png"}, b"") if path == "/away.png" else None
+        ),
+    )
     try:
         media = MediaFetcher(CoreSettings(prelabel_home=tmp_path)).bind(login="alice", password="s3cret-pass")
         assert media.fetch(origin_srv.url + "/away.png") == PNG_A
@@ -230,8 +242,11 @@ def test_compressed_bombs_are_bounded_while_decoding(tmp_path, encoding, figures
 def test_label_studio_api_responses_are_bounded_too(tmp_path):
     """Sibling: prediction jobs and training read Label Studio's API through the sdk."""
     bomb = gzip.compress(b"[" + b" " * (64 * 1024 * 1024) + b"]")
-    srv = _serve("127.0.0.2", bomb, extra=lambda m, p, h, b, s: (200, {"content-encoding": "gzip",
-                                                                      "content-type": "application/json"}, bomb))
+    srv = _serve(
+        "127.0.0.2",
+        bomb,
+        extra=lambda m, p, h, b, s: (200, {"content-encoding": "gzip", "content-type": "application/json"}, bomb),
+    )
     try:
         from prelabel import lsclient
 
@@ -243,14 +258,17 @@ def test_label_studio_api_responses_are_bounded_too(tmp_path):
 
 
 # -- bad URLs -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("url, message", [
-    ("http://h:1:2/x", "not a valid URL"),
-    ("http:///nohost.png", "no host"),
-    ("data:image/png;base64,@@@@", "not valid base64"),
-    ("data:image/png;base64,", "no data"),
-    ("/data/local-files/?d=a%00b.png", "NUL"),
-    ("ftp://host/x.png", "unsupported media URL"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("http://h:1:2/x", "not a valid URL"),
+        ("http:///nohost.png", "no host"),
+        ("data:image/png;base64,@@@@", "not valid base64"),
+        ("data:image/png;base64,", "no data"),
+        ("/data/local-files/?d=a%00b.png", "NUL"),
+        ("ftp://host/x.png", "unsupported media URL"),
+    ],
+)
 def test_bad_urls_get_a_message_that_says_what_is_wrong(tmp_path, url, message):
     root = tmp_path / "files"
     root.mkdir()
@@ -359,8 +377,10 @@ def test_a_full_disk_is_a_clear_503_not_a_500(tmp_path, monkeypatch):
 
         monkeypatch.setattr(store, "_conn", full_conn)
         big = TEXT_CHOICES.replace("</View>", "<!--" + "x" * 200_000 + "--></View>")
-        for path, body in (("/setup", {"project": "9.1", "schema": big}),
-                           ("/train", {"project": "9", "annotations": [{"data": {"text": "x" * 200_000}}]})):
+        for path, body in (
+            ("/setup", {"project": "9.1", "schema": big}),
+            ("/train", {"project": "9", "annotations": [{"data": {"text": "x" * 200_000}}]}),
+        ):
             resp = client.post(path, json=body)
             assert resp.status_code == 503, (path, resp.text)
             assert "full" in resp.json()["error"] and "PRELABEL_HOME" in resp.json()["error"]
@@ -389,8 +409,9 @@ class _LeakyBackend(ReferenceBackend):
 def test_secrets_are_masked_in_errors_and_log_lines(tmp_path, caplog):
     rt = make_runtime(_LeakyBackend, tmp_path / "home", label_studio_api_key=ENV_KEY)
     with serve_in_process(rt) as client, caplog.at_level(logging.INFO):
-        resp = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "a"}}],
-                                             "label_config": TEXT_CHOICES, "project": "1"})
+        resp = client.post(
+            "/predict", json={"tasks": [{"id": 1, "data": {"text": "a"}}], "label_config": TEXT_CHOICES, "project": "1"}
+        )
         assert resp.status_code == 200
         error = per_task_results(resp.json())[0]["error"]
         assert ENV_KEY not in error and "hunter2-pw" not in error
@@ -412,11 +433,12 @@ def test_redact_masks_registered_secrets_and_url_passwords():
 # -- memory -------------------------------------------------------------------------------------
 def test_parsed_label_configs_are_bounded_by_size_not_count_alone():
     choices = "".join(f'<Choice value="label {i}"/>' for i in range(3000))
-    big = [f'<View><Text name="t" value="$t"/><Choices name="c{n}" toName="t">{choices}</Choices></View>'
-           for n in range(30)]
+    big = [
+        f'<View><Text name="t" value="$t"/><Choices name="c{n}" toName="t">{choices}</Choices></View>'
+        for n in range(30)
+    ]
     for xml in big:
         parse_label_config(xml)
     assert CONFIG_CACHE.chars <= CONFIG_CACHE.max_chars
     assert len(CONFIG_CACHE) < 30
     assert parse_label_config(big[-1]) is parse_label_config(big[-1])  # the newest is still cached
-

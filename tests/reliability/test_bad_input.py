@@ -21,12 +21,19 @@ J = {"content-type": "application/json"}
 
 # (method, path, raw body or JSON-able object, expected status range)
 REQUEST_CASES = [
-    ("POST", "/predict", b"", 400), ("POST", "/predict", b"{", 400), ("POST", "/predict", b'{"tasks": [}', 400),
-    ("POST", "/predict", b'{"tasks": [1,]}', 400), ("POST", "/predict", b"\xff\xfe\x00garbage", 400),
-    ("POST", "/predict", b"null", 422), ("POST", "/predict", b"[]", 422), ("POST", "/predict", b'"tasks"', 422),
-    ("POST", "/predict", {}, 422), ("POST", "/predict", {"tasks": None}, 422),
+    ("POST", "/predict", b"", 400),
+    ("POST", "/predict", b"{", 400),
+    ("POST", "/predict", b'{"tasks": [}', 400),
+    ("POST", "/predict", b'{"tasks": [1,]}', 400),
+    ("POST", "/predict", b"\xff\xfe\x00garbage", 400),
+    ("POST", "/predict", b"null", 422),
+    ("POST", "/predict", b"[]", 422),
+    ("POST", "/predict", b'"tasks"', 422),
+    ("POST", "/predict", {}, 422),
+    ("POST", "/predict", {"tasks": None}, 422),
     ("POST", "/predict", {"tasks": "x"}, 422),
-    ("POST", "/predict", {"tasks": {}}, 422), ("POST", "/predict", {"tasks": []}, 422),
+    ("POST", "/predict", {"tasks": {}}, 422),
+    ("POST", "/predict", {"tasks": []}, 422),
     ("POST", "/predict", {"tasks": [GOOD_TASK], "label_config": 5}, 422),
     ("POST", "/predict", {"tasks": [GOOD_TASK], "label_config": ""}, 400),
     ("POST", "/predict", {"tasks": [GOOD_TASK], "label_config": INVALID_XML}, 400),
@@ -35,21 +42,31 @@ REQUEST_CASES = [
     ("POST", "/predict", {"tasks": [GOOD_TASK], "project": "99999.1"}, 400),
     ("POST", "/predict", {"tasks": [GOOD_TASK], "project": ["1"], "label_config": TEXT_CHOICES}, 422),
     ("POST", "/predict", {"tasks": [GOOD_TASK], "params": "x", "label_config": TEXT_CHOICES}, 422),
-    ("POST", "/setup", {}, 422), ("POST", "/setup", {"project": "1"}, 422), ("POST", "/setup", {"schema": "x"}, 422),
+    ("POST", "/setup", {}, 422),
+    ("POST", "/setup", {"project": "1"}, 422),
+    ("POST", "/setup", {"schema": "x"}, 422),
     ("POST", "/setup", {"project": "1", "schema": INVALID_XML}, 400),
     ("POST", "/setup", {"project": "1", "schema": AUDIO_RATING}, 400),
     ("POST", "/setup", {"project": {"id": 1}, "schema": TEXT_CHOICES}, 422),
-    ("POST", "/setup", {"project": "1", "schema": ["<View/>"]}, 422), ("POST", "/setup", b"<xml/>", 400),
-    ("POST", "/webhook", {}, 422), ("POST", "/webhook", {"action": 5}, 422), ("POST", "/webhook", b"[", 400),
+    ("POST", "/setup", {"project": "1", "schema": ["<View/>"]}, 422),
+    ("POST", "/setup", b"<xml/>", 400),
+    ("POST", "/webhook", {}, 422),
+    ("POST", "/webhook", {"action": 5}, 422),
+    ("POST", "/webhook", b"[", 400),
     ("POST", "/webhook", {"action": "START_TRAINING", "project": "1"}, 422),
-    ("POST", "/train", {}, 422), ("POST", "/train", {"project": "1", "annotations": "x"}, 422),
+    ("POST", "/train", {}, 422),
+    ("POST", "/train", {"project": "1", "annotations": "x"}, 422),
     ("POST", "/train", {"project": "1", "label_config": INVALID_XML}, 400),
-    ("POST", "/jobs", {}, 422), ("POST", "/jobs", {"kind": "predict"}, 422),
+    ("POST", "/jobs", {}, 422),
+    ("POST", "/jobs", {"kind": "predict"}, 422),
     ("POST", "/jobs", {"kind": "nope", "project": 1}, 400),
     ("POST", "/jobs", {"kind": "train", "project": 1, "x": 1}, 422),
     ("POST", "/jobs", {"kind": "train", "project": 1, "params": []}, 422),
-    ("GET", "/jobs/does-not-exist", None, 404), ("DELETE", "/jobs/does-not-exist", None, 404),
-    ("GET", "/no/such/path", None, 404), ("GET", "/predict", None, 405), ("PUT", "/setup", None, 405),
+    ("GET", "/jobs/does-not-exist", None, 404),
+    ("DELETE", "/jobs/does-not-exist", None, 404),
+    ("GET", "/no/such/path", None, 404),
+    ("GET", "/predict", None, 405),
+    ("PUT", "/setup", None, 405),
     ("DELETE", "/health", None, 405),
 ]
 
@@ -62,8 +79,11 @@ def client(tmp_path_factory):
         yield c
 
 
-@pytest.mark.parametrize(("method", "path", "body", "expected"), REQUEST_CASES,
-                         ids=[f"{m} {p} #{i}" for i, (m, p, _, _) in enumerate(REQUEST_CASES)])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"),
+    REQUEST_CASES,
+    ids=[f"{m} {p} #{i}" for i, (m, p, _, _) in enumerate(REQUEST_CASES)],
+)
 def test_bad_request_is_a_clear_4xx(client, method, path, body, expected):
     if isinstance(body, bytes):
         resp = client.request(method, path, content=body, headers=J)
@@ -76,9 +96,18 @@ def test_bad_request_is_a_clear_4xx(client, method, path, body, expected):
 
 
 BAD_TASKS = [
-    {"id": 2}, {"id": 3, "data": None}, {"id": 4, "data": "text"}, {"id": 5, "data": ["a"]},
-    {"id": "six", "data": {"text": "x"}}, {"id": 7.5, "data": {"text": "x"}}, {"id": True, "data": {"text": "x"}},
-    {"id": 8, "data": {"other": "x"}}, 9, None, "task", [GOOD_TASK],
+    {"id": 2},
+    {"id": 3, "data": None},
+    {"id": 4, "data": "text"},
+    {"id": 5, "data": ["a"]},
+    {"id": "six", "data": {"text": "x"}},
+    {"id": 7.5, "data": {"text": "x"}},
+    {"id": True, "data": {"text": "x"}},
+    {"id": 8, "data": {"other": "x"}},
+    9,
+    None,
+    "task",
+    [GOOD_TASK],
 ]
 
 
@@ -95,8 +124,10 @@ def test_every_bad_task_fails_alone(client, figures):
             assert "error" not in item and item["result"], item
         else:
             assert item["result"] == [] and item["error"], (tasks[i], item)
-    figures(f"{len(REQUEST_CASES)} bad requests (all 4xx with a message) and {len(BAD_TASKS)} bad tasks "
-            f"(each isolated in a batch of {len(tasks)})")
+    figures(
+        f"{len(REQUEST_CASES)} bad requests (all 4xx with a message) and {len(BAD_TASKS)} bad tasks "
+        f"(each isolated in a batch of {len(tasks)})"
+    )
 
 
 # -- schemathesis over the OpenAPI spec, on the app in-process ------------------------------
@@ -114,5 +145,7 @@ def test_schemathesis_finds_no_server_error(case, session_figures):
     _seen.setdefault(f"{case.method} {case.path}", Counter())[response.status_code] += 1
     case.validate_response(response, checks=[not_a_server_error])
     total = sum(sum(c.values()) for c in _seen.values())
-    session_figures["schemathesis"] = (f"{total} generated requests over {len(_seen)} operations, statuses "
-                                       f"{sorted({s for c in _seen.values() for s in c})}")
+    session_figures["schemathesis"] = (
+        f"{total} generated requests over {len(_seen)} operations, statuses "
+        f"{sorted({s for c in _seen.values() for s in c})}"
+    )

@@ -18,14 +18,24 @@ CONFIG = """<View><Text name="text" value="$text"/>
 
 
 def bodies(n, prefix):
-    return [{"tasks": [{"id": i, "data": {"text": f"{prefix} review {i}"}}], "project": "1.1", "label_config": CONFIG}
-            for i in range(n)]
+    return [
+        {"tasks": [{"id": i, "data": {"text": f"{prefix} review {i}"}}], "project": "1.1", "label_config": CONFIG}
+        for i in range(n)
+    ]
 
 
 def kimi(tmp_path, fake, **env):
-    return BackendProcess("kimi", home=tmp_path / "home", env={
-        "MOONSHOT_API_KEY": "sk-test", "MOONSHOT_BASE_URL": fake.base_url, "LOG_LEVEL": "WARNING",
-        "MAX_CONCURRENT": "32", **env})
+    return BackendProcess(
+        "kimi",
+        home=tmp_path / "home",
+        env={
+            "MOONSHOT_API_KEY": "sk-test",
+            "MOONSHOT_BASE_URL": fake.base_url,
+            "LOG_LEVEL": "WARNING",
+            "MAX_CONCURRENT": "32",
+            **env,
+        },
+    )
 
 
 def test_kimi_under_load(tmp_path, figures):
@@ -59,9 +69,12 @@ def test_kimi_rides_out_429_500_and_timeout_storms(tmp_path, figures):
             return Reply.stall(3.0)  # past KIMI_API_TIMEOUT below
         return Reply()
 
-    with FakeOpenAI(latency=0.005, responder=responder) as fake, \
-            kimi(tmp_path, fake, KIMI_API_TIMEOUT="1", LLM_MAX_RETRIES="4", LLM_BACKOFF_BASE="0.05",
-                 LLM_BACKOFF_MAX="1") as backend:
+    with (
+        FakeOpenAI(latency=0.005, responder=responder) as fake,
+        kimi(
+            tmp_path, fake, KIMI_API_TIMEOUT="1", LLM_MAX_RETRIES="4", LLM_BACKOFF_BASE="0.05", LLM_BACKOFF_MAX="1"
+        ) as backend,
+    ):
         stormy = run_load(backend.url + "/predict", bodies(300, "storm"), concurrency=32, timeout=90)
         with backend.http() as http:
             sample = per_task_results(http.post("/predict", json=bodies(1, "sample")[0]).json())[0]
@@ -70,23 +83,33 @@ def test_kimi_rides_out_429_500_and_timeout_storms(tmp_path, figures):
         with backend.http() as http:
             metrics = http.get("/metrics").text
     retries = [line for line in metrics.splitlines() if line.startswith("prelabel_llm_retries_total")]
-    figures(f"storm (30% 429, 20% 5xx, 5% stalls): {stormy.summary()}; provider calls {next(kinds)}; "
-            f"{retries[:3]}")
+    figures(f"storm (30% 429, 20% 5xx, 5% stalls): {stormy.summary()}; provider calls {next(kinds)}; {retries[:3]}")
     figures(f"after the storm: {calm.summary()}")
     assert stormy.server_errors == 0 and not stormy.errors and stormy.statuses == {200: 300}
     assert "error" in sample or sample["result"]
     assert calm.statuses == {200: 200}
 
 
-@pytest.mark.parametrize("reply,needle", [
-    (Reply.unauthorized(), "MOONSHOT_API_KEY"), (Reply.quota_exhausted(), "quota"), (Reply.forbidden(), "model"),
-])
+@pytest.mark.parametrize(
+    "reply,needle",
+    [
+        (Reply.unauthorized(), "MOONSHOT_API_KEY"),
+        (Reply.quota_exhausted(), "quota"),
+        (Reply.forbidden(), "model"),
+    ],
+)
 def test_provider_refusals_fail_each_task_with_an_actionable_message(tmp_path, reply, needle):
     with FakeOpenAI(responder=lambda req: reply) as fake, kimi(tmp_path, fake) as backend:
         with backend.http() as http:
-            results = per_task_results(http.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "a"}},
-                                                            {"id": 2, "data": {"text": "b"}}],
-                                                  "label_config": CONFIG}).json())
+            results = per_task_results(
+                http.post(
+                    "/predict",
+                    json={
+                        "tasks": [{"id": 1, "data": {"text": "a"}}, {"id": 2, "data": {"text": "b"}}],
+                        "label_config": CONFIG,
+                    },
+                ).json()
+            )
     assert len(results) == 2
     for item in results:
         assert item["result"] == [] and needle.lower() in item["error"].lower()

@@ -10,15 +10,25 @@ REQUESTS, CONCURRENCY = 2000, 64
 
 
 def bodies(n, tasks_per_request=3):
-    return [{"tasks": [{"id": i * 10 + k, "data": {"text": f"a positive review number {i}"}}
-                       for k in range(tasks_per_request)], "project": "1.1", "label_config": TEXT_CHOICES}
-            for i in range(n)]
+    return [
+        {
+            "tasks": [
+                {"id": i * 10 + k, "data": {"text": f"a positive review number {i}"}} for k in range(tasks_per_request)
+            ],
+            "project": "1.1",
+            "label_config": TEXT_CHOICES,
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_reference_backend_under_load(tmp_path, figures, workers):
-    backend = BackendProcess("prelabel.testing.reference:ReferenceBackend", home=tmp_path / "home",
-                             env={"WORKER_COUNT": str(workers), "LOG_LEVEL": "WARNING"})
+    backend = BackendProcess(
+        "prelabel.testing.reference:ReferenceBackend",
+        home=tmp_path / "home",
+        env={"WORKER_COUNT": str(workers), "LOG_LEVEL": "WARNING"},
+    )
     with backend:
         result = run_load(backend.url + "/predict", bodies(REQUESTS), CONCURRENCY)
     figures(f"reference backend, {workers} process(es): {result.summary()}")

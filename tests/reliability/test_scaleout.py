@@ -22,16 +22,35 @@ SPEC = "counting_backend:CountingBackend"
 def annotated(n):
     words = {"positive": "great", "negative": "awful", "neutral": "okay"}
     labels = list(words)
-    return [{"id": i, "data": {"text": f"a {words[labels[i % 3]]} thing {i}"}, "annotations": [{"result": [
-        {"from_name": "sentiment", "to_name": "text", "type": "choices",
-         "value": {"choices": [labels[i % 3]]}}]}]} for i in range(n)]
+    return [
+        {
+            "id": i,
+            "data": {"text": f"a {words[labels[i % 3]]} thing {i}"},
+            "annotations": [
+                {
+                    "result": [
+                        {
+                            "from_name": "sentiment",
+                            "to_name": "text",
+                            "type": "choices",
+                            "value": {"choices": [labels[i % 3]]},
+                        }
+                    ]
+                }
+            ],
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.fixture
 def cluster(tmp_path, redis_server):
     log = tmp_path / "fits.log"
-    env = {"REDIS_URL": redis_server.url, "COUNTING_LOG": str(log),
-           "PYTHONPATH": os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        "REDIS_URL": redis_server.url,
+        "COUNTING_LOG": str(log),
+        "PYTHONPATH": os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")]),
+    }
     servers = [BackendProcess(SPEC, home=tmp_path / f"server{i}", env=env) for i in range(2)]
     for s in servers:
         s.launch()
@@ -48,8 +67,12 @@ def cluster(tmp_path, redis_server):
 
 def start_worker(tmp_path, env):
     full = {**os.environ, **env, "PRELABEL_HOME": str(tmp_path / "worker"), "LOG_FORMAT": "text"}
-    return subprocess.Popen([sys.executable, "-m", "prelabel.cli", "worker", SPEC], env=full,
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "ab"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "prelabel.cli", "worker", SPEC],
+        env=full,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "worker.log", "ab"),
+    )
 
 
 def setup(server, project="3.1"):
@@ -99,8 +122,9 @@ def test_worker_killed_mid_training_never_promotes_half_an_artifact(cluster, tmp
     old = setup(b, "20.1")
     gate = tmp_path / "release"
     with a.http() as http:
-        job_id = http.post("/jobs", json={"kind": "train", "project": 20, "params": {
-            "tasks": annotated(9), "wait_for": str(gate)}}).json()["id"]
+        job_id = http.post(
+            "/jobs", json={"kind": "train", "project": 20, "params": {"tasks": annotated(9), "wait_for": str(gate)}}
+        ).json()["id"]
     deadline = time.monotonic() + 60
     while f"{job_id} " not in (log.read_text() if log.exists() else ""):
         assert time.monotonic() < deadline, "training never started"
@@ -125,8 +149,9 @@ def test_worker_killed_mid_training_never_promotes_half_an_artifact(cluster, tmp
 
 def test_worker_needs_redis(tmp_path):
     cmd = [sys.executable, "-m", "prelabel.cli", "worker", "prelabel.testing.reference:ReferenceBackend"]
-    out = subprocess.run(cmd, env={k: v for k, v in os.environ.items() if k != "REDIS_URL"}, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        cmd, env={k: v for k, v in os.environ.items() if k != "REDIS_URL"}, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode != 0 and "REDIS_URL" in out.stderr
 
 

@@ -29,9 +29,14 @@ PNG = png_bytes(4, 4)
 def test_every_route_requires_auth(tmp_path, figures):
     rt = make_runtime(ReferenceBackend, tmp_path / "h", basic_auth_user="ml", basic_auth_pass="pw")
     good = {"Authorization": "Basic " + base64.b64encode(b"ml:pw").decode()}
-    wrong = [{}, {"Authorization": "Basic " + base64.b64encode(b"ml:nope").decode()},
-             {"Authorization": "Basic " + base64.b64encode(b"other:pw").decode()},
-             {"Authorization": "Bearer pw"}, {"Authorization": "Basic"}, {"Authorization": "Basic %%%"}]
+    wrong = [
+        {},
+        {"Authorization": "Basic " + base64.b64encode(b"ml:nope").decode()},
+        {"Authorization": "Basic " + base64.b64encode(b"other:pw").decode()},
+        {"Authorization": "Bearer pw"},
+        {"Authorization": "Basic"},
+        {"Authorization": "Basic %%%"},
+    ]
     checked = 0
     with serve_in_process(rt) as client:
         routes = [(m, r.path) for r in client.app.routes for m in sorted(getattr(r, "methods", set()) - {"HEAD"})]
@@ -80,8 +85,13 @@ def hosts():
 def test_token_stays_on_the_label_studio_host(tmp_path, hosts, figures):
     ls, other = hosts
     media = MediaFetcher(CoreSettings(prelabel_home=tmp_path)).bind(ls.url, TOKEN)
-    for url in (ls.url + "/chain/3", "s3://bucket/key.png", ls.url + "/to-userinfo", other.url + "/direct.png",
-                ls.url.replace("127.0.0.1", "localhost") + "/data/upload/1/b.png"):
+    for url in (
+        ls.url + "/chain/3",
+        "s3://bucket/key.png",
+        ls.url + "/to-userinfo",
+        other.url + "/direct.png",
+        ls.url.replace("127.0.0.1", "localhost") + "/data/upload/1/b.png",
+    ):
         try:
             media.fetch(url, task_id=1)
         except MediaError:
@@ -93,10 +103,20 @@ def test_token_stays_on_the_label_studio_host(tmp_path, hosts, figures):
     figures(f"{len(other.requests)} requests reached the other host, 0 carried the Label Studio token")
 
 
-@pytest.mark.parametrize("escape", [
-    "../secret.txt", "dir/../../secret.txt", "%2e%2e/secret.txt", "%2E%2E%2Fsecret.txt", "..%2fsecret.txt",
-    "dir/%2e%2e/%2e%2e/secret.txt", "link/secret.txt", "/etc/passwd", "%2Fetc%2Fpasswd",
-])
+@pytest.mark.parametrize(
+    "escape",
+    [
+        "../secret.txt",
+        "dir/../../secret.txt",
+        "%2e%2e/secret.txt",
+        "%2E%2E%2Fsecret.txt",
+        "..%2fsecret.txt",
+        "dir/%2e%2e/%2e%2e/secret.txt",
+        "link/secret.txt",
+        "/etc/passwd",
+        "%2Fetc%2Fpasswd",
+    ],
+)
 def test_local_files_traversal_is_refused(tmp_path, escape):
     root = tmp_path / "files"
     (root / "dir").mkdir(parents=True)
@@ -107,8 +127,21 @@ def test_local_files_traversal_is_refused(tmp_path, escape):
         media.fetch(f"/data/local-files/?d={escape}")
 
 
-@pytest.mark.parametrize("value", ["/abs/model.pt", "../model.pt", "a/../../model.pt", "~/model.pt", "C:\\m.pt",
-                                   "link/model.pt", "", "a\x00b", "..", "./../x"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/abs/model.pt",
+        "../model.pt",
+        "a/../../model.pt",
+        "~/model.pt",
+        "C:\\m.pt",
+        "link/model.pt",
+        "",
+        "a\x00b",
+        "..",
+        "./../x",
+    ],
+)
 def test_model_path_outside_model_root_is_refused(tmp_path, value):
     root = tmp_path / "models"
     root.mkdir()
@@ -158,10 +191,12 @@ def test_oversized_bodies_are_refused(tmp_path):
 
 
 def test_xml_entity_expansion_in_label_config_is_harmless(tmp_path):
-    lol = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-           + "".join(f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10))
-           + ']><View><Text name="text" value="&lol9;"/><Choices name="c" toName="text"><Choice value="a"/>'
-             '</Choices></View>')
+    lol = (
+        '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        + "".join(f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10))
+        + ']><View><Text name="text" value="&lol9;"/><Choices name="c" toName="text"><Choice value="a"/>'
+        "</Choices></View>"
+    )
     rt = make_runtime(ReferenceBackend, tmp_path / "h")
     with serve_in_process(rt) as client:
         started = time.perf_counter()

@@ -46,8 +46,11 @@ def read_until_closed(sock: socket.socket, limit: float) -> tuple[bytes, float]:
 
 @pytest.fixture
 def server(tmp_path):
-    with ServeWith("prelabel.testing.reference:ReferenceBackend", home=tmp_path / "home",
-                   options=["--header-timeout", "1", "--body-timeout", "1"]) as proc:
+    with ServeWith(
+        "prelabel.testing.reference:ReferenceBackend",
+        home=tmp_path / "home",
+        options=["--header-timeout", "1", "--body-timeout", "1"],
+    ) as proc:
         yield proc
 
 
@@ -68,14 +71,18 @@ def test_slowloris_connections_are_closed(server, figures):
     assert all(t != float("inf") for _, t in closed), "a slow connection was still open after 10 s"
     assert all(data.startswith(b"HTTP/1.1 408") for data, _ in closed[1::2])
     assert all(data == b"" for data, _ in closed[0::2])
-    figures(f"200 slowloris connections (header timeout 1 s): all closed within {elapsed:.1f} s, "
-            "the ones that had started a request with 408")
+    figures(
+        f"200 slowloris connections (header timeout 1 s): all closed within {elapsed:.1f} s, "
+        "the ones that had started a request with 408"
+    )
 
 
 def test_a_promised_body_never_sent_is_408(server):
     s = socket.create_connection(("127.0.0.1", server.port))
-    s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
-              b'{"tasks": [')
+    s.sendall(
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
+        b'{"tasks": ['
+    )
     data, took = read_until_closed(s, limit=10)
     s.close()
     assert data.startswith(b"HTTP/1.1 408"), data
@@ -87,10 +94,15 @@ def test_a_promised_body_never_sent_is_408(server):
 
 def test_sigterm_during_a_long_predict_answers_503_and_exits(tmp_path, figures):
     started_flag, gate = tmp_path / "started", tmp_path / "gate"
-    env = {"PYTHONPATH": f"{SUPPORT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "SLOW_STARTED": str(started_flag), "SLOW_GATE": str(gate), "SLOW_PREDICT_SECONDS": "60"}
-    proc = ServeWith("slow_backend:SlowBackend", home=tmp_path / "home", env=env,
-                     options=["--shutdown-grace", "1"]).start()
+    env = {
+        "PYTHONPATH": f"{SUPPORT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "SLOW_STARTED": str(started_flag),
+        "SLOW_GATE": str(gate),
+        "SLOW_PREDICT_SECONDS": "60",
+    }
+    proc = ServeWith(
+        "slow_backend:SlowBackend", home=tmp_path / "home", env=env, options=["--shutdown-grace", "1"]
+    ).start()
     answer: dict = {}
 
     def call() -> None:

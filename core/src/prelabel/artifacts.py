@@ -53,7 +53,7 @@ class ArtifactStore:
         if not self.root.is_dir():
             return removed
         for path in self.root.glob("*/.tmp-*"):
-            if path.is_dir() and path.name[len(".tmp-"):] not in keep:
+            if path.is_dir() and path.name[len(".tmp-") :] not in keep:
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
         return removed
@@ -62,14 +62,27 @@ class ArtifactStore:
         """Move a finished workdir into place and make it the project's current version."""
         version = f"{self.backend_id}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{job_id[:6]}"
         final = self.project_dir(state.project_id) / safe_version(version)
-        record = {"status": "ok", "version": version, "job_id": job_id, "project": state.project_id,
-                  "workdir": str(final), "time": time.time(), "train_output": result}
+        record = {
+            "status": "ok",
+            "version": version,
+            "job_id": job_id,
+            "project": state.project_id,
+            "workdir": str(final),
+            "time": time.time(),
+            "train_output": result,
+        }
         (workdir / "job_result.json").write_text(json.dumps(record, indent=2, default=str))
         os.replace(workdir, final)  # atomic on one filesystem: the version dir appears complete
         versions = state.get("versions", [])
-        versions.append({"version": version, "path": str(final), "created_at": record["time"],
-                         "metrics": numeric(result),
-                         **({"reason": result["reason"]} if isinstance(result.get("reason"), str) else {})})
+        versions.append(
+            {
+                "version": version,
+                "path": str(final),
+                "created_at": record["time"],
+                "metrics": numeric(result),
+                **({"reason": result["reason"]} if isinstance(result.get("reason"), str) else {}),
+            }
+        )
         state.set("versions", versions)
         state.set("model_version", version)
         state.set("model_dir", str(final))

@@ -235,8 +235,9 @@ def limits_in_force(cls: type[Backend], settings: BackendSettings) -> Limits:
     where the plugin's settings set them (None there means the class default)."""
     batch = getattr(settings, "max_batch_size", None)
     concurrency = getattr(settings, "max_concurrency", None)
-    return Limits(max_batch_size=int(batch or cls.max_batch_size),
-                  max_concurrency=int(concurrency or cls.max_concurrency))
+    return Limits(
+        max_batch_size=int(batch or cls.max_batch_size), max_concurrency=int(concurrency or cls.max_concurrency)
+    )
 
 
 def object_tags_of(supports: Mapping[str, Any]) -> frozenset[str]:
@@ -255,8 +256,7 @@ def check_declaration(cls: type[Backend]) -> None:
     if not cls.backend_id or not cls.backend_id.isidentifier():
         problems.append("backend_id must be a non-empty identifier")
     if not cls.supports:
-        problems.append('supports must map at least one control tag to its object tags, '
-                        'e.g. {"Choices": {"Text"}}')
+        problems.append('supports must map at least one control tag to its object tags, e.g. {"Choices": {"Text"}}')
     elif not all(isinstance(objs, (set, frozenset)) and objs for objs in cls.supports.values()):
         problems.append("every supports entry must be a non-empty set of object tags")
     if cls.max_batch_size < 1:

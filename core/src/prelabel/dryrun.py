@@ -26,8 +26,9 @@ def sample_size(params: dict[str, Any]) -> int:
     """``sample`` from the job params; ValueError that says what is allowed."""
     raw = params.get("sample", DEFAULT_SAMPLE)
     if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_SAMPLE:
-        raise ValueError(f"sample must be an integer from 1 to {MAX_SAMPLE} (tasks predicted by the dry run), "
-                         f"got {raw!r}")
+        raise ValueError(
+            f"sample must be an integer from 1 to {MAX_SAMPLE} (tasks predicted by the dry run), got {raw!r}"
+        )
     return raw
 
 
@@ -42,8 +43,9 @@ def run_dry_run(ctx: JobContext) -> dict[str, Any]:
     project = runtime.project(pid)
     backend = runtime.backend
     if not backend.supported_controls(project.config):
-        raise ValueError(f"the {backend.backend_id} backend supports none of this project's controls "
-                         f"({project.config.describe()})")
+        raise ValueError(
+            f"the {backend.backend_id} backend supports none of this project's controls ({project.config.describe()})"
+        )
     version = project.trained_version or backend.model_version()
     ctx.progress(0.0, "listing tasks")
     rng = random.Random(seed)
@@ -67,16 +69,27 @@ def run_dry_run(ctx: JobContext) -> dict[str, Any]:
         results = asyncio.run(runtime.predict(sample, project, {}, logger=ctx.log)) if sample else []
     failed = [{"task": t.id, "error": r["error"]} for t, r in zip(sample, results, strict=True) if "error" in r]
     measured = tally.answers - tally.cached  # cached answers cost nothing now, but would on a fresh process
-    per_task = {k: (getattr(tally, k) / measured if measured else 0.0)
-                for k in ("calls", "prompt_tokens", "completion_tokens", "reasoning_tokens")}
+    per_task = {
+        k: (getattr(tally, k) / measured if measured else 0.0)
+        for k in ("calls", "prompt_tokens", "completion_tokens", "reasoning_tokens")
+    }
     estimate = {k: round(v * to_predict) for k, v in per_task.items()}
     estimate["total_tokens"] = estimate["prompt_tokens"] + estimate["completion_tokens"]
     ctx.progress(1.0, f"estimate for {to_predict} tasks: {estimate['calls']} calls, {estimate['total_tokens']} tokens")
-    return {"dry_run": True, "model_version": version, "tasks": seen, "to_predict": to_predict,
-            "sampled": len(sample), "sample_task_ids": [t.id for t in sample], "failed": len(failed),
-            "failures": failed[:20], "sample_usage": tally.as_dict(),
-            "per_task": {k: round(v, 2) for k, v in per_task.items()}, "estimate": estimate,
-            "estimated_from": measured}
+    return {
+        "dry_run": True,
+        "model_version": version,
+        "tasks": seen,
+        "to_predict": to_predict,
+        "sampled": len(sample),
+        "sample_task_ids": [t.id for t in sample],
+        "failed": len(failed),
+        "failures": failed[:20],
+        "sample_usage": tally.as_dict(),
+        "per_task": {k: round(v, 2) for k, v in per_task.items()},
+        "estimate": estimate,
+        "estimated_from": measured,
+    }
 
 
 def run_predict_or_dry_run(ctx: JobContext) -> dict[str, Any]:

@@ -26,7 +26,6 @@ class PluginError(RuntimeError):
     """A plugin could not be loaded or registered something invalid."""
 
 
-
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 

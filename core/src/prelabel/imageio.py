@@ -31,8 +31,9 @@ _DECODER_EXTRA_BYTES = {"WEBP": 11}  # per pixel, measured with Pillow 13 (a who
 EXIF_ORIENTATION = 0x0112  # TIFF/EXIF tag 274: 1 is upright, 2-8 are flips and quarter turns
 
 
-def open_image(source: bytes | Path | str, max_pixels: int = DEFAULT_MAX_PIXELS,
-               mode: str | None = "RGB", orient: bool = True) -> Image.Image:
+def open_image(
+    source: bytes | Path | str, max_pixels: int = DEFAULT_MAX_PIXELS, mode: str | None = "RGB", orient: bool = True
+) -> Image.Image:
     """Open, check the size, decode, turn it by its EXIF orientation (unless ``orient`` is
     False), and convert it to ``mode`` (unless None). Its ``size`` is then the displayed size
     Label Studio sends as ``original_width``/``original_height``."""
@@ -53,15 +54,18 @@ def open_image(source: bytes | Path | str, max_pixels: int = DEFAULT_MAX_PIXELS,
     frames = getattr(image, "n_frames", 1) or 1
     if width * height * frames > max_pixels:
         image.close()
-        raise ImageRejected(f"image of {width}x{height}{f'x{frames} frames' if frames > 1 else ''} pixels is "
-                            f"more than MEDIA_MAX_PIXELS={max_pixels}; refused")
+        raise ImageRejected(
+            f"image of {width}x{height}{f'x{frames} frames' if frames > 1 else ''} pixels is "
+            f"more than MEDIA_MAX_PIXELS={max_pixels}; refused"
+        )
     cost, budget = decode_bytes(image, mode), max_pixels * DECODE_BYTES_PER_ALLOWED_PIXEL
     if cost > budget:
         image.close()
         raise ImageRejected(
             f"decoding this {image.format} of {width}x{height} pixels takes about {cost // 2**20} MB "
             f"({cost // (width * height)} bytes a pixel), more than MEDIA_MAX_PIXELS={max_pixels} allows "
-            f"({DECODE_BYTES_PER_ALLOWED_PIXEL} bytes a pixel: {budget // 2**20} MB); refused")
+            f"({DECODE_BYTES_PER_ALLOWED_PIXEL} bytes a pixel: {budget // 2**20} MB); refused"
+        )
     try:
         image.load()
         if orient:

@@ -20,12 +20,27 @@ log = logging.getLogger(__name__)
 
 # Control tags whose result value is a list of label names under the lower-cased tag.
 LABEL_VALUE_TAGS = {
-    "Labels", "RectangleLabels", "PolygonLabels", "BrushLabels", "KeyPointLabels",
-    "EllipseLabels", "HyperTextLabels", "ParagraphLabels", "TimeSeriesLabels",
-    "VideoRectangle", "Choices",
+    "Labels",
+    "RectangleLabels",
+    "PolygonLabels",
+    "BrushLabels",
+    "KeyPointLabels",
+    "EllipseLabels",
+    "HyperTextLabels",
+    "ParagraphLabels",
+    "TimeSeriesLabels",
+    "VideoRectangle",
+    "Choices",
 }
-_VALUE_KEY = {"Choices": "choices", "TextArea": "text", "Rating": "rating", "Number": "number",
-              "Taxonomy": "taxonomy", "DateTime": "datetime", "Ranker": "ranker"}
+_VALUE_KEY = {
+    "Choices": "choices",
+    "TextArea": "text",
+    "Rating": "rating",
+    "Number": "number",
+    "Taxonomy": "taxonomy",
+    "DateTime": "datetime",
+    "Ranker": "ranker",
+}
 
 
 class LabelConfigError(ValueError):
@@ -157,16 +172,17 @@ class ParsedConfig:
         """Controls with one of ``control_tags`` that label an object of ``object_tags``."""
         ctags, otags = set(control_tags), set(object_tags) if object_tags is not None else None
         return [
-            c for c in self.controls
-            if c.tag in ctags and (otags is None or any(o.tag in otags for o in c.objects))
+            c for c in self.controls if c.tag in ctags and (otags is None or any(o.tag in otags for o in c.objects))
         ]
 
     def matching(self, supports: Mapping[str, Collection[str]]) -> list[ControlInfo]:
         """Controls whose (control tag, object tag) pair is in ``supports`` (control tag ->
         object tags), without those marked ``model_skip="true"`` (left to the annotators)."""
         return [
-            c for c in self.controls
-            if c.tag in supports and any(o.tag in supports[c.tag] for o in c.objects)
+            c
+            for c in self.controls
+            if c.tag in supports
+            and any(o.tag in supports[c.tag] for o in c.objects)
             and not c.attr("model_skip", False, bool)
         ]
 
@@ -294,8 +310,10 @@ def parse_label_config(xml: str) -> ParsedConfig:
     if not isinstance(xml, str):
         raise LabelConfigError(f"the label config must be an XML string, not {type(xml).__name__}")
     if len(xml) > CONFIG_CACHE.max_chars:
-        raise LabelConfigError(f"the label config is {len(xml):,} characters long; the most a backend parses is "
-                               f"{CONFIG_CACHE.max_chars:,} (a config this size also stalls Label Studio's editor)")
+        raise LabelConfigError(
+            f"the label config is {len(xml):,} characters long; the most a backend parses is "
+            f"{CONFIG_CACHE.max_chars:,} (a config this size also stalls Label Studio's editor)"
+        )
     found = CONFIG_CACHE.get(xml)
     if found is None:
         found = _parse(xml)
@@ -310,8 +328,7 @@ async def warm_label_config(xml: object) -> None:
     """Parse a long, not yet cached config in a worker thread, so that the request's own
     (synchronous) parse hits the cache and the event loop keeps answering /health meanwhile:
     a 150,000-choice config takes seconds to parse. Errors surface in the request's own parse."""
-    if (isinstance(xml, str) and OFF_LOOP_CHARS < len(xml) <= CONFIG_CACHE.max_chars
-            and CONFIG_CACHE.get(xml) is None):
+    if isinstance(xml, str) and OFF_LOOP_CHARS < len(xml) <= CONFIG_CACHE.max_chars and CONFIG_CACHE.get(xml) is None:
         import anyio.to_thread
 
         try:
@@ -329,9 +346,7 @@ def _parse(xml: str) -> ParsedConfig:
         interface = LabelInterface(xml)
     except Exception as exc:
         raise LabelConfigError(f"the label config is not valid: {exc}") from exc
-    objects = tuple(
-        ObjectInfo(name=o.name, tag=o.tag, value=str(o.value or "")) for o in interface.objects
-    )
+    objects = tuple(ObjectInfo(name=o.name, tag=o.tag, value=str(o.value or "")) for o in interface.objects)
     by_name = {o.name: o for o in objects}
     controls = []
     for c in interface.controls:
@@ -340,9 +355,13 @@ def _parse(xml: str) -> ParsedConfig:
         label_attrs = {name: dict(tag.attr or {}) for name, tag in (getattr(c, "labels_attrs", None) or {}).items()}
         controls.append(
             ControlInfo(
-                name=c.name, tag=c.tag, to_name=to_names,
+                name=c.name,
+                tag=c.tag,
+                to_name=to_names,
                 objects=tuple(by_name[n] for n in to_names if n in by_name),
-                labels=labels, attrs=dict(c.attr or {}), label_attrs=label_attrs,
+                labels=labels,
+                attrs=dict(c.attr or {}),
+                label_attrs=label_attrs,
             )
         )
     return ParsedConfig(xml=xml, hash=config_hash(xml), controls=tuple(controls), objects=objects, interface=interface)

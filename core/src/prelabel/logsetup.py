@@ -73,8 +73,17 @@ class AccessLog:
         handler = _json_handler
         root = logging.root
         lg = self.logger
-        if (handler is None or root.handlers != [handler] or lg.handlers or lg.filters or not lg.propagate
-                or lg.disabled or handler.filters != _json_filters or lg.parent is not root and lg.parent.handlers):
+        if (
+            handler is None
+            or root.handlers != [handler]
+            or lg.handlers
+            or lg.filters
+            or not lg.propagate
+            or lg.disabled
+            or handler.filters != _json_filters
+            or lg.parent is not root
+            and lg.parent.handlers
+        ):
             return None
         return handler
 
@@ -84,21 +93,36 @@ class AccessLog:
         handler = self._direct()
         if handler is None or level < handler.level:
             if handler is None:
-                self.logger.log(level, "%s %s %s %.1fms", method, path, status, ms,
-                                extra={"status": status, "duration_ms": round(ms, 2), "path": path})
+                self.logger.log(
+                    level,
+                    "%s %s %s %.1fms",
+                    method,
+                    path,
+                    status,
+                    ms,
+                    extra={"status": status, "duration_ms": round(ms, 2), "path": path},
+                )
             return
         ts = handler.formatter.stamp(time.time())
         rid = request_id_var.get()
         if _plain(path) and _plain(method) and (rid is None or _plain(rid)):
             # nothing to escape (the usual line): the JSON orjson would write, without
             # building a dict for it
-            line = (f'{{"ts":"{ts}","level":"{logging.getLevelName(level)}","logger":"{self.name}",'
-                    f'"msg":"{method} {path} {status} {ms:.1f}ms","status":{status},"duration_ms":{round(ms, 2)!r},'
-                    f'"path":"{path}"' + ("}" if rid is None else f',"request_id":"{rid}"}}'))
+            line = (
+                f'{{"ts":"{ts}","level":"{logging.getLevelName(level)}","logger":"{self.name}",'
+                f'"msg":"{method} {path} {status} {ms:.1f}ms","status":{status},"duration_ms":{round(ms, 2)!r},'
+                f'"path":"{path}"' + ("}" if rid is None else f',"request_id":"{rid}"}}')
+            )
         else:
-            record = {"ts": ts, "level": logging.getLevelName(level), "logger": self.name,
-                      "msg": f"{method} {path} {status} {ms:.1f}ms", "status": status, "duration_ms": round(ms, 2),
-                      "path": path}
+            record = {
+                "ts": ts,
+                "level": logging.getLevelName(level),
+                "logger": self.name,
+                "msg": f"{method} {path} {status} {ms:.1f}ms",
+                "status": status,
+                "duration_ms": round(ms, 2),
+                "path": path,
+            }
             if rid is not None:
                 record["request_id"] = rid
             try:

@@ -107,6 +107,10 @@ def lookup_counter(metrics: Any, backend_id: str, name: str = "embedding_cache")
         return None
     from prometheus_client import Counter
 
-    counter = Counter(f"prelabel_{backend_id}_{name}", f"Image embedding lookups in the {name.replace('_', ' ')} "
-                      "(a hit skips the image encoder)", ["result"], registry=metrics.registry)
+    counter = Counter(
+        f"prelabel_{backend_id}_{name}",
+        f"Image embedding lookups in the {name.replace('_', ' ')} (a hit skips the image encoder)",
+        ["result"],
+        registry=metrics.registry,
+    )
     return lambda hit: counter.labels(result="hit" if hit else "miss").inc()

@@ -83,8 +83,9 @@ class LabelStudioAccess:
         return hashlib.sha256(raw).hexdigest()[:24]
 
 
-def resolve_access(core: CoreSettings, hostname: str | None = None,
-                   access_token: str | None = None) -> LabelStudioAccess:
+def resolve_access(
+    core: CoreSettings, hostname: str | None = None, access_token: str | None = None
+) -> LabelStudioAccess:
     """The Label Studio access for a project whose /setup sent ``hostname``/``access_token``."""
     env_url = (core.label_studio_url or "").rstrip("/") or None
     env_key = core.label_studio_api_key.get_secret_value() if core.label_studio_api_key else None
@@ -98,8 +99,14 @@ def resolve_access(core: CoreSettings, hostname: str | None = None,
         if hostname and access_token and origin(hostname) == origin(env_url):
             return LabelStudioAccess(env_url, access_token)
         return LabelStudioAccess(env_url)
-    withheld = ("LABEL_STUDIO_API_KEY is set, but it is only ever sent to LABEL_STUDIO_URL, which is "
-                "not set: set LABEL_STUDIO_URL to your Label Studio's address") if env_key else None
+    withheld = (
+        (
+            "LABEL_STUDIO_API_KEY is set, but it is only ever sent to LABEL_STUDIO_URL, which is "
+            "not set: set LABEL_STUDIO_URL to your Label Studio's address"
+        )
+        if env_key
+        else None
+    )
     if hostname:
         return LabelStudioAccess(hostname, access_token, withheld)
     return LabelStudioAccess(None, None, withheld)
@@ -131,7 +138,8 @@ class TokenCache:
             resp = self.client.post(url, json={"refresh": token}, follow_redirects=False)
         except httpx.HTTPError as exc:
             raise LabelStudioAuthError(
-                f"could not reach Label Studio at {base_url} to refresh the token: {exc}") from exc
+                f"could not reach Label Studio at {base_url} to refresh the token: {exc}"
+            ) from exc
         if resp.status_code != 200 or "access" not in resp.text:
             raise LabelStudioAuthError(
                 f"Label Studio refused the personal access token ({resp.status_code} at {url}): "

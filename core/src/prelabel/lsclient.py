@@ -10,7 +10,7 @@ class LabelStudioUnavailable(RuntimeError):
     """Label Studio's URL or token is unknown, so the API cannot be used."""
 
 
-def connect(url: str | None, token: str | None, timeout: float = 60.0, max_bytes: int = 1024 ** 3) -> Any:
+def connect(url: str | None, token: str | None, timeout: float = 60.0, max_bytes: int = 1024**3) -> Any:
     """A ``label_studio_sdk.LabelStudio`` client; PATs are refreshed by the sdk itself.
     Responses are bounded after decoding (a compressed bomb from a host /setup named must not
     exhaust memory); httpx drops the Authorization header on a redirect to another host."""
@@ -22,8 +22,9 @@ def connect(url: str | None, token: str | None, timeout: float = 60.0, max_bytes
 
     from prelabel.boundedhttp import bounded_client
 
-    client = bounded_client(max_bytes, timeout=timeout, follow_redirects=True,
-                            event_hooks={"response": [_refuse_redirect_off_host]})
+    client = bounded_client(
+        max_bytes, timeout=timeout, follow_redirects=True, event_hooks={"response": [_refuse_redirect_off_host]}
+    )
     return LabelStudio(base_url=url.rstrip("/"), api_key=token, timeout=timeout, httpx_client=client)
 
 
@@ -39,7 +40,8 @@ def _refuse_redirect_off_host(response: Any) -> None:
     if origin(str(target)) != origin(str(response.request.url)):
         raise LabelStudioUnavailable(
             f"Label Studio at {response.request.url.host} redirected to another host ({target.host}); refused: "
-            "set LABEL_STUDIO_URL to the address Label Studio answers on")
+            "set LABEL_STUDIO_URL to the address Label Studio answers on"
+        )
 
 
 def annotated_tasks(client: Any, project_id: int | str) -> list[dict]:

@@ -72,8 +72,10 @@ class MediaCache:
         return path
 
     def _evict(self) -> None:
-        files = sorted((p for p in self.root.glob("*") if p.is_file() and not p.name.startswith(".")),
-                       key=lambda p: p.stat().st_mtime)
+        files = sorted(
+            (p for p in self.root.glob("*") if p.is_file() and not p.name.startswith(".")),
+            key=lambda p: p.stat().st_mtime,
+        )
         total = sum(p.stat().st_size for p in files)
         for p in files:
             if total <= self.max_bytes * 0.8:
@@ -104,10 +106,17 @@ class MediaFetcher:
     ):
         self.core = core
         if _shared is None:
-            client = bounded_client(core.media_max_bytes, timeout=core.media_timeout, follow_redirects=False,
-                                    headers={"User-Agent": "prelabel"})
-            _shared = (client, TokenCache(client), MediaCache(core.prelabel_home / "cache" / "media",
-                                                                core.media_cache_max_bytes))
+            client = bounded_client(
+                core.media_max_bytes,
+                timeout=core.media_timeout,
+                follow_redirects=False,
+                headers={"User-Agent": "prelabel"},
+            )
+            _shared = (
+                client,
+                TokenCache(client),
+                MediaCache(core.prelabel_home / "cache" / "media", core.media_cache_max_bytes),
+            )
         self._client, self._tokens, self.cache = _shared
         self.access = resolve_access(core, ls_url, token)
         self.ls_url = self.access.base_url
@@ -115,11 +124,11 @@ class MediaFetcher:
         self.login = login or None
         self.password = password or None  # never logged by us; URL userinfo is masked by pattern
 
-    def bind(self, ls_url: str | None = None, token: str | None = None, login: str | None = None,
-             password: str | None = None) -> MediaFetcher:
+    def bind(
+        self, ls_url: str | None = None, token: str | None = None, login: str | None = None, password: str | None = None
+    ) -> MediaFetcher:
         """A fetcher for one project's Label Studio and data credentials, same pool and cache."""
-        return MediaFetcher(self.core, ls_url, token, login, password,
-                            _shared=(self._client, self._tokens, self.cache))
+        return MediaFetcher(self.core, ls_url, token, login, password, _shared=(self._client, self._tokens, self.cache))
 
     def close(self) -> None:
         self._client.close()
@@ -158,20 +167,23 @@ class MediaFetcher:
             key += "\0via:" + hashlib.sha256("\0".join(credentialed_hops).encode()).hexdigest()[:24]
         return self.cache.put(key, data, suffix)
 
-    def open_image(self, source: str | bytes | Path, task_id: int | None = None, mode: str | None = "RGB",
-                   orient: bool = True) -> Any:
+    def open_image(
+        self, source: str | bytes | Path, task_id: int | None = None, mode: str | None = "RGB", orient: bool = True
+    ) -> Any:
         """A PIL image: ``source`` is a task data value (fetched as :meth:`fetch_path` does), or
         bytes or a local file already in hand. Core's checks apply: more than MEDIA_MAX_PIXELS
         is refused before decoding, and the EXIF orientation is applied (unless ``orient`` is
         False), so its ``size`` is what Label Studio shows. Raises MediaError (ImageRejected)."""
-        return open_image(self._image_source(source, task_id), max_pixels=self.core.media_max_pixels, mode=mode,
-                          orient=orient)
+        return open_image(
+            self._image_source(source, task_id), max_pixels=self.core.media_max_pixels, mode=mode, orient=orient
+        )
 
     def image_array(self, source: str | bytes | Path, task_id: int | None = None, channels: str = "RGB") -> Any:
         """The image as displayed (as :meth:`open_image`), as a writable H x W x 3 uint8 numpy
         array in ``channels`` order: ``RGB``, or ``BGR`` for OpenCV and ultralytics."""
-        return image_array(self._image_source(source, task_id), max_pixels=self.core.media_max_pixels,
-                           channels=channels)
+        return image_array(
+            self._image_source(source, task_id), max_pixels=self.core.media_max_pixels, channels=channels
+        )
 
     def _image_source(self, source: str | bytes | Path, task_id: int | None) -> bytes | Path:
         return self.fetch_path(source, task_id) if isinstance(source, str) else source
@@ -197,8 +209,9 @@ class MediaFetcher:
     def _resolve(self, url: str, task_id: int | None) -> str:
         if url.startswith(CLOUD_SCHEMES):
             if task_id is None:
-                raise MediaError(f"{url}: cloud storage files are presigned by Label Studio per task; "
-                                 "the task has no id")
+                raise MediaError(
+                    f"{url}: cloud storage files are presigned by Label Studio per task; the task has no id"
+                )
             encoded = base64.urlsafe_b64encode(url.encode()).decode()
             return f"{self._require_ls(url)}/tasks/{task_id}/presign/?fileuri={encoded}"
         try:
@@ -213,14 +226,13 @@ class MediaFetcher:
             return url
         if scheme == "" and url.startswith("/"):
             return self._require_ls(url) + url
-        raise MediaError(f"{redact(url)}: unsupported media URL (use http(s), data:, s3/gs/azure-blob, "
-                         "or a Label Studio path)")
+        raise MediaError(
+            f"{redact(url)}: unsupported media URL (use http(s), data:, s3/gs/azure-blob, or a Label Studio path)"
+        )
 
     def _require_ls(self, url: str) -> str:
         if not self.ls_url:
-            raise MediaError(
-                f"{url} is a Label Studio file, but the Label Studio URL is unknown: set LABEL_STUDIO_URL"
-            )
+            raise MediaError(f"{url} is a Label Studio file, but the Label Studio URL is unknown: set LABEL_STUDIO_URL")
         return self.ls_url
 
     def _is_ls(self, url: str) -> bool:
@@ -244,9 +256,13 @@ class MediaFetcher:
         if self._is_ls(url):
             token = self.access.token_for(url)
             if not token:
-                raise MediaError(f"{url} needs a Label Studio token: " + (
-                    self.access.withheld or "set LABEL_STUDIO_API_KEY (a personal access token) and "
-                    "LABEL_STUDIO_URL"))
+                raise MediaError(
+                    f"{url} needs a Label Studio token: "
+                    + (
+                        self.access.withheld
+                        or "set LABEL_STUDIO_API_KEY (a personal access token) and LABEL_STUDIO_URL"
+                    )
+                )
             try:
                 return {"Authorization": self._tokens.header(self.ls_url, token)}
             except LabelStudioAuthError as exc:
@@ -289,14 +305,16 @@ class MediaFetcher:
                     for chunk in resp.iter_bytes():
                         if time.monotonic() - started > self.core.media_timeout:
                             raise MediaError(
-                                f"{target}: download took longer than MEDIA_TIMEOUT={self.core.media_timeout}s")
+                                f"{target}: download took longer than MEDIA_TIMEOUT={self.core.media_timeout}s"
+                            )
                         chunks.append(chunk)
                     return b"".join(chunks)
             except ResponseTooLarge as exc:
                 raise MediaError(f"{target}: more than MEDIA_MAX_BYTES={limit} bytes; refused") from exc
             except httpx.TimeoutException as exc:
                 raise MediaError(
-                    f"{target}: timed out after {self.core.media_timeout}s ({type(exc).__name__})") from exc
+                    f"{target}: timed out after {self.core.media_timeout}s ({type(exc).__name__})"
+                ) from exc
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise MediaError(f"{target}: could not download: {exc}") from exc
         raise MediaError(f"{url}: more than {MAX_REDIRECTS} redirects")
@@ -305,8 +323,14 @@ class MediaFetcher:
 def _suffix(url: str) -> str:
     if url.startswith("data:"):
         mime = url[5:].split(";", 1)[0].split(",", 1)[0]
-        return {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "text/plain": ".txt",
-                "application/pdf": ".pdf", "video/mp4": ".mp4"}.get(mime, "")
+        return {
+            "image/png": ".png",
+            "image/jpeg": ".jpg",
+            "image/webp": ".webp",
+            "text/plain": ".txt",
+            "application/pdf": ".pdf",
+            "video/mp4": ".mp4",
+        }.get(mime, "")
     path = urlsplit(url).path
     query = parse_qs(urlsplit(url).query)
     if "d" in query:

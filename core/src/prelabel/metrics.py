@@ -18,16 +18,23 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("prelabel_requests", "HTTP requests", ["endpoint", "method", "status"], registry=r)
-        self.latency = Histogram("prelabel_request_seconds", "HTTP request latency", ["endpoint"],
-                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.latency = Histogram(
+            "prelabel_request_seconds", "HTTP request latency", ["endpoint"], buckets=LATENCY_BUCKETS, registry=r
+        )
         self.tasks = Counter("prelabel_tasks", "Tasks predicted", registry=r)
-        self.task_failures = Counter("prelabel_task_failures", "Tasks that got an empty result because of an error",
-                                     ["reason"], registry=r)
-        self.batch_seconds = Histogram("prelabel_predict_batch_seconds", "Time in the backend's predict per batch",
-                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.task_failures = Counter(
+            "prelabel_task_failures", "Tasks that got an empty result because of an error", ["reason"], registry=r
+        )
+        self.batch_seconds = Histogram(
+            "prelabel_predict_batch_seconds",
+            "Time in the backend's predict per batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.jobs = Counter("prelabel_jobs", "Jobs submitted", ["kind"], registry=r)
-        self.inflight = Gauge("prelabel_inflight_predictions", "Predict requests in flight", registry=r,
-                              multiprocess_mode="livesum")
+        self.inflight = Gauge(
+            "prelabel_inflight_predictions", "Predict requests in flight", registry=r, multiprocess_mode="livesum"
+        )
         self.rejected = Counter("prelabel_rejected", "Predict requests refused with 503 (overload)", registry=r)
         self.webhooks = Counter("prelabel_webhooks", "Webhook events received", ["action"], registry=r)
 

@@ -42,7 +42,8 @@ def safe_id(value: object, what: str = "project id") -> str:
     if not _SAFE_ID.fullmatch(text):
         raise InvalidIdentifier(
             f"{what} {_shown(text)} is not valid: use letters, digits, '_' and '-' only "
-            "(at most 64 characters; Label Studio's project ids are numbers)")
+            "(at most 64 characters; Label Studio's project ids are numbers)"
+        )
     return text
 
 

@@ -34,9 +34,7 @@ class BackendRegistry:
         bid = backend_class.backend_id
         existing = self.backends.get(bid)
         if existing is not None and existing is not backend_class:
-            raise PluginError(
-                f"backend id {bid!r} is registered twice: by {self.sources[bid]} and by {source}"
-            )
+            raise PluginError(f"backend id {bid!r} is registered twice: by {self.sources[bid]} and by {source}")
         self.backends[bid] = backend_class
         self.sources[bid] = source
 

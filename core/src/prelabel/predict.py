@@ -33,8 +33,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("prelabel.predict")
 
 # anyio 4.1 renamed run_sync's ``cancellable`` to ``abandon_on_cancel``
-_ABANDON = "abandon_on_cancel" if "abandon_on_cancel" in inspect.signature(anyio.to_thread.run_sync).parameters \
+_ABANDON = (
+    "abandon_on_cancel"
+    if "abandon_on_cancel" in inspect.signature(anyio.to_thread.run_sync).parameters
     else "cancellable"
+)
 ASYNC_BATCH_WINDOW = 32  # an async backend's batches in flight at once, at least
 RESULTS_SLICE = 4096  # tasks whose results are built between two turns of the event loop
 MAX_PLANS = 256  # parsed configs whose plan is kept (the parse cache keeps as many)
@@ -49,8 +52,10 @@ def _normalize(output: Any) -> tuple[list[dict], float | None]:
         return list(output.get("result") or []), output.get("score")
     if isinstance(output, (list, tuple)):
         return list(output), None
-    raise TypeError(f"predict returned {type(output).__name__} for a task; return a Prediction, a list of "
-                    "regions, None, or a TaskError")
+    raise TypeError(
+        f"predict returned {type(output).__name__} for a task; return a Prediction, a list of "
+        "regions, None, or a TaskError"
+    )
 
 
 def dropped_regions_message(problems: list[str]) -> str:
@@ -58,8 +63,10 @@ def dropped_regions_message(problems: list[str]) -> str:
     counts = Counter(problems)
     shown = [f"{problem} (x{n})" if n > 1 else problem for problem, n in list(counts.items())[:10]]
     more = f"; and {len(counts) - 10} more" if len(counts) > 10 else ""
-    return (f"dropped {len(problems)} region{'s' if len(problems) > 1 else ''} that the project's label config "
-            f"does not have: {'; '.join(shown)}{more}")
+    return (
+        f"dropped {len(problems)} region{'s' if len(problems) > 1 else ''} that the project's label config "
+        f"does not have: {'; '.join(shown)}{more}"
+    )
 
 
 def _mean_score(result: list[dict]) -> float | None:
@@ -99,8 +106,9 @@ class Predictor:
             return await self.backend.predict(tasks, ctx)
         # abandoned on cancel: only the server's shutdown cancels a request, and it must answer
         # (503) when its grace period ends, not when a long predict returns
-        return await anyio.to_thread.run_sync(self._locked_predict, tasks, ctx, limiter=self._limiter(),
-                                              **{_ABANDON: True})
+        return await anyio.to_thread.run_sync(
+            self._locked_predict, tasks, ctx, limiter=self._limiter(), **{_ABANDON: True}
+        )
 
     async def _run_batch(self, tasks: list[Task], ctx: PredictContext) -> list[Any]:
         """Outputs for one batch; a batch that raises is retried task by task."""
@@ -110,8 +118,9 @@ class Predictor:
         except Exception as exc:
             if len(tasks) == 1:
                 return [exc]
-            ctx.log.warning("batch of %d tasks failed (%s: %s); retrying one task at a time",
-                            len(tasks), type(exc).__name__, exc)
+            ctx.log.warning(
+                "batch of %d tasks failed (%s: %s); retrying one task at a time", len(tasks), type(exc).__name__, exc
+            )
             results: list[Any] = []
             for task in tasks:
                 results.extend(await self._run_batch([task], ctx))
@@ -119,8 +128,10 @@ class Predictor:
         finally:
             self.runtime.metrics.batch_seconds.observe(time.perf_counter() - started)
         if len(outputs) != len(tasks):
-            msg = (f"{type(self.backend).__name__}.predict returned {len(outputs)} results for {len(tasks)} tasks: "
-                   "return one per task, empty if none")
+            msg = (
+                f"{type(self.backend).__name__}.predict returned {len(outputs)} results for {len(tasks)} tasks: "
+                "return one per task, empty if none"
+            )
             ctx.log.error(msg)
             outputs = (outputs + [TaskError(msg)] * len(tasks))[: len(tasks)]
         return outputs
@@ -132,8 +143,9 @@ class Predictor:
         if plan is not None and plan.config() is config:
             return plan
         controls = self.backend.supported_controls(config)
-        needed = tuple(sorted({o.data_key for c in controls for o in c.objects
-                               if o.data_key and o.tag in self.object_tags}))
+        needed = tuple(
+            sorted({o.data_key for c in controls for o in c.objects if o.data_key and o.tag in self.object_tags})
+        )
         if len(self._plans) >= MAX_PLANS:
             self._plans.clear()
         plan = self._plans[id(config)] = Plan(weakref.ref(config), controls, needed)
@@ -154,8 +166,11 @@ class Predictor:
             # every task runnable, in one batch (interactive and most batch requests): no
             # index bookkeeping, no task to spawn
             outputs = await self._run_batch(tasks, ctx) if tasks else []
-            return self._results(tasks, outputs, ctx) if len(tasks) <= RESULTS_SLICE else \
-                await self._results_in_slices(tasks, outputs, ctx)
+            return (
+                self._results(tasks, outputs, ctx)
+                if len(tasks) <= RESULTS_SLICE
+                else await self._results_in_slices(tasks, outputs, ctx)
+            )
         outputs = [None] * len(tasks)
         if len(runnable) < len(tasks):
             ok = set(runnable)
@@ -165,12 +180,13 @@ class Predictor:
                     missing = [k for k in needed if k not in data]
                     outputs[i] = TaskError(
                         f"task {task.id} has no data key {', '.join(repr(k) for k in missing)} that the label "
-                        f"config reads (its data keys: {sorted(data)})")
+                        f"config reads (its data keys: {sorted(data)})"
+                    )
         if len(runnable) <= size:  # one batch: no task to spawn
             batches = [runnable] if runnable else []
             done = [await self._run_batch([tasks[i] for i in runnable], ctx)] if runnable else []
         else:
-            batches = [runnable[j:j + size] for j in range(0, len(runnable), size)]
+            batches = [runnable[j : j + size] for j in range(0, len(runnable), size)]
             if self.is_async:
                 done = await self._run_async_batches(batches, tasks, ctx)
             else:
@@ -182,8 +198,9 @@ class Predictor:
             return self._results(tasks, outputs, ctx)
         return await self._results_in_slices(tasks, outputs, ctx)
 
-    async def _run_async_batches(self, batches: list[list[int]], tasks: list[Task],
-                                 ctx: PredictContext) -> list[list[Any]]:
+    async def _run_async_batches(
+        self, batches: list[list[int]], tasks: list[Task], ctx: PredictContext
+    ) -> list[list[Any]]:
         """An async backend's batches, at most ASYNC_BATCH_WINDOW (or its max_concurrency)
         at a time, each worker letting the event loop in between two batches: all of a big
         request's batches started at once ran in one turn of the loop when the backend's
@@ -212,8 +229,9 @@ class Predictor:
         failures.flush(self.runtime.metrics)
         return results
 
-    def _results(self, tasks: list[Task], outputs: list[Any], ctx: PredictContext,
-                 failures: FailureLog | None = None) -> list[dict]:
+    def _results(
+        self, tasks: list[Task], outputs: list[Any], ctx: PredictContext, failures: FailureLog | None = None
+    ) -> list[dict]:
         """The Label Studio prediction dicts for the backend's outputs, one per task; with
         ``failures``, the caller logs them (once for all its slices)."""
         version = ctx.model_version
@@ -236,8 +254,12 @@ class Predictor:
                 continue
             elif isinstance(out, BaseException):
                 message = redact(str(out) or type(out).__name__)
-                failures.failed(task.id, "task_error" if isinstance(out, TaskError) else "exception", message,
-                                None if isinstance(out, TaskError) else out)
+                failures.failed(
+                    task.id,
+                    "task_error" if isinstance(out, TaskError) else "exception",
+                    message,
+                    None if isinstance(out, TaskError) else out,
+                )
                 append({"result": [], "score": None, "model_version": version, "error": message})
                 continue
             else:
@@ -294,7 +316,7 @@ class FailureLog:
         self.dropped_tasks += 1
         self.dropped_regions += len(problems)
         if self.dropped_tasks <= self.MAX_LOGGED:
-            for problem in problems[:self.MAX_LOGGED]:
+            for problem in problems[: self.MAX_LOGGED]:
                 self.log.warning("task %s: dropped a region: %s", task_id, problem)
 
     def flush(self, metrics: Any) -> None:
@@ -302,9 +324,18 @@ class FailureLog:
         for reason, n in self.reasons.items():
             metrics.task_failures.labels(reason=reason).inc(n)
         if failed > self.logged:
-            self.log.error("%d of %d tasks failed (%s); the first %d are logged above", failed, self.total,
-                           ", ".join(f"{n} {r}" for r, n in sorted(self.reasons.items())), self.logged)
+            self.log.error(
+                "%d of %d tasks failed (%s); the first %d are logged above",
+                failed,
+                self.total,
+                ", ".join(f"{n} {r}" for r, n in sorted(self.reasons.items())),
+                self.logged,
+            )
         if self.dropped_tasks > self.MAX_LOGGED:
-            self.log.warning("dropped %d regions in %d of %d tasks (labels or controls not in the project's "
-                             "config); the first are logged above", self.dropped_regions, self.dropped_tasks,
-                             self.total)
+            self.log.warning(
+                "dropped %d regions in %d of %d tasks (labels or controls not in the project's "
+                "config); the first are logged above",
+                self.dropped_regions,
+                self.dropped_tasks,
+                self.total,
+            )

@@ -45,8 +45,9 @@ def region_id() -> str:
     return f"{_ids.getrandbits(40):010x}"
 
 
-def _base(control: ControlInfo, value: dict, score: float | None = None, to_name: str | None = None,
-          **extra: Any) -> dict:
+def _base(
+    control: ControlInfo, value: dict, score: float | None = None, to_name: str | None = None, **extra: Any
+) -> dict:
     region = {
         "id": f"{_ids.getrandbits(40):010x}",  # region_id(), inline: a builder runs once per region
         "from_name": control.name,
@@ -73,8 +74,18 @@ def _pct(value: float, total: float) -> float:
     return max(0.0, min(100.0, 100.0 * float(value) / float(total)))
 
 
-def rectangle(control: ControlInfo, labels: str | Sequence[str], x: float, y: float, w: float, h: float,
-              image_width: int, image_height: int, score: float | None = None, rotation: float = 0.0) -> dict:
+def rectangle(
+    control: ControlInfo,
+    labels: str | Sequence[str],
+    x: float,
+    y: float,
+    w: float,
+    h: float,
+    image_width: int,
+    image_height: int,
+    score: float | None = None,
+    rotation: float = 0.0,
+) -> dict:
     """A box from pixels (top-left ``x, y``, size ``w, h``; ``rotation`` in degrees
     clockwise about the top-left corner, as Label Studio stores it).
 
@@ -87,14 +98,18 @@ def rectangle(control: ControlInfo, labels: str | Sequence[str], x: float, y: fl
         x1, y1 = max(0.0, float(x)), max(0.0, float(y))
         x2, y2 = min(float(image_width), float(x) + float(w)), min(float(image_height), float(y) + float(h))
         value = {
-            "x": _pct(x1, image_width), "y": _pct(y1, image_height),
-            "width": _pct(max(0.0, x2 - x1), image_width), "height": _pct(max(0.0, y2 - y1), image_height),
+            "x": _pct(x1, image_width),
+            "y": _pct(y1, image_height),
+            "width": _pct(max(0.0, x2 - x1), image_width),
+            "height": _pct(max(0.0, y2 - y1), image_height),
             "rotation": 0.0,
         }
     else:
         value = {
-            "x": min(100.0, 100.0 * float(x) / image_width), "y": min(100.0, 100.0 * float(y) / image_height),
-            "width": _pct(w, image_width), "height": _pct(h, image_height),
+            "x": min(100.0, 100.0 * float(x) / image_width),
+            "y": min(100.0, 100.0 * float(y) / image_height),
+            "width": _pct(w, image_width),
+            "height": _pct(h, image_height),
             "rotation": rotation,
         }
     if control.tag.endswith("Labels"):
@@ -102,9 +117,18 @@ def rectangle(control: ControlInfo, labels: str | Sequence[str], x: float, y: fl
     return _base(control, value, score, **_image_extra(image_width, image_height))
 
 
-def rotated_rectangle(control: ControlInfo, labels: str | Sequence[str], cx: float, cy: float, w: float,
-                      h: float, angle_rad: float, image_width: int, image_height: int,
-                      score: float | None = None) -> dict:
+def rotated_rectangle(
+    control: ControlInfo,
+    labels: str | Sequence[str],
+    cx: float,
+    cy: float,
+    w: float,
+    h: float,
+    angle_rad: float,
+    image_width: int,
+    image_height: int,
+    score: float | None = None,
+) -> dict:
     """A rotated box from its centre, size and angle (radians, as OBB models give it)."""
     cos, sin = math.cos(angle_rad), math.sin(angle_rad)
     # top-left corner of the unrotated box, rotated about the centre
@@ -113,8 +137,14 @@ def rotated_rectangle(control: ControlInfo, labels: str | Sequence[str], cx: flo
     return rectangle(control, labels, x, y, w, h, image_width, image_height, score, math.degrees(angle_rad))
 
 
-def polygon(control: ControlInfo, labels: str | Sequence[str], points: Iterable[Sequence[float]],
-            image_width: int, image_height: int, score: float | None = None) -> dict:
+def polygon(
+    control: ControlInfo,
+    labels: str | Sequence[str],
+    points: Iterable[Sequence[float]],
+    image_width: int,
+    image_height: int,
+    score: float | None = None,
+) -> dict:
     """A polygon from pixel points ``[(x, y), ...]``."""
     pts = [[_pct(px, image_width), _pct(py, image_height)] for px, py in points]
     if len(pts) < 3:
@@ -154,8 +184,16 @@ def brush(control: ControlInfo, labels: str | Sequence[str], mask: np.ndarray, s
     return _base(control, value, score, **_image_extra(width, height))
 
 
-def keypoint(control: ControlInfo, labels: str | Sequence[str], x: float, y: float, image_width: int,
-             image_height: int, score: float | None = None, width: float = 0.5) -> dict:
+def keypoint(
+    control: ControlInfo,
+    labels: str | Sequence[str],
+    x: float,
+    y: float,
+    image_width: int,
+    image_height: int,
+    score: float | None = None,
+    width: float = 0.5,
+) -> dict:
     """A keypoint at pixel ``(x, y)``."""
     value: dict[str, Any] = {"x": _pct(x, image_width), "y": _pct(y, image_height), "width": width}
     if control.tag.endswith("Labels"):
@@ -163,8 +201,9 @@ def keypoint(control: ControlInfo, labels: str | Sequence[str], x: float, y: flo
     return _base(control, value, score, **_image_extra(image_width, image_height))
 
 
-def span(control: ControlInfo, labels: str | Sequence[str], start: int, end: int, text: str,
-         score: float | None = None) -> dict:
+def span(
+    control: ControlInfo, labels: str | Sequence[str], start: int, end: int, text: str, score: float | None = None
+) -> dict:
     """A text span by character offsets into the task text (``text`` is that text)."""
     if not 0 <= start < end <= len(text):
         raise ValueError(f"span [{start}, {end}) is outside the text of length {len(text)}")
@@ -206,10 +245,16 @@ def taxonomy(control: ControlInfo, paths: Sequence[Sequence[str]], score: float 
     return _base(control, {"taxonomy": [list(p) for p in paths]}, score)
 
 
-def video_rectangle(control: ControlInfo, labels: str | Sequence[str],
-                    frames: Iterable[tuple[int, float, float, float, float]], image_width: int,
-                    image_height: int, frames_count: int, duration: float | None = None,
-                    score: float | None = None) -> dict:
+def video_rectangle(
+    control: ControlInfo,
+    labels: str | Sequence[str],
+    frames: Iterable[tuple[int, float, float, float, float]],
+    image_width: int,
+    image_height: int,
+    frames_count: int,
+    duration: float | None = None,
+    score: float | None = None,
+) -> dict:
     """One tracked object as a VideoRectangle sequence.
 
     ``frames`` holds (frame number starting at 1, x, y, w, h) in pixels; the sequence ends
@@ -219,12 +264,18 @@ def video_rectangle(control: ControlInfo, labels: str | Sequence[str],
     for i, (frame, x, y, w, h) in enumerate(items):
         last = i == len(items) - 1
         nxt = items[i + 1][0] if not last else None
-        seq.append({
-            "frame": int(frame), "enabled": not last and nxt == frame + 1,
-            "x": _pct(x, image_width), "y": _pct(y, image_height),
-            "width": _pct(w, image_width), "height": _pct(h, image_height), "rotation": 0,
-            "time": (frame - 1) * (duration / frames_count) if duration and frames_count else None,
-        })
+        seq.append(
+            {
+                "frame": int(frame),
+                "enabled": not last and nxt == frame + 1,
+                "x": _pct(x, image_width),
+                "y": _pct(y, image_height),
+                "width": _pct(w, image_width),
+                "height": _pct(h, image_height),
+                "rotation": 0,
+                "time": (frame - 1) * (duration / frames_count) if duration and frames_count else None,
+            }
+        )
     for item in seq:
         if item["time"] is None:
             item.pop("time")

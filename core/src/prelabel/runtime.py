@@ -44,16 +44,22 @@ def project_id_of(key: str | int | None) -> str:
 
 
 class Runtime:
-    def __init__(self, backend_class: type[Backend], core: CoreSettings | None = None,
-                 settings: BackendSettings | None = None, runner: str = "auto"):
+    def __init__(
+        self,
+        backend_class: type[Backend],
+        core: CoreSettings | None = None,
+        settings: BackendSettings | None = None,
+        runner: str = "auto",
+    ):
         self.core = core or CoreSettings()
         self.core.prelabel_home.mkdir(parents=True, exist_ok=True)
         self.backend = backend_class(settings, self.core)
         self.state = open_state(self.core)
         self.jobs = JobStore(self.state)
         self.media = MediaFetcher(self.core)
-        self.artifacts = ArtifactStore(self.core.prelabel_home / "models" / backend_class.backend_id,
-                                       backend_class.backend_id)
+        self.artifacts = ArtifactStore(
+            self.core.prelabel_home / "models" / backend_class.backend_id, backend_class.backend_id
+        )
         self.metrics = Metrics(backend_class.backend_id)
         self.backend.metrics = self.metrics
         from prelabel.dryrun import run_predict_or_dry_run
@@ -176,8 +182,9 @@ class Runtime:
         self._project_values[st.project_id] = (generation, values)
         return values
 
-    def remember_project(self, key: str, xml: str, hostname: str | None = None,
-                         access_token: str | None = None) -> Project:
+    def remember_project(
+        self, key: str, xml: str, hostname: str | None = None, access_token: str | None = None
+    ) -> Project:
         pid = project_id_of(key)
         config = parse_label_config(xml)
         st = self.project_state(pid)
@@ -193,8 +200,13 @@ class Runtime:
             if access_token and st.get("access_token") != access_token:
                 st.set("access_token", access_token)
         values = st.items()
-        return Project(id=pid, key=str(key), config=config, hostname=values.get("hostname"),
-                       access_token=values.get("access_token"))
+        return Project(
+            id=pid,
+            key=str(key),
+            config=config,
+            hostname=values.get("hostname"),
+            access_token=values.get("access_token"),
+        )
 
     def project(self, key: str | None, xml: str | None = None) -> Project:
         """The project for a request: its config from the request, else the one /setup stored,
@@ -206,12 +218,20 @@ class Runtime:
         if not xml:
             raise LookupError(
                 f"no label config for project {pid!r}: send label_config with the request, or connect the "
-                "backend to the project in Label Studio first (that calls /setup)")
+                "backend to the project in Label Studio first (that calls /setup)"
+            )
         version, path = self.artifacts.current(values)
         config = parse_label_config(xml)
         version = version or self._project_version(st, xml)
-        return Project(id=pid, key=str(key or pid), config=config, hostname=values.get("hostname"),
-                       access_token=values.get("access_token"), trained_version=version, trained_dir=path)
+        return Project(
+            id=pid,
+            key=str(key or pid),
+            config=config,
+            hostname=values.get("hostname"),
+            access_token=values.get("access_token"),
+            trained_version=version,
+            trained_dir=path,
+        )
 
     def fetch_config(self, project_id: str, client: Any = None) -> ParsedConfig:
         """The project's label config as Label Studio has it now (stored for later requests)."""
@@ -254,9 +274,14 @@ class Runtime:
             values = self.state.items(ns)
             trained, refused = values.get("versions") or [], values.get("refused_versions") or []
             if trained or refused:
-                out.append({"project": ns.split(":", 1)[1], "serving": values.get("model_version"),
-                            "trained": [{k: v for k, v in r.items() if k != "path"} for r in trained],
-                            "refused": refused})
+                out.append(
+                    {
+                        "project": ns.split(":", 1)[1],
+                        "serving": values.get("model_version"),
+                        "trained": [{k: v for k, v in r.items() if k != "path"} for r in trained],
+                        "refused": refused,
+                    }
+                )
         return out
 
     def trained_projects(self) -> list[str]:
@@ -289,8 +314,12 @@ class Runtime:
 
     def route_context(self) -> RouteContext:
         """What ``Backend.add_routes`` gets: project lookup, media for a project, settings."""
-        return RouteContext(settings=self.backend.settings, core=self.core, project=self.project,
-                            media=lambda project: self.media_for(project) if project is not None else self.media)
+        return RouteContext(
+            settings=self.backend.settings,
+            core=self.core,
+            project=self.project,
+            media=lambda project: self.media_for(project) if project is not None else self.media,
+        )
 
     def label_studio(self, project_id: str) -> Any:
         """An sdk client for the project's Label Studio (env settings first, then /setup's)."""
@@ -301,15 +330,27 @@ class Runtime:
         return lsclient.connect(access.base_url, access.token, max_bytes=self.core.ls_api_max_bytes)
 
     # -- prediction -------------------------------------------------------------------------
-    def context(self, project: Project, params: dict[str, Any] | None = None,
-                logger: logging.Logger | logging.LoggerAdapter | None = None) -> PredictContext:
+    def context(
+        self,
+        project: Project,
+        params: dict[str, Any] | None = None,
+        logger: logging.Logger | logging.LoggerAdapter | None = None,
+    ) -> PredictContext:
         return PredictContext(
-            project=project, model_version=project.trained_version or self.backend.model_version(),
+            project=project,
+            model_version=project.trained_version or self.backend.model_version(),
             model_dir=project.trained_dir,
-            media=self.media_for(project, params), state=self.project_state(project.id), params=params or {},
+            media=self.media_for(project, params),
+            state=self.project_state(project.id),
+            params=params or {},
             log=logger or self._predict_log,
         )
 
-    async def predict(self, tasks: list[Task], project: Project, params: dict[str, Any] | None = None,
-                      logger: logging.Logger | logging.LoggerAdapter | None = None) -> list[dict]:
+    async def predict(
+        self,
+        tasks: list[Task],
+        project: Project,
+        params: dict[str, Any] | None = None,
+        logger: logging.Logger | logging.LoggerAdapter | None = None,
+    ) -> list[dict]:
         return await self.predictor.predict(tasks, self.context(project, params, logger))

@@ -18,7 +18,7 @@ from pathlib import Path
 KINDS = ("text", "image")
 FIRST_PORT = 9100
 
-PYPROJECT = '''[build-system]
+PYPROJECT = """[build-system]
 requires = ["hatchling"]
 build-backend = "hatchling.build"
 
@@ -35,7 +35,7 @@ dependencies = [{dependencies}]
 
 [tool.hatch.build.targets.wheel]
 packages = ["src/prelabel_{name}"]
-'''
+"""
 
 TEXT_MODULE = '''"""prelabel backend {name}: Choices on Text. Replace the keyword rule with your model."""
 
@@ -122,8 +122,8 @@ class {cls}(Backend):
                 out.append(exc)
                 continue
             w, h = image.width * share, image.height * share
-            box = rectangle(control, control.labels[0], (image.width - w) / 2, (image.height - h) / 2, w, h,
-                            image.width, image.height, score=1.0)
+            x, y = (image.width - w) / 2, (image.height - h) / 2
+            box = rectangle(control, control.labels[0], x, y, w, h, image.width, image.height, score=1.0)
             out.append(Prediction([box], score=1.0))
         return out
 
@@ -133,16 +133,16 @@ def register_backends(register):
     register({cls})
 '''
 
-TEXT_TEST = '''from prelabel_{name} import {cls}
+TEXT_TEST = """from prelabel_{name} import {cls}
 
 from prelabel.testing import BackendConformanceTests
 
 
 class TestConformance(BackendConformanceTests):
     backend_class = {cls}
-'''
+"""
 
-IMAGE_TEST = '''from prelabel_{name} import {cls}
+IMAGE_TEST = """from prelabel_{name} import {cls}
 
 from prelabel.testing import BackendConformanceTests, configs, data_uri, png_bytes
 
@@ -151,9 +151,9 @@ class TestConformance(BackendConformanceTests):
     backend_class = {cls}
     label_config = configs.IMAGE_RECTANGLES
     tasks = [{{"id": i, "data": {{"image": data_uri(png_bytes(64 + i, 48))}}}} for i in (1, 2, 3)]
-'''
+"""
 
-README = '''# prelabel-{dist}
+README = """# prelabel-{dist}
 
 A prelabel backend: {what}. Serve it with `prelabel serve {name}` (port {port}) and connect it
 in Label Studio under Settings > Model.
@@ -163,23 +163,32 @@ in Label Studio under Settings > Model.
 | `{var}` | {default} | {meaning} |
 
 `docker compose -f compose/{name}.yml up` builds and runs its image.
-'''
+"""
 
-ENV_EXAMPLE = '''# prelabel serve {name}  (port {port}). Every variable is optional.
+ENV_EXAMPLE = """# prelabel serve {name}  (port {port}). Every variable is optional.
 # Copy to plugins/{name}/.env for compose/{name}.yml.
 # {var}={default}
-'''
+"""
 
-ROW = '''    "{name}": Image({port}, "light", ("{name}",), title="{name}",
+ROW = """    "{name}": Image({port}, "light", ("{name}",), title="{name}",
 {pad}summary="{name}: {what}."),
-'''
+"""
 
 KIND = {
-    "text": {"module": TEXT_MODULE, "test": TEXT_TEST, "what": "Choices on Text", "dependencies": '"prelabel>=0.1"',
-             "setting": ("min_length", "0", "Texts shorter than this get no prediction.")},
-    "image": {"module": IMAGE_MODULE, "test": IMAGE_TEST, "what": "RectangleLabels on Image",
-              "dependencies": '"prelabel[vision]>=0.1"',
-              "setting": ("box_share", "0.5", "Box side as a share of the image side.")},
+    "text": {
+        "module": TEXT_MODULE,
+        "test": TEXT_TEST,
+        "what": "Choices on Text",
+        "dependencies": '"prelabel>=0.1"',
+        "setting": ("min_length", "0", "Texts shorter than this get no prediction."),
+    },
+    "image": {
+        "module": IMAGE_MODULE,
+        "test": IMAGE_TEST,
+        "what": "RectangleLabels on Image",
+        "dependencies": '"prelabel[vision]>=0.1"',
+        "setting": ("box_share", "0.5", "Box side as a share of the image side."),
+    },
 }
 
 
@@ -233,9 +242,17 @@ def scaffold_plugin(name: str, directory: str | Path = "plugins", kind: str = "t
         port = free_port({image.port for image in images.IMAGES.values()})
     info = KIND[kind]
     setting, default, meaning = info["setting"]
-    fields = {"name": name, "dist": name.replace("_", "-"), "cls": "".join(p.capitalize() for p in name.split("_"))
-              + "Backend", "port": port, "what": info["what"], "dependencies": info["dependencies"],
-              "var": f"{name}_{setting}".upper(), "default": default, "meaning": meaning}
+    fields = {
+        "name": name,
+        "dist": name.replace("_", "-"),
+        "cls": "".join(p.capitalize() for p in name.split("_")) + "Backend",
+        "port": port,
+        "what": info["what"],
+        "dependencies": info["dependencies"],
+        "var": f"{name}_{setting}".upper(),
+        "default": default,
+        "meaning": meaning,
+    }
     files = {
         root / "pyproject.toml": PYPROJECT,
         root / "README.md": README,
@@ -248,6 +265,7 @@ def scaffold_plugin(name: str, directory: str | Path = "plugins", kind: str = "t
         path.write_text(template.format(**fields), encoding="utf-8")
     if in_repo:
         add_row(repo / "ci" / "images.py", name, port, info["what"])
-        subprocess.run([sys.executable, str(repo / "ci" / "render.py")], check=True, cwd=repo,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(repo / "ci" / "render.py")], check=True, cwd=repo, stdout=subprocess.DEVNULL
+        )
     return root

@@ -24,8 +24,9 @@ class BackendSettings(BaseSettings):
     # core reads these two (``Backend.limits``); None is the backend class's default. A plugin
     # may redeclare them with its own environment name as a validation alias.
     max_batch_size: int | None = Field(None, ge=1, description="Tasks per predict call (default: the backend's).")
-    max_concurrency: int | None = Field(None, ge=1,
-                                        description="Predict calls at once per process (default: the backend's).")
+    max_concurrency: int | None = Field(
+        None, ge=1, description="Predict calls at once per process (default: the backend's)."
+    )
 
     def model_post_init(self, context: Any) -> None:
         register_settings_secrets(self)  # API keys are masked in every log line and error
@@ -48,9 +49,7 @@ class CoreSettings(BaseSettings):
     )
     label_studio_api_key: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices(
-            "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN", "label_studio_api_key"
-        ),
+        validation_alias=AliasChoices("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN", "label_studio_api_key"),
         description="Personal access token (JWT) or legacy token; else the token /setup sent.",
     )
     local_files_document_root: Path | None = None
@@ -62,15 +61,18 @@ class CoreSettings(BaseSettings):
     media_max_bytes: int = 200 * 1024 * 1024
     media_timeout: float = 30.0
     media_cache_max_bytes: int = 2 * 1024 * 1024 * 1024
-    ls_api_max_bytes: int = Field(default=1024 * 1024 * 1024,
-                                  description="Largest Label Studio API response (after decoding), e.g. an export.")
+    ls_api_max_bytes: int = Field(
+        default=1024 * 1024 * 1024, description="Largest Label Studio API response (after decoding), e.g. an export."
+    )
     media_max_pixels: int = Field(default=100_000_000, description="Largest image (width x height) decoded.")
     max_inflight: int = Field(default=64, description="Concurrent /predict requests per process.")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, description="Largest accepted request body.")
     train_every_n: int = Field(default=0, description="Train after every N new annotations (0: off).")
     store_empty_predictions: bool = Field(
-        default=False, description="Let Label Studio store a task's empty prediction (a tab with no regions, "
-                                   "which makes Retrieve Predictions skip the task for this model version).")
+        default=False,
+        description="Let Label Studio store a task's empty prediction (a tab with no regions, "
+        "which makes Retrieve Predictions skip the task for this model version).",
+    )
     job_runner: str = Field(default="auto", description="auto (rq when REDIS_URL is set), inprocess or rq.")
 
     def model_post_init(self, context: Any) -> None:

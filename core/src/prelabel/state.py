@@ -35,8 +35,7 @@ def _guard_sqlite(method):
         except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
             if isinstance(exc, sqlite3.IntegrityError):
                 raise
-            hint = (f": free disk space under {self.path.parent} (PRELABEL_HOME)"
-                    if "full" in str(exc).lower() else "")
+            hint = f": free disk space under {self.path.parent} (PRELABEL_HOME)" if "full" in str(exc).lower() else ""
             raise StateUnavailable(f"the SQLite state store {self.path} is unavailable ({exc}){hint}") from exc
 
     return wrapper
@@ -207,9 +206,11 @@ class SQLiteStateStore(StateStore):
 
     @_guard_sqlite
     def namespaces(self, prefix: str = "") -> list[str]:
-        rows = self._conn().execute(
-            "SELECT DISTINCT ns FROM kv WHERE substr(ns, 1, ?) = ? ORDER BY ns", (len(prefix), prefix)
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT DISTINCT ns FROM kv WHERE substr(ns, 1, ?) = ? ORDER BY ns", (len(prefix), prefix))
+            .fetchall()
+        )
         return [r[0] for r in rows]
 
     def close(self) -> None:

@@ -28,8 +28,14 @@ class UsageTally:
     reasoning_tokens: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, prompt_tokens: int = 0, completion_tokens: int = 0, reasoning_tokens: int = 0, calls: int = 0,
-            cached: bool = False) -> None:
+    def add(
+        self,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        calls: int = 0,
+        cached: bool = False,
+    ) -> None:
         with self._lock:
             self.answers += 1
             self.cached += bool(cached)
@@ -39,9 +45,15 @@ class UsageTally:
             self.reasoning_tokens += reasoning_tokens
 
     def as_dict(self) -> dict[str, Any]:
-        return {"answers": self.answers, "cached": self.cached, "calls": self.calls,
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "reasoning_tokens": self.reasoning_tokens, "total_tokens": self.prompt_tokens + self.completion_tokens}
+        return {
+            "answers": self.answers,
+            "cached": self.cached,
+            "calls": self.calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
 
 
 _current: ContextVar[UsageTally | None] = ContextVar("prelabel_usage", default=None)

@@ -47,13 +47,13 @@ def client():
 
 
 def _predict_body(texts, config=configs.TEXT_CHOICES, **extra):
-    return {"tasks": [{"id": i + 1, "data": {"text": t}} for i, t in enumerate(texts)], "label_config": config,
-            **extra}
+    return {"tasks": [{"id": i + 1, "data": {"text": t}} for i, t in enumerate(texts)], "label_config": config, **extra}
 
 
 def test_post_with_data_and_content_type_as_upstream_tests_do(client):
-    response = client.post("/predict", data=json.dumps(_predict_body(["a great day", "rain again"])),
-                           content_type="application/json")
+    response = client.post(
+        "/predict", data=json.dumps(_predict_body(["a great day", "rain again"])), content_type="application/json"
+    )
     assert response.status_code == 200
     assert response.status == "200 OK"
     body = json.loads(response.data)  # .data is the raw body
@@ -66,10 +66,12 @@ def test_post_with_data_and_content_type_as_upstream_tests_do(client):
 
 
 def test_post_with_json_keyword_and_interactive_context(client):
-    context = {"result": [{"from_name": "sentiment", "to_name": "text", "type": "choices",
-                           "value": {"choices": ["neutral"]}}]}
-    body = _predict_body(["a great day"], project="7.1712586036",
-                         params={"login": None, "password": None, "context": context})
+    context = {
+        "result": [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["neutral"]}}]
+    }
+    body = _predict_body(
+        ["a great day"], project="7.1712586036", params={"login": None, "password": None, "context": context}
+    )
     response = client.post("/predict", json=body)
     assert response.status_code == 200
     assert response.json["results"][0]["result"][0]["value"]["choices"] == ["neutral"]
@@ -90,8 +92,9 @@ def test_setup_health_webhook_and_errors(client):
     assert health.json["model_class"] == "KeywordSentiment"
     setup = client.post("/setup", json={"project": "3.1700000000", "schema": configs.TEXT_CHOICES})
     assert setup.status_code == 200 and setup.json["model_version"] == "KeywordSentiment-v1"
-    hook = client.post("/webhook", json={"action": "START_TRAINING",
-                                         "project": {"id": 3, "label_config": configs.TEXT_CHOICES}})
+    hook = client.post(
+        "/webhook", json={"action": "START_TRAINING", "project": {"id": 3, "label_config": configs.TEXT_CHOICES}}
+    )
     assert hook.status_code == 201, hook.text
     job, deadline = hook.json["job"], time.monotonic() + 60
     while (state := client.get(f"/jobs/{job}").json)["status"] in ("queued", "running"):
@@ -120,8 +123,9 @@ def test_basic_auth_from_init_app_arguments():
     app = init_app(KeywordSentiment, basic_auth_user="ls", basic_auth_pass="s3cret")
     with app.test_client() as client:
         assert client.post("/predict", json=_predict_body(["good"])).status_code == 401
-        ok = client.post("/predict", json=_predict_body(["good"]),
-                         headers={"Authorization": "Basic bHM6czNjcmV0"})  # ls:s3cret
+        ok = client.post(
+            "/predict", json=_predict_body(["good"]), headers={"Authorization": "Basic bHM6czNjcmV0"}
+        )  # ls:s3cret
         assert ok.status_code == 200
 
 

@@ -40,8 +40,10 @@ def test_standalone_instance_has_upstreams_behaviour():
     assert model.process_event("PROJECT_UPDATED", {}, None, {}) is None
 
 
-@pytest.mark.parametrize("before, after", [("0.0.1", "0.1.0"), ("SklearnTextClassifier-v0.0.1",
-                                           "SklearnTextClassifier-v0.1.0"), ("1.9.3-rc", "1.10.0-rc")])
+@pytest.mark.parametrize(
+    "before, after",
+    [("0.0.1", "0.1.0"), ("SklearnTextClassifier-v0.0.1", "SklearnTextClassifier-v0.1.0"), ("1.9.3-rc", "1.10.0-rc")],
+)
 def test_bump_model_version(before, after):
     model = Plain(project_id=f"bump-{before}")
     model.set("model_version", before)
@@ -59,15 +61,21 @@ def test_bump_without_semver_says_what_to_do():
 def test_build_label_map_uses_predicted_values_then_names():
     model = Plain(project_id="labels", label_config=configs.IMAGE_RECTANGLES)
     assert model.build_label_map("label", ["car", "truck", "person", "airplane"]) == {
-        "car": "Car", "truck": "Car", "person": "Person"}
+        "car": "Car",
+        "truck": "Car",
+        "person": "Person",
+    }
     choices = Plain(project_id="labels2", label_config=configs.TEXT_CHOICES)
     assert choices.build_label_map("sentiment", ["NEUTRAL", "negative", "other"]) == {
-        "negative": "negative", "neutral": "neutral"}
+        "negative": "negative",
+        "neutral": "neutral",
+    }
 
 
 def test_model_response():
-    response = ModelResponse(predictions=[{"result": [], "score": 0.5},
-                                          [PredictionValue(result=[], model_version="mine")]])
+    response = ModelResponse(
+        predictions=[{"result": [], "score": 0.5}, [PredictionValue(result=[], model_version="mine")]]
+    )
     assert isinstance(response.predictions[0], PredictionValue)
     assert not response.has_model_version()
     response.set_version("v7")
@@ -77,12 +85,24 @@ def test_model_response():
 
 
 def test_utils():
-    assert all(is_preload_needed(u) for u in ("/data/upload/1/a.png", "upload/1/a.png", "s3://b/k.png",
-                                              "https://x/y.png", "/data/local-files/?d=a/b.png"))
+    assert all(
+        is_preload_needed(u)
+        for u in (
+            "/data/upload/1/a.png",
+            "upload/1/a.png",
+            "s3://b/k.png",
+            "https://x/y.png",
+            "/data/local-files/?d=a/b.png",
+        )
+    )
     assert not any(is_preload_needed(u) for u in ("some text", "/data/other", 7))
     parsed = Plain(project_id="utils", label_config=configs.TEXT_CHOICES).parsed_label_config
-    assert get_single_tag_keys(parsed, "Choices", "Text") == ("sentiment", "text", "text",
-                                                               ["positive", "negative", "neutral"])
+    assert get_single_tag_keys(parsed, "Choices", "Text") == (
+        "sentiment",
+        "text",
+        "text",
+        ["positive", "negative", "neutral"],
+    )
     with pytest.raises(AssertionError, match="Labels"):
         get_single_tag_keys(parsed, "Labels", "Text")
     task = {"annotations": [{"result": [{"value": {"choices": ["neutral"]}}], "was_cancelled": False}]}
@@ -121,7 +141,8 @@ def test_loader_errors_say_what_to_fix(tmp_path):
     (tmp_path / "empty.py").write_text("X = 1\n")
     with pytest.raises(PluginError, match="defines no subclass of LabelStudioMLBase"):
         load_model_file(str(tmp_path / "empty.py"))
-    (tmp_path / "two.py").write_text(textwrap.dedent("""
+    (tmp_path / "two.py").write_text(
+        textwrap.dedent("""
         from label_studio_ml.model import LabelStudioMLBase
 
         class First(LabelStudioMLBase):
@@ -129,7 +150,8 @@ def test_loader_errors_say_what_to_fix(tmp_path):
 
         class Second(LabelStudioMLBase):
             pass
-    """))
+    """)
+    )
     with pytest.raises(PluginError, match=r"several model classes \(First, Second\)"):
         load_model_file(str(tmp_path / "two.py"))
     assert load_model_file(f"{tmp_path / 'two.py'}:Second").model_class.__name__ == "Second"
@@ -148,7 +170,8 @@ def real_upstream_package(tmp_path, monkeypatch):
     package = tmp_path / "site" / "label_studio_ml"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
-    (package / "model.py").write_text(textwrap.dedent("""
+    (package / "model.py").write_text(
+        textwrap.dedent("""
         CACHE = {}
 
         class LabelStudioMLBase:
@@ -190,14 +213,18 @@ def real_upstream_package(tmp_path, monkeypatch):
 
             def fit(self, event, data, **kwargs):
                 pass
-    """))
-    (package / "response.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (package / "response.py").write_text(
+        textwrap.dedent("""
         class ModelResponse:
             def __init__(self, predictions, model_version=None):
                 self.predictions = predictions
                 self.model_version = model_version
-    """))
-    (tmp_path / "upstream_model.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (tmp_path / "upstream_model.py").write_text(
+        textwrap.dedent("""
         from label_studio_ml.model import LabelStudioMLBase
         from label_studio_ml.response import ModelResponse
 
@@ -211,7 +238,8 @@ def real_upstream_package(tmp_path, monkeypatch):
             def fit(self, event, data, **kwargs):
                 self.set("last_event", event)
                 self.set("model_version", "up-2.0.0")
-    """))
+    """)
+    )
     saved = {k: v for k, v in sys.modules.items() if k == "label_studio_ml" or k.startswith("label_studio_ml.")}
     for key in saved:
         del sys.modules[key]
@@ -242,7 +270,8 @@ def test_subclasses_of_an_installed_label_studio_ml_are_accepted(real_upstream_p
             time.sleep(0.02)  # polling the job's state
         assert client.get(f"/jobs/{job_id}").json()["status"] == "succeeded"
         assert client.post("/setup", json={"project": "3.1", "schema": configs.TEXT_CHOICES}).json() == {
-            "model_version": "up-2.0.0"}
+            "model_version": "up-2.0.0"
+        }
     # get/set went to prelabel's state store, not upstream's process-local CACHE
     assert fake_upstream.CACHE == {}
     assert runtime.state.get("label_studio_ml:3", "last_event") == "START_TRAINING"

@@ -9,13 +9,25 @@ from prelabel.testing import BackendConformanceTests, configs
 
 MODELS = Path(__file__).parent / "models"
 NO_CONTROLS = '<View><Text name="text" value="$text"/></View>'
-ACCEPTS_ANY_CONFIG = ("an upstream model declares no tags, so the adapter accepts every config that has a control; "
-                      "only a config without controls is refused")
+ACCEPTS_ANY_CONFIG = (
+    "an upstream model declares no tags, so the adapter accepts every config that has a control; "
+    "only a config without controls is refused"
+)
 
 
 def _annotated(tid: int, text: str, label: str) -> dict:
-    return {"id": tid, "data": {"text": text}, "annotations": [{"id": tid, "result": [
-        {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}]}
+    return {
+        "id": tid,
+        "data": {"text": text},
+        "annotations": [
+            {
+                "id": tid,
+                "result": [
+                    {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                ],
+            }
+        ],
+    }
 
 
 class _CompatConformance(BackendConformanceTests):

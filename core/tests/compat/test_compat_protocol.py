@@ -20,8 +20,11 @@ MODELS = Path(__file__).parent / "models"
 SCAFFOLD = load_model_file(str(MODELS / "scaffold_model.py"))
 SKLEARN = load_model_file(str(MODELS / "sklearn_text_classifier.py"))
 NER = load_model_file(str(MODELS / "spacy_ner.py"))
-TEXTS = [{"id": 1, "data": {"text": "a positive day"}}, {"id": 2, "data": {"text": "so negative"}},
-         {"id": 3, "data": {"text": "nothing"}}]
+TEXTS = [
+    {"id": 1, "data": {"text": "a positive day"}},
+    {"id": 2, "data": {"text": "so negative"}},
+    {"id": 3, "data": {"text": "nothing"}},
+]
 
 
 @pytest.fixture
@@ -30,6 +33,7 @@ def serve(tmp_path, monkeypatch):
     processes sharing PRELABEL_HOME."""
     monkeypatch.setenv("MODEL_DIR", str(tmp_path))
     with contextlib.ExitStack() as stack:
+
         def _serve(backend_class, home=None, **core):
             runtime = make_runtime(backend_class, home or tmp_path / "home", **core)
             stack.callback(runtime.close)
@@ -92,8 +96,15 @@ def setup(client, project="1.1700000000", config=configs.TEXT_CHOICES, **extra):
 
 
 def predict(client, tasks, project="1.1700000000", config=configs.TEXT_CHOICES, **params):
-    resp = client.post("/predict", json={"tasks": tasks, "project": project, "label_config": config,
-                                         "params": {"login": None, "password": None, "context": None, **params}})
+    resp = client.post(
+        "/predict",
+        json={
+            "tasks": tasks,
+            "project": project,
+            "label_config": config,
+            "params": {"login": None, "password": None, "context": None, **params},
+        },
+    )
     assert resp.status_code == 200, resp.text
     return per_task_results(resp.json())
 
@@ -102,8 +113,9 @@ wait_job = functools.partial(client_wait_job, timeout=30.0)
 
 
 def webhook(client, action, project_id=1, config=configs.TEXT_CHOICES, **body):
-    return client.post("/webhook", json={"action": action, "project": {"id": project_id, "label_config": config},
-                                         **body})
+    return client.post(
+        "/webhook", json={"action": action, "project": {"id": project_id, "label_config": config}, **body}
+    )
 
 
 # -- predict ---------------------------------------------------------------------------------
@@ -111,16 +123,19 @@ def test_ner_predictions_one_per_task_with_the_setup_version(serve, caplog):
     client, _ = serve(NER)
     version = setup(client, config=configs.TEXT_NER)
     assert version == "0.0.1"  # the model's setup() sets none: upstream's initial version
-    tasks = [{"id": 1, "data": {"text": "Ada Lovelace met Alan Turing in London."}},
-             {"id": 2, "data": {"text": "Acme Corp opened an office in Paris in 1999."}},
-             {"id": 3, "data": {"text": "nothing to see here"}}]
+    tasks = [
+        {"id": 1, "data": {"text": "Ada Lovelace met Alan Turing in London."}},
+        {"id": 2, "data": {"text": "Acme Corp opened an office in Paris in 1999."}},
+        {"id": 3, "data": {"text": "nothing to see here"}},
+    ]
     results = predict(client, tasks, config=configs.TEXT_NER)
     assert len(results) == 3
     # the model stamps its own version (SPACY_MODEL); Label Studio needs /setup's
     assert {r["model_version"] for r in results} == {version}
     assert "en_core_web_sm" in caplog.text and "model_version" in caplog.text
-    spans = [[(r["value"]["start"], r["value"]["end"], r["value"]["labels"][0]) for r in item["result"]]
-             for item in results]
+    spans = [
+        [(r["value"]["start"], r["value"]["end"], r["value"]["labels"][0]) for r in item["result"]] for item in results
+    ]
     assert spans[0] == [(0, 12, "Person"), (17, 28, "Person"), (32, 38, "Location")]
     # ORG and GPE map through predicted_values; DATE is not a project label and is dropped
     assert spans[1] == [(0, 9, "Organization"), (30, 35, "Location")]
@@ -137,8 +152,9 @@ def test_predict_gets_tasks_context_and_credentials_as_upstream(serve):
             return [{"result": [], "score": 0.25} for _ in tasks]
 
     client, _ = serve(adapt(Echo))
-    context = {"result": [{"from_name": "sentiment", "to_name": "text", "type": "choices",
-                           "value": {"choices": ["positive"]}}]}
+    context = {
+        "result": [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["positive"]}}]
+    }
     task = {"id": 4, "data": {"text": "x"}, "annotations": [], "meta": {"k": 1}}
     results = predict(client, [task], login="dl_user", password="dl_pass", context=context)
     assert seen["tasks"] == [task]
@@ -154,8 +170,12 @@ def test_upstream_response_shapes_become_one_prediction_per_task(serve, shape):
     class Shapes(LabelStudioMLBase):
         def predict(self, tasks, context=None, **kwargs):
             if shape == "response_of_lists":  # several predictions per task: the first is kept
-                return ModelResponse(predictions=[[PredictionValue(result=[region], score=0.9),
-                                                   PredictionValue(result=[], score=0.1)] for _ in tasks])
+                return ModelResponse(
+                    predictions=[
+                        [PredictionValue(result=[region], score=0.9), PredictionValue(result=[], score=0.1)]
+                        for _ in tasks
+                    ]
+                )
             if shape == "dict_with_predictions":
                 return {"predictions": [{"result": [region], "score": 0.9} for _ in tasks]}
             if shape == "bare_regions":
@@ -339,12 +359,25 @@ def test_a_changed_version_in_setup_wins(serve, tmp_path, monkeypatch):
 
 # -- the text classifier: training data from the legacy /train call or Label Studio -------------
 def _annotated(tid, text, label):
-    return {"id": tid, "data": {"text": text}, "annotations": [{"id": tid, "result": [
-        {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}]}
+    return {
+        "id": tid,
+        "data": {"text": text},
+        "annotations": [
+            {
+                "id": tid,
+                "result": [
+                    {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                ],
+            }
+        ],
+    }
 
 
-TRAINING = [_annotated(1, "great wonderful film", "positive"), _annotated(2, "awful boring film", "negative"),
-            _annotated(3, "it is a film", "neutral")]
+TRAINING = [
+    _annotated(1, "great wonderful film", "positive"),
+    _annotated(2, "awful boring film", "negative"),
+    _annotated(3, "it is a film", "neutral"),
+]
 
 
 def _choices(results):
@@ -427,14 +460,31 @@ def test_get_local_path_downloads_with_the_projects_label_studio_token(serve, fa
             out = []
             for task in tasks:
                 data = self.preload_task_data(task, dict(task["data"]))  # reads the file behind the URL
-                out.append({"result": [{"from_name": "answer", "to_name": "text", "type": "textarea",
-                                        "value": {"text": [data["text"]]}}]})
+                out.append(
+                    {
+                        "result": [
+                            {
+                                "from_name": "answer",
+                                "to_name": "text",
+                                "type": "textarea",
+                                "value": {"text": [data["text"]]},
+                            }
+                        ]
+                    }
+                )
             return out
 
     client, _ = serve(adapt(Reader))
-    setup(client, config=configs.TEXT_TEXTAREA.replace('name="label"', 'name="answer"'),
-          hostname=ls.url, access_token="t" * 40)
-    results = predict(client, [{"id": 1, "data": {"text": "/data/upload/1/note.txt"}}],
-                      config=configs.TEXT_TEXTAREA.replace('name="label"', 'name="answer"'))
+    setup(
+        client,
+        config=configs.TEXT_TEXTAREA.replace('name="label"', 'name="answer"'),
+        hostname=ls.url,
+        access_token="t" * 40,
+    )
+    results = predict(
+        client,
+        [{"id": 1, "data": {"text": "/data/upload/1/note.txt"}}],
+        config=configs.TEXT_TEXTAREA.replace('name="label"', 'name="answer"'),
+    )
     assert results[0]["result"][0]["value"]["text"] == ["hello from label studio"]
     assert ls.requests[0][1]["Authorization"] == "Token " + "t" * 40

@@ -22,13 +22,33 @@ class ModelFileProcess(BackendProcess):
         self.workers = workers
 
     def command(self) -> list[str]:
-        return [*prelabel_command(), "serve", "--model-file", str(self.model_file), "--host", self.host,
-                "--port", str(self.port), "--workers", str(self.workers)]
+        return [
+            *prelabel_command(),
+            "serve",
+            "--model-file",
+            str(self.model_file),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
 
 
 def _annotated(tid, text, label):
-    return {"id": tid, "data": {"text": text}, "annotations": [{"id": tid, "result": [
-        {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}]}
+    return {
+        "id": tid,
+        "data": {"text": text},
+        "annotations": [
+            {
+                "id": tid,
+                "result": [
+                    {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                ],
+            }
+        ],
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -45,12 +65,24 @@ def test_serve_model_file_answers_label_studio(tmp_path):
         setup = http.post("/setup", json={"project": "1.1700000000", "schema": TEXT_CHOICES})
         assert setup.json() == {"model_version": "SklearnTextClassifier-v0.0.1"}
         tasks = [{"id": 1, "data": {"text": "wonderful"}}, {"id": 2, "data": {"text": "boring"}}]
-        body = {"tasks": tasks, "project": "1.1700000000", "label_config": TEXT_CHOICES,
-                "params": {"login": None, "password": None, "context": None}}
+        body = {
+            "tasks": tasks,
+            "project": "1.1700000000",
+            "label_config": TEXT_CHOICES,
+            "params": {"login": None, "password": None, "context": None},
+        }
         results = per_task_results(http.post("/predict", json=body).json())
         assert len(results) == 2 and all(r["model_version"] == "SklearnTextClassifier-v0.0.1" for r in results)
-        train = http.post("/train", json={"project": "1.1700000000", "annotations": [
-            _annotated(1, "great wonderful film", "positive"), _annotated(2, "awful boring film", "negative")]})
+        train = http.post(
+            "/train",
+            json={
+                "project": "1.1700000000",
+                "annotations": [
+                    _annotated(1, "great wonderful film", "positive"),
+                    _annotated(2, "awful boring film", "negative"),
+                ],
+            },
+        )
         job = backend.wait_job(train.json()["job"])
         assert job["status"] == "succeeded", job
         results = per_task_results(http.post("/predict", json=body).json())
@@ -62,8 +94,10 @@ def test_serve_model_file_answers_label_studio(tmp_path):
 
 
 def test_serve_model_file_with_two_processes_agrees_on_versions(tmp_path):
-    with ModelFileProcess(MODELS / "scaffold_model.py", tmp_path / "home", workers=2) as backend, \
-            backend.http() as http:
+    with (
+        ModelFileProcess(MODELS / "scaffold_model.py", tmp_path / "home", workers=2) as backend,
+        backend.http() as http,
+    ):
         setup = {"project": "4.1700000000", "schema": TEXT_CHOICES}
         assert {http.post("/setup", json=setup).json()["model_version"] for _ in range(8)} == {"0.0.1"}
         project = {"id": 4, "label_config": TEXT_CHOICES}
@@ -79,9 +113,15 @@ def test_serve_needs_a_backend_or_a_model_file():
     env = {**os.environ, "PRELABEL_HOME": "/nonexistent-prelabel-home"}
     neither = subprocess.run(run, capture_output=True, text=True, timeout=60, env=env)
     assert neither.returncode != 0 and "--model-file" in neither.stderr
-    both = subprocess.run([*run, "reference", "--model-file", str(MODELS / "scaffold_model.py")],
-                          capture_output=True, text=True, timeout=60, env=env)
+    both = subprocess.run(
+        [*run, "reference", "--model-file", str(MODELS / "scaffold_model.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert both.returncode != 0 and "not both" in both.stderr
-    missing = subprocess.run([*run, "--model-file", "no/such/model.py"], capture_output=True, text=True,
-                             timeout=60, env=env)
+    missing = subprocess.run(
+        [*run, "--model-file", "no/such/model.py"], capture_output=True, text=True, timeout=60, env=env
+    )
     assert missing.returncode != 0 and "does not exist" in missing.stderr

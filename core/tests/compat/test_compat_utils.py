@@ -77,21 +77,44 @@ def test_get_first_tag_keys():
     assert get_first_tag_keys(parsed, "Labels", "Text") == (None, None)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("http://example.com/a.png", True), ("https://example.com", True), ("ftp://host/x", True),
-    ("s3://bucket/key", True), ("/data/upload/1/a.png", False), ("c:\\test.jpg", False),
-    ("just text", False), ("http://", False), ("http://[::1", False), (None, False), (7, False),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("http://example.com/a.png", True),
+        ("https://example.com", True),
+        ("ftp://host/x", True),
+        ("s3://bucket/key", True),
+        ("/data/upload/1/a.png", False),
+        ("c:\\test.jpg", False),
+        ("just text", False),
+        ("http://", False),
+        ("http://[::1", False),
+        (None, False),
+        (7, False),
+    ],
+)
 def test_is_valid_url(value, expected):
     assert is_valid_url(value) is expected
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("s3://bucket/test/1.jpg", True), ("gs://bucket/test/1.jpg", True), ("azure-blob://c/1.jpg", True),
-    ("/data/local-files?d=test", True), ("/upload/123.jpg", True), ("upload/1/a.png", True),
-    ("/data/upload/1/a.png", True), ("https://host/a.png", True), ("ftp://host/a.png", True),
-    ("this is text", False), ("/data/other", False), (7, False), (None, False),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("s3://bucket/test/1.jpg", True),
+        ("gs://bucket/test/1.jpg", True),
+        ("azure-blob://c/1.jpg", True),
+        ("/data/local-files?d=test", True),
+        ("/upload/123.jpg", True),
+        ("upload/1/a.png", True),
+        ("/data/upload/1/a.png", True),
+        ("https://host/a.png", True),
+        ("ftp://host/a.png", True),
+        ("this is text", False),
+        ("/data/other", False),
+        (7, False),
+        (None, False),
+    ],
+)
 def test_is_preload_needed(value, expected):
     assert is_preload_needed(value) is expected
 
@@ -116,15 +139,30 @@ def test_preload_task_data_of_none_is_none(model):
 
 def test_preload_task_data_reads_every_file_reference_recursively(model):
     url = "s3://bucket/test/1.jpg"
-    task = {"id": 9, "data": {"root": {"url": url, "urls": [url, url], "text": "plain"}, "int": 3, "float": 1.5,
-                              "bool": False, "null": None}}
+    task = {
+        "id": 9,
+        "data": {
+            "root": {"url": url, "urls": [url, url], "text": "plain"},
+            "int": 3,
+            "float": 1.5,
+            "bool": False,
+            "null": None,
+        },
+    }
     # what upstream's tests patch: the class attribute through label_studio_ml.model, and open()
-    with mock.patch.object(LabelStudioMLBase, "get_local_path", return_value="/cache/file") as local, \
-            mock.patch("builtins.open", mock.mock_open(read_data="body")) as opened:
+    with (
+        mock.patch.object(LabelStudioMLBase, "get_local_path", return_value="/cache/file") as local,
+        mock.patch("builtins.open", mock.mock_open(read_data="body")) as opened,
+    ):
         result = model.preload_task_data(task, copy.deepcopy(task["data"]))
         paths = model.preload_task_data(task, copy.deepcopy(task["data"]), read_file=False)
-    assert result == {"root": {"url": "body", "urls": ["body", "body"], "text": "plain"}, "int": 3, "float": 1.5,
-                      "bool": False, "null": None}
+    assert result == {
+        "root": {"url": "body", "urls": ["body", "body"], "text": "plain"},
+        "int": 3,
+        "float": 1.5,
+        "bool": False,
+        "null": None,
+    }
     assert paths["root"] == {"url": "/cache/file", "urls": ["/cache/file"] * 2, "text": "plain"}
     local.assert_called_with(url=url, task_id=9)
     assert local.call_count == 6

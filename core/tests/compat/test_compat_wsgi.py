@@ -15,7 +15,8 @@ WSGI = Path(__file__).parent / "wsgi_model" / "_wsgi.py"
 
 pytestmark = pytest.mark.skipif(
     subprocess.run([sys.executable, "-c", "import label_studio_ml.api"], capture_output=True).returncode != 0,
-    reason='needs prelabel-compat: pip install -e "core[compat]" -e compat')
+    reason='needs prelabel-compat: pip install -e "core[compat]" -e compat',
+)
 
 
 class WsgiProcess(BackendProcess):
@@ -37,9 +38,12 @@ def test_python_wsgi_serves_the_model_with_prelabels_server(tmp_path):
         assert http.get("/metrics").status_code == 200  # prelabel's server, not a bare stand-in
         setup = http.post("/setup", json={"project": "5.1700000000", "schema": configs.TEXT_CHOICES})
         assert setup.json() == {"model_version": "KeywordSentiment-v1"}
-        body = {"tasks": [{"id": 1, "data": {"text": "a great film"}}, {"id": 2, "data": {"text": "dull"}}],
-                "project": "5.1700000000", "label_config": configs.TEXT_CHOICES,
-                "params": {"login": None, "password": None, "context": None}}
+        body = {
+            "tasks": [{"id": 1, "data": {"text": "a great film"}}, {"id": 2, "data": {"text": "dull"}}],
+            "project": "5.1700000000",
+            "label_config": configs.TEXT_CHOICES,
+            "params": {"login": None, "password": None, "context": None},
+        }
         results = per_task_results(http.post("/predict", json=body).json())
         assert [r["result"][0]["value"]["choices"] for r in results] == [["positive"], ["negative"]]
         assert {r["model_version"] for r in results} == {"KeywordSentiment-v1"}
@@ -54,7 +58,9 @@ def test_python_wsgi_with_check_kwargs_and_basic_auth(tmp_path):
             assert http.get("/health").status_code == 200
         import httpx
 
-        assert httpx.post(f"{backend.url}/predict", json={"tasks": [{"data": {"text": "x"}}]},
-                          trust_env=False).status_code == 401
+        assert (
+            httpx.post(f"{backend.url}/predict", json={"tasks": [{"data": {"text": "x"}}]}, trust_env=False).status_code
+            == 401
+        )
         log = backend.log_tail(200)
     assert 'check: {"project_id": "9"} KeywordSentiment-v1' in log

@@ -68,8 +68,10 @@ def demo(label_studio_executable: Path, tmp_path_factory: pytest.TempPathFactory
 
     first = run("--no-wait")
     second = run("--no-wait")
-    print(f"\nmake demo: first run {first.seconds:.1f} s (setup {first.state['setup_seconds']} s), "
-          f"second run {second.seconds:.1f} s (setup {second.state['setup_seconds']} s)")
+    print(
+        f"\nmake demo: first run {first.seconds:.1f} s (setup {first.state['setup_seconds']} s), "
+        f"second run {second.seconds:.1f} s (setup {second.state['setup_seconds']} s)"
+    )
     return {"home": home, "workdir": workdir, "command": command, "first": first, "second": second}
 
 
@@ -79,8 +81,9 @@ def test_first_run_sets_everything_up(demo: dict) -> None:
     assert state["created_project"] and state["trained_now"]
     assert state["tasks"] == len(ROWS)
     assert state["unlabeled"] == sum(not r["annotated"] for r in ROWS) == state["preannotated"]
-    assert state["model_version"].startswith("text_classifier-") and state["model_version"] != \
-        "text_classifier-untrained"
+    assert (
+        state["model_version"].startswith("text_classifier-") and state["model_version"] != "text_classifier-untrained"
+    )
     for expected in (state["project_url"], "admin@example.com", state["password"], "Ready", "What to do next"):
         assert expected in first.output
     # both servers were stopped by --no-wait

@@ -44,7 +44,12 @@ def test_tasks_with_nothing_get_no_prediction_and_the_others_one_each(label_stud
     stored = stored_predictions(label_studio, pid)
     by_text = {t["data"]["text"]: [p for p in stored if p["task"] == t["id"]] for t in tasks}
     assert {text: len(preds) for text, preds in by_text.items()} == {
-        "a positive day": 1, "nothing to say here": 0, "a negative turn": 1, "the weather": 0, "positive, positive": 1}
+        "a positive day": 1,
+        "nothing to say here": 0,
+        "a negative turn": 1,
+        "the weather": 0,
+        "positive, positive": 1,
+    }
     assert by_text["a negative turn"][0]["result"][0]["value"]["choices"] == ["negative"]
     assert {p["model_version"] for p in stored} == {ml["model_version"]}
 
@@ -70,8 +75,15 @@ def test_an_interactive_answer_keeps_its_shape(label_studio, reference):
     client.projects.import_tasks(id=project.id, request=[{"text": "the weather"}])
     (task,) = project_tasks(label_studio, project.id)
     with httpx.Client(base_url=reference.url, timeout=30, trust_env=False) as http:
-        answer = http.post("/predict", json={"tasks": [task], "project": str(project.id), "label_config": TEXT_CHOICES,
-                                             "params": {"context": {"result": []}}}).json()
+        answer = http.post(
+            "/predict",
+            json={
+                "tasks": [task],
+                "project": str(project.id),
+                "label_config": TEXT_CHOICES,
+                "params": {"context": {"result": []}},
+            },
+        ).json()
     assert answer["results"] == [{"result": [], "score": None, "model_version": answer["model_version"]}]
 
 

@@ -34,9 +34,14 @@ def fake():
 
 @pytest.fixture(scope="module")
 def backend(label_studio: Any, fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
-           "MOONSHOT_API_KEY": "sk-e2e", "MOONSHOT_BASE_URL": fake.base_url, "LLM_BACKOFF_BASE": "0.01",
-           "LLM_FEWSHOT_EVAL_CALLS": "12"}
+    env = {
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
+        "MOONSHOT_API_KEY": "sk-e2e",
+        "MOONSHOT_BASE_URL": fake.base_url,
+        "LLM_BACKOFF_BASE": "0.01",
+        "LLM_FEWSHOT_EVAL_CALLS": "12",
+    }
     with BackendProcess("kimi", home=tmp_path_factory.mktemp("kimi-home"), env=env) as proc:
         yield proc
 
@@ -46,8 +51,7 @@ def project(label_studio: Any) -> Any:
     sdk = label_studio.client("pat")
     created = sdk.projects.create(title="prelabel e2e: kimi few-shot", label_config=CONFIG, request_options=NO_RETRY)
     items = keyword_tasks(N_ANNOTATED + N_REST, seed=5)
-    sdk.projects.import_tasks(id=created.id, request=[{"text": text} for _, text, _ in items],
-                              request_options=NO_RETRY)
+    sdk.projects.import_tasks(id=created.id, request=[{"text": text} for _, text, _ in items], request_options=NO_RETRY)
     truth = {text: label for _, text, label in items}
     tasks = {t.id: (t.data["text"], truth[t.data["text"]]) for t in sdk.tasks.list(project=created.id, page_size=100)}
     ids = sorted(tasks)
@@ -78,8 +82,11 @@ def test_annotate_train_and_the_new_version_labels_the_rest(project: dict, backe
     base = ml.model_version
     for tid in project["annotated"]:
         label = project["tasks"][tid][1]
-        sdk.annotations.create(id=tid, result=[{"from_name": CONTROL, "to_name": "text", "type": "choices",
-                                                "value": {"choices": [label]}}], request_options=NO_RETRY)
+        sdk.annotations.create(
+            id=tid,
+            result=[{"from_name": CONTROL, "to_name": "text", "type": "choices", "value": {"choices": [label]}}],
+            request_options=NO_RETRY,
+        )
 
     pressed = time.time()
     sdk.ml.train(id=ml.id, request_options=NO_RETRY)  # Label Studio sends START_TRAINING to /webhook
@@ -114,6 +121,7 @@ def test_annotate_train_and_the_new_version_labels_the_rest(project: dict, backe
         assert pred.model_version == version
         assert pred.result[0]["value"]["choices"] == [project["tasks"][tid][1]], project["tasks"][tid]
         assert 0 < pred.score <= 1
-    few_shot_prompts = Counter("Examples labeled by this project's annotators" in r.prompt
-                               for r in fake.chat_requests[-N_REST:])
+    few_shot_prompts = Counter(
+        "Examples labeled by this project's annotators" in r.prompt for r in fake.chat_requests[-N_REST:]
+    )
     assert few_shot_prompts == {True: N_REST}

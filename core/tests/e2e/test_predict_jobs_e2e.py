@@ -24,8 +24,10 @@ N_TASKS = 500
 
 def texts(n: int, offset: int = 0) -> list[tuple[str, str]]:
     labels = list(WORDS)
-    return [(f"review {i}: the service was {WORDS[labels[i % 3]].split()[i % 3]} today", labels[i % 3])
-            for i in range(offset, offset + n)]
+    return [
+        (f"review {i}: the service was {WORDS[labels[i % 3]].split()[i % 3]} today", labels[i % 3])
+        for i in range(offset, offset + n)
+    ]
 
 
 def make_project(client, title: str, n: int = N_TASKS, annotated: int = 30, named: bool = False) -> int:
@@ -38,16 +40,22 @@ def make_project(client, title: str, n: int = N_TASKS, annotated: int = 30, name
             text = f"{text}, {label} overall"
         task: dict = {"data": {"text": text}}
         if i < annotated:
-            task["annotations"] = [{"result": [{"from_name": "sentiment", "to_name": "text", "type": "choices",
-                                                "value": {"choices": [label]}}]}]
+            task["annotations"] = [
+                {
+                    "result": [
+                        {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                    ]
+                }
+            ]
         payload.append(task)
     client.projects.import_tasks(id=project.id, request=payload)
     return project.id
 
 
 def stored_predictions(ls, project_id: int) -> list[dict]:
-    resp = httpx.get(f"{ls.url}/api/predictions", params={"project": project_id}, headers=ls.auth_headers("legacy"),
-                     timeout=60)
+    resp = httpx.get(
+        f"{ls.url}/api/predictions", params={"project": project_id}, headers=ls.auth_headers("legacy"), timeout=60
+    )
     resp.raise_for_status()
     return resp.json()
 
@@ -139,10 +147,24 @@ def test_one_prediction_job_per_project_and_clean_cancel(label_studio, backend):
 def test_cli_predicts_only_unlabeled_tasks_with_progress(label_studio, tmp_path):
     client = label_studio.client()
     pid = make_project(client, "predict-cli", n=120, annotated=20, named=True)
-    env = {**os.environ, "PRELABEL_HOME": str(tmp_path / "home"), "LABEL_STUDIO_URL": label_studio.url,
-           "LABEL_STUDIO_API_KEY": label_studio.personal_access_token()}
-    cmd = [sys.executable, "-m", "prelabel.cli", "predict", "prelabel.testing.reference:ReferenceBackend",
-           "--project", str(pid), "--only-unlabeled", "--batch-size", "25"]
+    env = {
+        **os.environ,
+        "PRELABEL_HOME": str(tmp_path / "home"),
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "prelabel.cli",
+        "predict",
+        "prelabel.testing.reference:ReferenceBackend",
+        "--project",
+        str(pid),
+        "--only-unlabeled",
+        "--batch-size",
+        "25",
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "succeeded" in out.stderr and "predicted 100" in out.stderr and "skipped_labeled 20" in out.stderr
@@ -152,8 +174,13 @@ def test_cli_predicts_only_unlabeled_tasks_with_progress(label_studio, tmp_path)
     assert again.returncode == 0 and "predicted 0" in again.stderr
     assert len(stored_predictions(label_studio, pid)) == 100
 
-    missing = subprocess.run(cmd, env={k: v for k, v in env.items() if k != "LABEL_STUDIO_API_KEY"},
-                             capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        cmd,
+        env={k: v for k, v in env.items() if k != "LABEL_STUDIO_API_KEY"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing.returncode != 0 and "LABEL_STUDIO_API_KEY" in missing.stderr
 
 
@@ -164,8 +191,13 @@ def test_500_tasks_with_kimi_on_the_fake_llm(label_studio, tmp_path):
     project = client.projects.create(title="predict-job-kimi", label_config=TEXT_CHOICES)
     client.projects.import_tasks(id=project.id, request=[{"text": t} for t, _ in texts(N_TASKS)])
     with FakeOpenAI(latency=0.01) as fake:
-        env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
-               "MOONSHOT_API_KEY": "sk-test", "MOONSHOT_BASE_URL": fake.base_url, "MAX_CONCURRENT": "20"}
+        env = {
+            "LABEL_STUDIO_URL": label_studio.url,
+            "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
+            "MOONSHOT_API_KEY": "sk-test",
+            "MOONSHOT_BASE_URL": fake.base_url,
+            "MAX_CONCURRENT": "20",
+        }
         with BackendProcess("kimi", home=tmp_path / "kimi", env=env) as kimi:
             first = start_job(kimi, project.id)
             assert first.status_code == 201, first.text

@@ -77,8 +77,9 @@ def stored_predictions(sdk: Any, project_id: int) -> dict[int, list[Any]]:
 
 def retrieve(sdk: Any, project_id: int) -> None:
     """The Data Manager's "Retrieve predictions" on every task of the project."""
-    sdk.actions.create(id="retrieve_tasks_predictions", project=project_id, selected_items=RETRIEVE_ALL,
-                       request_options=NO_RETRY)
+    sdk.actions.create(
+        id="retrieve_tasks_predictions", project=project_id, selected_items=RETRIEVE_ALL, request_options=NO_RETRY
+    )
 
 
 def metric(backend: Any, name: str, **labels: str) -> float:
@@ -109,8 +110,9 @@ class Project:
 def create_project(sdk: Any, title: str, n_train: int, n_heldout: int, seed: int) -> Project:
     created = sdk.projects.create(title=title, label_config=LABEL_CONFIG, request_options=NO_RETRY)
     train, heldout = corpus(n_train, seed), corpus(n_heldout, seed + 1000)
-    sdk.projects.import_tasks(id=created.id, request=[{"text": t} for t, _ in train + heldout],
-                              request_options=NO_RETRY)
+    sdk.projects.import_tasks(
+        id=created.id, request=[{"text": t} for t, _ in train + heldout], request_options=NO_RETRY
+    )
     truth = dict(train + heldout)
     assert len(truth) == n_train + n_heldout, "corpus texts must be unique"
     project = Project(id=created.id, tasks={})
@@ -149,10 +151,16 @@ def servers(ls: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     from prelabel.testing.harness.backendprocess import BackendProcess
 
     procs = {
-        "plain": BackendProcess("text_classifier", home=tmp_path_factory.mktemp("prelabel-home"),
-                                env={"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.personal_access_token()}),
-        "auth": BackendProcess("text_classifier", home=tmp_path_factory.mktemp("prelabel-auth-home"),
-                               env={"BASIC_AUTH_USER": AUTH[0], "BASIC_AUTH_PASS": AUTH[1]}),
+        "plain": BackendProcess(
+            "text_classifier",
+            home=tmp_path_factory.mktemp("prelabel-home"),
+            env={"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.personal_access_token()},
+        ),
+        "auth": BackendProcess(
+            "text_classifier",
+            home=tmp_path_factory.mktemp("prelabel-auth-home"),
+            env={"BASIC_AUTH_USER": AUTH[0], "BASIC_AUTH_PASS": AUTH[1]},
+        ),
     }
     try:
         for proc in procs.values():
@@ -181,8 +189,9 @@ def project(sdk: Any) -> Any:
 @pytest.fixture(scope="module")
 def ml(sdk: Any, project: Project, backend: Any) -> Any:
     """The backend connected to the project (interactive pre-annotation on)."""
-    return sdk.ml.create(project=project.id, url=backend.url, title="text_classifier e2e", is_interactive=True,
-                         request_options=NO_RETRY)
+    return sdk.ml.create(
+        project=project.id, url=backend.url, title="text_classifier e2e", is_interactive=True, request_options=NO_RETRY
+    )
 
 
 @pytest.fixture(scope="module")
@@ -242,8 +251,9 @@ def test_connect_is_healthy(sdk: Any, project: Project, ml: Any, backend: Any) -
     assert f"{backend.url}/webhook" in [h.url for h in hooks]
 
 
-def test_an_untrained_model_leaves_no_empty_predictions(project: Project, backend: Any,
-                                                        untrained_rounds: tuple) -> None:
+def test_an_untrained_model_leaves_no_empty_predictions(
+    project: Project, backend: Any, untrained_rounds: tuple
+) -> None:
     """Before training the classifier has nothing to say: Label Studio's calls reach it (twice
     per task, one Retrieve each) and it is given nothing to store, so no task gets an empty
     prediction tab and a later Retrieve predicts them again."""
@@ -256,8 +266,10 @@ def test_an_untrained_model_leaves_no_empty_predictions(project: Project, backen
 
 
 def test_train_creates_a_new_version(trained: Trained, backend: Any, project: Project) -> None:
-    print(f"\ntraining job {trained.job['id']}: {trained.train_seconds:.1f} s from Train to done; "
-          f"result {trained.job['result']}")
+    print(
+        f"\ntraining job {trained.job['id']}: {trained.train_seconds:.1f} s from Train to done; "
+        f"result {trained.job['result']}"
+    )
     assert trained.version != UNTRAINED and trained.version.startswith("text_classifier-")
     assert trained.job["result"]["train_examples"] == N_TRAIN
     assert trained.ml_after.model_version == trained.version  # LS took the /setup version
@@ -281,8 +293,9 @@ def test_trained_predictions_are_stored_once_with_the_new_version(trained: Train
         assert len(new.result) == 1 and new.result[0]["from_name"] == CONTROL
         assert 0 < new.score <= 1
     # a second retrieve with the same version adds nothing
-    assert {t: [p.id for p in ps] for t, ps in trained.second.items()} == \
-        {t: [p.id for p in ps] for t, ps in trained.first.items()}
+    assert {t: [p.id for p in ps] for t, ps in trained.second.items()} == {
+        t: [p.id for p in ps] for t, ps in trained.first.items()
+    }
 
 
 def test_predictions_readable_per_task(sdk: Any, project: Project, trained: Trained) -> None:
@@ -309,7 +322,8 @@ def test_interactive_preannotation_returns_a_result(sdk: Any, ml: Any, project: 
     tid = project.heldout_ids[1]
     before = len(sdk.predictions.list(task=tid, request_options=NO_RETRY))
     raw = sdk.ml.with_raw_response.predict_interactive(
-        id=ml.id, task=tid, context={"result": choice_result("neutral")}, request_options=NO_RETRY)
+        id=ml.id, task=tid, context={"result": choice_result("neutral")}, request_options=NO_RETRY
+    )
     body = raw.response.json()
     assert "errors" not in body, body
     data = body["data"]
@@ -337,8 +351,13 @@ def uploaded_image(ls: Any, sdk: Any) -> Any:
 
     png = png_bytes(32, 24, box=(4, 4, 20, 16), noise=8, seed=3)
     created = sdk.projects.create(title="prelabel e2e: upload", label_config=IMAGE_CONFIG, request_options=NO_RETRY)
-    resp = httpx.post(f"{ls.url}/api/projects/{created.id}/import", files={"file": ("tiny.png", png, "image/png")},
-                      headers=ls.auth_headers("legacy"), trust_env=False, timeout=30)
+    resp = httpx.post(
+        f"{ls.url}/api/projects/{created.id}/import",
+        files={"file": ("tiny.png", png, "image/png")},
+        headers=ls.auth_headers("legacy"),
+        trust_env=False,
+        timeout=30,
+    )
     assert resp.status_code == 201, resp.text
     tasks = list(sdk.tasks.list(project=created.id))
     assert len(tasks) == 1
@@ -353,14 +372,16 @@ def no_ls_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_uploaded_file_downloads_with_a_personal_access_token(
-        ls: Any, uploaded_image: tuple, tmp_path: Path, no_ls_env: None) -> None:
+    ls: Any, uploaded_image: tuple, tmp_path: Path, no_ls_env: None
+) -> None:
     from prelabel.media import MediaFetcher
     from prelabel.settings import CoreSettings
 
     pid, tid, path, png = uploaded_image
     assert path.startswith(f"/data/upload/{pid}/") and path.endswith("-tiny.png"), path
-    core = CoreSettings(prelabel_home=tmp_path, label_studio_url=ls.url,
-                        label_studio_api_key=ls.personal_access_token())
+    core = CoreSettings(
+        prelabel_home=tmp_path, label_studio_url=ls.url, label_studio_api_key=ls.personal_access_token()
+    )
     fetcher = MediaFetcher(core)
     try:
         assert fetcher.fetch(path, tid) == png
@@ -371,7 +392,8 @@ def test_uploaded_file_downloads_with_a_personal_access_token(
 
 
 def test_uploaded_file_downloads_with_a_legacy_token(
-        ls: Any, uploaded_image: tuple, tmp_path: Path, no_ls_env: None) -> None:
+    ls: Any, uploaded_image: tuple, tmp_path: Path, no_ls_env: None
+) -> None:
     """What /setup sends (hostname + the creator's legacy token), with no LABEL_STUDIO_* env."""
     from prelabel.media import MediaFetcher
     from prelabel.settings import CoreSettings
@@ -385,7 +407,8 @@ def test_uploaded_file_downloads_with_a_legacy_token(
 
 
 def test_uploaded_file_without_a_token_is_a_clear_error(
-        ls: Any, uploaded_image: tuple, tmp_path: Path, no_ls_env: None) -> None:
+    ls: Any, uploaded_image: tuple, tmp_path: Path, no_ls_env: None
+) -> None:
     from prelabel.media import MediaError, MediaFetcher
     from prelabel.settings import CoreSettings
 
@@ -402,7 +425,8 @@ def test_uploaded_file_without_a_token_is_a_clear_error(
 
 
 def test_unsupported_config_is_refused_with_the_reason_in_the_backend_log(
-        sdk: Any, uploaded_image: tuple, backend: Any) -> None:
+    sdk: Any, uploaded_image: tuple, backend: Any
+) -> None:
     """Connecting text_classifier to an Image project: /setup says 400 with what the backend supports.
     LS drops error bodies ("400 Client Error: Bad Request for url: ...") and tells the person to
     check the ML backend's console log, so the reason must be there."""
@@ -424,6 +448,7 @@ def test_unsupported_config_is_refused_with_the_reason_in_the_backend_log(
 
 # -- 5. Basic auth on the ML connection ----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def auth_backend(servers: dict) -> Any:
     """A second backend process with BASIC_AUTH_USER/BASIC_AUTH_PASS set."""
@@ -439,8 +464,14 @@ def auth_project(sdk: Any) -> Any:
 
 def test_backend_refuses_requests_without_basic_auth(auth_backend: Any) -> None:
     with httpx.Client(base_url=auth_backend.url, trust_env=False, timeout=10) as anon:
-        for method, path in [("GET", "/health"), ("POST", "/setup"), ("POST", "/predict"), ("POST", "/webhook"),
-                             ("GET", "/versions"), ("GET", "/jobs")]:
+        for method, path in [
+            ("GET", "/health"),
+            ("POST", "/setup"),
+            ("POST", "/predict"),
+            ("POST", "/webhook"),
+            ("GET", "/versions"),
+            ("GET", "/jobs"),
+        ]:
             resp = anon.request(method, path, json={})
             assert resp.status_code == 401, (path, resp.status_code)
             assert resp.headers["www-authenticate"].startswith("Basic")
@@ -455,26 +486,33 @@ def test_connecting_without_credentials_fails(sdk: Any, auth_project: Project, a
     from label_studio_sdk.core.api_error import ApiError
 
     with pytest.raises(ApiError) as info:
-        sdk.ml.create(project=auth_project.id, url=auth_backend.url, title="no credentials",
-                      request_options=NO_RETRY)
+        sdk.ml.create(project=auth_project.id, url=auth_backend.url, title="no credentials", request_options=NO_RETRY)
     assert info.value.status_code == 400
-    assert "authentication parameters were either not provided or are incorrect" in str(info.value.body), \
+    assert "authentication parameters were either not provided or are incorrect" in str(info.value.body), (
         info.value.body
+    )
     assert sdk.ml.list(project=auth_project.id, request_options=NO_RETRY) == []
 
 
-def test_basic_auth_connection_retrieves_and_trains(sdk: Any, ls: Any, auth_project: Project,
-                                                   auth_backend: Any) -> None:
-    ml = sdk.ml.create(project=auth_project.id, url=auth_backend.url, title="text_classifier basic auth",
-                       auth_method="BASIC_AUTH", basic_auth_user=AUTH[0], basic_auth_pass=AUTH[1],
-                       is_interactive=True, request_options=NO_RETRY)
+def test_basic_auth_connection_retrieves_and_trains(
+    sdk: Any, ls: Any, auth_project: Project, auth_backend: Any
+) -> None:
+    ml = sdk.ml.create(
+        project=auth_project.id,
+        url=auth_backend.url,
+        title="text_classifier basic auth",
+        auth_method="BASIC_AUTH",
+        basic_auth_user=AUTH[0],
+        basic_auth_pass=AUTH[1],
+        is_interactive=True,
+        request_options=NO_RETRY,
+    )
     assert ml.state == "CO", (ml.state, ml.error_message)
     assert ml.model_version == UNTRAINED
 
     answered = metric(auth_backend, "prelabel_requests_total", endpoint="/predict", method="POST", status="200")
     retrieve(sdk, auth_project.id)  # through Basic auth; untrained, so nothing is stored
-    assert metric(auth_backend, "prelabel_requests_total", endpoint="/predict", method="POST",
-                  status="200") > answered
+    assert metric(auth_backend, "prelabel_requests_total", endpoint="/predict", method="POST", status="200") > answered
     assert not any(stored_predictions(sdk, auth_project.id).values())
 
     # Project webhooks are plain requests without the ML connection's auth: the backend refuses
@@ -482,8 +520,9 @@ def test_basic_auth_connection_retrieves_and_trains(sdk: Any, ls: Any, auth_proj
     refused = metric(auth_backend, "prelabel_requests_total", endpoint="/webhook", method="POST", status="401")
     first, *rest = auth_project.train_ids
     sdk.annotations.create(id=first, result=choice_result(auth_project.tasks[first][1]), request_options=NO_RETRY)
-    assert metric(auth_backend, "prelabel_requests_total", endpoint="/webhook", method="POST",
-                  status="401") == refused + 1
+    assert (
+        metric(auth_backend, "prelabel_requests_total", endpoint="/webhook", method="POST", status="401") == refused + 1
+    )
     hook = next(h for h in sdk.webhooks.list(project=str(auth_project.id)) if h.url == f"{auth_backend.url}/webhook")
     basic = "Basic " + base64.b64encode(":".join(AUTH).encode()).decode()
     sdk.webhooks.update(id=hook.id, url=hook.url, headers={"Authorization": basic}, request_options=NO_RETRY)

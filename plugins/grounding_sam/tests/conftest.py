@@ -18,9 +18,15 @@ def model_root(tmp_path_factory) -> Path:
     write_tiny_grounding_dino(root / "gdino-tiny")
     write_random_checkpoint(root / "sam2.1_hiera_tiny.pt", "tiny")
     mp = pytest.MonkeyPatch()
-    for key, value in {"MODEL_ROOT": str(root), "GROUNDING_DINO_MODEL": "gdino-tiny", "MODEL_CONFIG": "tiny",
-                       "SAM2_IMAGE_SIZE": "128", "DEVICE": "cpu", "BOX_THRESHOLD": "0.3",
-                       "TEXT_THRESHOLD": "0.25"}.items():
+    for key, value in {
+        "MODEL_ROOT": str(root),
+        "GROUNDING_DINO_MODEL": "gdino-tiny",
+        "MODEL_CONFIG": "tiny",
+        "SAM2_IMAGE_SIZE": "128",
+        "DEVICE": "cpu",
+        "BOX_THRESHOLD": "0.3",
+        "TEXT_THRESHOLD": "0.25",
+    }.items():
         mp.setenv(key, value)
     yield root
     mp.undo()

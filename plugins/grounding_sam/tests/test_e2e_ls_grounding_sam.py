@@ -39,8 +39,14 @@ SIZES = [(160, 120), (120, 160), (200, 100)]
 
 
 def images() -> list[tuple[str, bytes, str]]:
-    return [(f"street-{i}.png", png_bytes(w, h, color=(40 + 60 * i, 100, 180), box=(20, 20, w - 30, h - 20),
-                                          noise=8, seed=i), "image/png") for i, (w, h) in enumerate(SIZES)]
+    return [
+        (
+            f"street-{i}.png",
+            png_bytes(w, h, color=(40 + 60 * i, 100, 180), box=(20, 20, w - 30, h - 20), noise=8, seed=i),
+            "image/png",
+        )
+        for i, (w, h) in enumerate(SIZES)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +63,13 @@ def label_studio(tmp_path_factory):
 @pytest.fixture(scope="module")
 def grounding_sam(label_studio, model_root, tmp_path_factory):
     # the model settings come from the conftest's environment (tiny random models in model_root)
-    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
-           "MODEL_ROOT": str(model_root), "BOX_THRESHOLD": "0.3", "TEXT_THRESHOLD": "0.25"}
+    env = {
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
+        "MODEL_ROOT": str(model_root),
+        "BOX_THRESHOLD": "0.3",
+        "TEXT_THRESHOLD": "0.25",
+    }
     backend = BackendProcess("grounding_sam", home=tmp_path_factory.mktemp("gsam-home"), env=env).start(timeout=300)
     try:
         yield backend
@@ -89,8 +100,14 @@ def test_retrieve_predictions_stores_one_valid_prediction_per_task(label_studio,
     pid, ml, tasks = new_project(label_studio, grounding_sam, "grounding-sam-retrieve")
     retrieve_predictions(label_studio, pid)
     sizes = {t["id"]: size for t, size in zip(tasks, SIZES, strict=True)}
-    by_task = check_predictions(stored_predictions(label_studio, pid), list(sizes), ml["model_version"], CONFIG,
-                                image_sizes=sizes, allow_empty=True)
+    by_task = check_predictions(
+        stored_predictions(label_studio, pid),
+        list(sizes),
+        ml["model_version"],
+        CONFIG,
+        image_sizes=sizes,
+        allow_empty=True,
+    )
     assert any(p["result"] for p in by_task.values()), "the random model finds something on some image"
     for task_id, prediction in by_task.items():
         check_masks_match_boxes(prediction, sizes[task_id])
@@ -107,7 +124,13 @@ def test_prediction_job_stores_the_same_as_retrieve(label_studio, grounding_sam)
     job = grounding_sam.wait_job(resp.json()["id"], timeout=600)
     assert job["status"] == "succeeded" and job["result"]["failed"] == 0, job
     sizes = {t["id"]: size for t, size in zip(tasks, SIZES, strict=True)}
-    by_task = check_predictions(stored_predictions(label_studio, pid), list(sizes), ml["model_version"], CONFIG,
-                                image_sizes=sizes, allow_empty=True)
+    by_task = check_predictions(
+        stored_predictions(label_studio, pid),
+        list(sizes),
+        ml["model_version"],
+        CONFIG,
+        image_sizes=sizes,
+        allow_empty=True,
+    )
     for task_id, prediction in by_task.items():
         check_masks_match_boxes(prediction, sizes[task_id])

@@ -26,24 +26,36 @@ def controls(xml: str):
 
 def test_label_phrases_come_from_values_predicted_values_and_hints():
     phrases = label_phrases(controls(configs.BOXES))
-    assert phrases == [Phrase("car", "Car"), Phrase("truck", "Car"), Phrase("red car", "Car"),
-                       Phrase("person", "Person"), Phrase("pedestrian", "Person")]
+    assert phrases == [
+        Phrase("car", "Car"),
+        Phrase("truck", "Car"),
+        Phrase("red car", "Car"),
+        Phrase("person", "Person"),
+        Phrase("pedestrian", "Person"),
+    ]
     # two controls with the same labels: each phrase once
     assert [p.text for p in label_phrases(controls(configs.BOXES_AND_MASKS))] == ["car", "truck", "person"]
 
 
-@pytest.mark.parametrize(("typed", "label"), [
-    ("Person", "Person"), ("truck", "Car"), ("Red Car", "Car"), ("a red car.", "Car"), ("two trucks", "Car"),
-    ("pedestrians crossing", "Person"), ("bicycle", "Car"),  # nothing matches: the first label
-])
+@pytest.mark.parametrize(
+    ("typed", "label"),
+    [
+        ("Person", "Person"),
+        ("truck", "Car"),
+        ("Red Car", "Car"),
+        ("a red car.", "Car"),
+        ("two trucks", "Car"),
+        ("pedestrians crossing", "Person"),
+        ("bicycle", "Car"),  # nothing matches: the first label
+    ],
+)
 def test_a_typed_phrase_gets_a_project_label(typed, label):
     assert label_for_text(typed, controls(configs.BOXES)) == label
 
 
 def test_typed_prompts_split_into_labelled_phrases():
     phrases = prompt_phrases("football player. Referee, ball;  ", controls(configs.PROMPT_BRUSH))
-    assert phrases == [Phrase("football player", "athlete"), Phrase("referee", "referee"),
-                       Phrase("ball", "athlete")]
+    assert phrases == [Phrase("football player", "athlete"), Phrase("referee", "referee"), Phrase("ball", "athlete")]
 
 
 def test_prompt_text_and_spans():
@@ -77,8 +89,11 @@ def test_the_regenerated_vocabulary_is_bert_base_uncased(model_root):
     assert tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]", ".", "?"]) == [101, 102, 1012, 1029]
     reference = blingfire.load_model(os.path.join(os.path.dirname(blingfire.__file__), "bert_base_tok.bin"))
     try:
-        for text in ["a football player . referee .", "Unbelievably tiny pedestrians crossing the street ?",
-                     "traffic lights , fire hydrants and motorcycles"]:
+        for text in [
+            "a football player . referee .",
+            "Unbelievably tiny pedestrians crossing the street ?",
+            "traffic lights , fire hydrants and motorcycles",
+        ]:
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             expected = [int(i) for i in blingfire.text_to_ids(reference, text, 64, 100) if i]
             assert ids == expected, text

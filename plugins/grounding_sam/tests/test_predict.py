@@ -38,8 +38,9 @@ def backend(served) -> GroundingSamBackend:
 
 
 def predict(client, config: str, tasks: list[dict], context: dict | None = None, project: str = PROJECT) -> list:
-    resp = client.post("/predict", json={"tasks": tasks, "project": project, "label_config": config,
-                                         "params": {"context": context}})
+    resp = client.post(
+        "/predict", json={"tasks": tasks, "project": project, "label_config": config, "params": {"context": context}}
+    )
     assert resp.status_code == 200, resp.text
     results = per_task_results(resp.json())
     assert len(results) == len(tasks)
@@ -69,8 +70,8 @@ class FixedDetections:
         target = self.tokenizer(self.phrase, add_special_tokens=False)["input_ids"]
         ids = input_ids[0].tolist()
         for start in range(len(ids) - len(target) + 1):
-            if ids[start:start + len(target)] == target:
-                logits[:, 0, start:start + len(target)] = float(np.log(self.score / (1 - self.score)))
+            if ids[start : start + len(target)] == target:
+                logits[:, 0, start : start + len(target)] = float(np.log(self.score / (1 - self.score)))
         boxes = torch.tensor([[0.25, 0.5, 0.5, 0.8]] * 4).expand(input_ids.shape[0], 4, 4)
         return SimpleNamespace(logits=logits, pred_boxes=boxes)
 
@@ -117,8 +118,16 @@ def test_polygons_validate(client):
 def test_a_typed_prompt_is_used_remembered_and_forgotten(client, backend, monkeypatch):
     fake = FixedDetections(backend.detector.tokenizer, "referee")
     monkeypatch.setattr(backend.detector, "model", fake)
-    typed = {"result": [{"from_name": "prompt", "to_name": "image", "type": "textarea",
-                         "value": {"text": ["football player. Referee"]}}]}
+    typed = {
+        "result": [
+            {
+                "from_name": "prompt",
+                "to_name": "image",
+                "type": "textarea",
+                "value": {"text": ["football player. Referee"]},
+            }
+        ]
+    }
     (item,) = predict(client, configs.PROMPT_BRUSH, image_tasks(1), context=typed, project="11")
     assert fake.prompts[-1] == "football player. referee."
     assert [r["value"]["brushlabels"] for r in item["result"]] == [["referee"]]
@@ -136,12 +145,15 @@ def test_a_typed_prompt_is_used_remembered_and_forgotten(client, backend, monkey
 
 def test_per_control_thresholds(client, backend, monkeypatch):
     monkeypatch.setattr(backend.detector, "model", FixedDetections(backend.detector.tokenizer, "person", 0.6))
-    strict = configs.BOXES_AND_MASKS.replace('<BrushLabels name="mask" toName="image">',
-                                             '<BrushLabels name="mask" toName="image" box_threshold="0.7">')
+    strict = configs.BOXES_AND_MASKS.replace(
+        '<BrushLabels name="mask" toName="image">', '<BrushLabels name="mask" toName="image" box_threshold="0.7">'
+    )
     (item,) = predict(client, strict, image_tasks(1))
     assert [r["type"] for r in item["result"]] == ["rectanglelabels"]  # 0.6 passes 0.3, not 0.7
-    score_attr = configs.BOXES.replace('<RectangleLabels name="label" toName="image">',
-                                       '<RectangleLabels name="label" toName="image" model_score_threshold="0.65">')
+    score_attr = configs.BOXES.replace(
+        '<RectangleLabels name="label" toName="image">',
+        '<RectangleLabels name="label" toName="image" model_score_threshold="0.65">',
+    )
     assert predict(client, score_attr, image_tasks(1))[0]["result"] == []
 
 
@@ -159,8 +171,9 @@ def test_batched_and_one_at_a_time_agree(client, backend):
     batched = predict(client, configs.BOXES, tasks)
     assert backend.detector.calls - calls == 1
     for one, many in zip(single, batched, strict=True):
-        assert [r["value"]["rectanglelabels"] for r in one["result"]] == \
-            [r["value"]["rectanglelabels"] for r in many["result"]]
+        assert [r["value"]["rectanglelabels"] for r in one["result"]] == [
+            r["value"]["rectanglelabels"] for r in many["result"]
+        ]
         for a, b in zip(one["result"], many["result"], strict=True):
             assert a["value"]["x"] == pytest.approx(b["value"]["x"], abs=0.5)
 
@@ -178,8 +191,8 @@ def test_without_sam_masks_are_the_boxes(tmp_path, monkeypatch):
     runtime.close()
     mask = next(r for r in item["result"] if r["type"] == "brushlabels")
     pixels = rle_to_mask(mask["value"]["rle"], WIDTH, HEIGHT) > 0
-    assert pixels[int(0.1 * HEIGHT):int(0.9 * HEIGHT), :int(0.5 * WIDTH)].all()
-    assert not pixels[:, int(0.5 * WIDTH) + 1:].any()
+    assert pixels[int(0.1 * HEIGHT) : int(0.9 * HEIGHT), : int(0.5 * WIDTH)].all()
+    assert not pixels[:, int(0.5 * WIDTH) + 1 :].any()
 
 
 def test_preflight(tmp_path):
@@ -190,10 +203,12 @@ def test_preflight(tmp_path):
     core = CoreSettings(prelabel_home=tmp_path)
     hub = "IDEA-Research/grounding-dino-tiny"
     with pytest.raises(ValueError, match="sam2.1_hiera_large.pt"):
-        GroundingSamBackend.preflight(GroundingSamSettings(model_root=tmp_path, model_config_name="large",
-                                                           grounding_dino_model=hub), core)
-    GroundingSamBackend.preflight(GroundingSamSettings(model_root=tmp_path, use_sam=False, grounding_dino_model=hub),
-                                  core)
+        GroundingSamBackend.preflight(
+            GroundingSamSettings(model_root=tmp_path, model_config_name="large", grounding_dino_model=hub), core
+        )
+    GroundingSamBackend.preflight(
+        GroundingSamSettings(model_root=tmp_path, use_sam=False, grounding_dino_model=hub), core
+    )
     with pytest.raises(ValueError, match="config.json"):
         GroundingSamBackend.preflight(GroundingSamSettings(grounding_dino_model=str(tmp_path), use_sam=False), core)
     with pytest.raises(ValueError, match="neither a directory"):

@@ -2,8 +2,10 @@ from prelabel_kimi import DEFAULT_LABEL_CONFIG, KimiBackend
 
 from prelabel.testing import BackendConformanceTests, configs
 
-TRAINING_TEXTS = [f"review {i}: a {w} day at the shop"
-                  for i, w in enumerate(["happy", "sad", "plain", "great", "awful", "calm", "bright", "dull"])]
+TRAINING_TEXTS = [
+    f"review {i}: a {w} day at the shop"
+    for i, w in enumerate(["happy", "sad", "plain", "great", "awful", "calm", "bright", "dull"])
+]
 
 
 class TestConformance(BackendConformanceTests):

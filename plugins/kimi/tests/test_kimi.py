@@ -26,7 +26,12 @@ def test_settings_defaults_and_variables(monkeypatch):
     monkeypatch.delenv("MOONSHOT_BASE_URL")
     s = Settings()
     assert (s.model, s.base_url, s.timeout, s.max_concurrent, s.llm_thinking) == (
-        "kimi-k2.6", "https://api.moonshot.cn/v1", 120.0, 10, False)
+        "kimi-k2.6",
+        "https://api.moonshot.cn/v1",
+        120.0,
+        10,
+        False,
+    )
     monkeypatch.setenv("MOONSHOT_MODEL", "kimi-k2.5")
     monkeypatch.setenv("KIMI_API_TIMEOUT", "30")
     monkeypatch.setenv("MAX_CONCURRENT", "25")
@@ -138,11 +143,14 @@ def test_default_config_is_seed_000s():
     assert KimiBackend.default_port == 8751
 
 
-@pytest.mark.parametrize("reply,needle", [
-    (Reply.unauthorized(), "Moonshot refused the API key (401"),
-    (Reply.forbidden(), "no access to model 'kimi-k2.6' (403"),
-    (Reply.quota_exhausted(), "Moonshot quota or balance is used up"),
-])
+@pytest.mark.parametrize(
+    "reply,needle",
+    [
+        (Reply.unauthorized(), "Moonshot refused the API key (401"),
+        (Reply.forbidden(), "no access to model 'kimi-k2.6' (403"),
+        (Reply.quota_exhausted(), "Moonshot quota or balance is used up"),
+    ],
+)
 def test_provider_errors_name_what_to_fix(client, fake_openai, reply, needle):
     fake_openai.enqueue(reply)
     resp = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}]})

@@ -14,8 +14,15 @@ def fake_openai():
 @pytest.fixture(autouse=True)
 def modelscope_env(fake_openai, monkeypatch):
     """Every test talks to the fake provider on loopback, never to ModelScope."""
-    for name in ("MODELSCOPE_MODEL", "MODELSCOPE_API_TIMEOUT", "MAX_CONCURRENT", "LLM_PROMPT", "LLM_RESPONSE_FORMAT",
-                 "LLM_THINKING", "LLM_MAX_TOKENS"):
+    for name in (
+        "MODELSCOPE_MODEL",
+        "MODELSCOPE_API_TIMEOUT",
+        "MAX_CONCURRENT",
+        "LLM_PROMPT",
+        "LLM_RESPONSE_FORMAT",
+        "LLM_THINKING",
+        "LLM_MAX_TOKENS",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MODELSCOPE_API_KEY", "ms-test")
     monkeypatch.setenv("MODELSCOPE_API_URL", fake_openai.base_url)

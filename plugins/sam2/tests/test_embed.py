@@ -42,8 +42,15 @@ def run_embed(client, **params) -> dict:
 
 
 def first_click(client, task: dict) -> dict:
-    resp = client.post("/predict", json={"tasks": [task], "project": PROJECT, "label_config": configs.IMAGE_BRUSH,
-                                         "params": {"context": {"result": [click(30, 50, positive=True)]}}})
+    resp = client.post(
+        "/predict",
+        json={
+            "tasks": [task],
+            "project": PROJECT,
+            "label_config": configs.IMAGE_BRUSH,
+            "params": {"context": {"result": [click(30, 50, positive=True)]}},
+        },
+    )
     assert resp.status_code == 200, resp.text
     (item,) = per_task_results(resp.json())
     assert "error" not in item and item["result"], item
@@ -70,8 +77,10 @@ def test_after_the_job_the_first_click_on_any_task_skips_the_encoder(tmp_path):
         health = client.get("/health").json()
         assert health["embedding_disk"]["hits"] == 3 and health["embedding_disk"]["model_key"] == backend.store_key
         metric = 'prelabel_sam2_embedding_disk_total{result="hit"}'
-        assert any(line.startswith(metric) and float(line.split()[-1]) == 3
-                   for line in client.get("/metrics").text.splitlines())
+        assert any(
+            line.startswith(metric) and float(line.split()[-1]) == 3
+            for line in client.get("/metrics").text.splitlines()
+        )
         again = run_embed(client, tasks=project_tasks[:3])["result"]
         assert (again["embedded"], again["already_cached"]) == (0, 3)  # a rerun encodes only new images
     runtime.close()
@@ -131,7 +140,7 @@ def test_the_job_keeps_the_cache_under_its_bound(tmp_path):
         assert 1 <= len(kept) < 8
         # the last images embedded are the ones kept
         digests = [image_digest(base64.b64decode(t["data"]["image"].split(",", 1)[1])) for t in tasks(8)]
-        assert set(kept) == set(digests[-len(kept):])
+        assert set(kept) == set(digests[-len(kept) :])
     runtime.close()
 
 
@@ -149,9 +158,14 @@ def test_embed_without_a_disk_cache_fails_with_the_setting_to_change(tmp_path):
 def embedding(seed: float, size: int = 64) -> Embedding:
     import torch
 
-    return Embedding({"image_embed": torch.full((1, 4, size, size), seed),
-                      "high_res_feats": [torch.full((1, 2, size, size), seed), torch.full((1, 2, 8, 8), seed)]},
-                     10, 20)
+    return Embedding(
+        {
+            "image_embed": torch.full((1, 4, size, size), seed),
+            "high_res_feats": [torch.full((1, 2, size, size), seed), torch.full((1, 2, 8, 8), seed)],
+        },
+        10,
+        20,
+    )
 
 
 def test_store_round_trip_lru_eviction_and_damaged_files(tmp_path):
@@ -233,8 +247,10 @@ def test_cancelling_stops_between_batches_and_keeps_what_was_written(tmp_path, m
             return original(images)
 
         monkeypatch.setattr(backend.model, "embed_batch", held)
-        job_id = client.post("/jobs", json={"kind": "embed", "project": PROJECT,
-                                            "params": {"tasks": tasks(3, offset=50), "batch_size": 1}}).json()["id"]
+        job_id = client.post(
+            "/jobs",
+            json={"kind": "embed", "project": PROJECT, "params": {"tasks": tasks(3, offset=50), "batch_size": 1}},
+        ).json()["id"]
         assert started.wait(60)  # the first batch is in the encoder
         assert client.delete(f"/jobs/{job_id}").status_code == 200
         release.set()

@@ -35,8 +35,12 @@ def label_studio(tmp_path_factory):
 def upload_images(ls, project_id: int, n: int) -> None:
     for i in range(n):
         image = png_bytes(96 + 8 * i, 64, box=(10 + 5 * i, 12, 50 + 5 * i, 48), noise=6, seed=i)
-        resp = httpx.post(f"{ls.url}/api/projects/{project_id}/import", headers=ls.auth_headers("legacy"),
-                          files={"file": (f"photo-{i}.png", image, "image/png")}, timeout=60)
+        resp = httpx.post(
+            f"{ls.url}/api/projects/{project_id}/import",
+            headers=ls.auth_headers("legacy"),
+            files={"file": (f"photo-{i}.png", image, "image/png")},
+            timeout=60,
+        )
         assert resp.status_code == 201, resp.text
 
 
@@ -47,8 +51,12 @@ def test_embed_job_over_a_label_studio_project_then_first_clicks_hit_the_disk(la
     tasks = [{"id": t.id, "data": dict(t.data)} for t in client.tasks.list(project=project.id)]
     assert len(tasks) == 3 and all(t["data"]["image"].startswith("/data/upload/") for t in tasks)
 
-    runtime = make_runtime(Sam2Backend, tmp_path / "home", label_studio_url=label_studio.url,
-                           label_studio_api_key=label_studio.personal_access_token())
+    runtime = make_runtime(
+        Sam2Backend,
+        tmp_path / "home",
+        label_studio_url=label_studio.url,
+        label_studio_api_key=label_studio.personal_access_token(),
+    )
     with serve_in_process(runtime, wait_ready=300) as backend_client:
         resp = backend_client.post("/jobs", json={"kind": "embed", "project": project.id})
         assert resp.status_code == 201, resp.text
@@ -58,9 +66,15 @@ def test_embed_job_over_a_label_studio_project_then_first_clicks_hit_the_disk(la
         backend = runtime.backend
         calls = backend.model.encoder_calls
         for task in tasks:  # as Label Studio sends a smart click: the relative upload path
-            resp = backend_client.post("/predict", json={
-                "tasks": [task], "project": f"{project.id}.1700000000", "label_config": configs.IMAGE_BRUSH,
-                "params": {"context": {"result": [click(30, 50, "Car", positive=True)]}}})
+            resp = backend_client.post(
+                "/predict",
+                json={
+                    "tasks": [task],
+                    "project": f"{project.id}.1700000000",
+                    "label_config": configs.IMAGE_BRUSH,
+                    "params": {"context": {"result": [click(30, 50, "Car", positive=True)]}},
+                },
+            )
             (item,) = per_task_results(resp.json())
             assert "error" not in item and item["result"][0]["type"] == "brushlabels", item
         assert backend.model.encoder_calls == calls and backend.store.hits == 3

@@ -35,9 +35,15 @@ def backend(served) -> Sam2Backend:
 
 
 def predict(client, image: str, context_regions: list[dict], config: str = configs.IMAGE_BRUSH) -> dict:
-    resp = client.post("/predict", json={
-        "tasks": [{"id": 1, "data": {"image": image}}], "project": PROJECT, "label_config": config,
-        "params": {"context": {"result": context_regions}}})
+    resp = client.post(
+        "/predict",
+        json={
+            "tasks": [{"id": 1, "data": {"image": image}}],
+            "project": PROJECT,
+            "label_config": config,
+            "params": {"context": {"result": context_regions}},
+        },
+    )
     assert resp.status_code == 200, resp.text
     (item,) = per_task_results(resp.json())
     assert "error" not in item, item["error"]
@@ -128,8 +134,12 @@ def test_seed_config_negative_clicks_and_the_masks_own_label(client, backend, mo
         return original(embedding, points, labels, box, multimask)
 
     monkeypatch.setattr(backend.model, "segment", spy)
-    item = predict(client, image_uri(6), [click(30, 50, "positive"), click(80, 20, "negative"),
-                                          box(10, 10, 50, 70, "box")], configs.POSITIVE_NEGATIVE)
+    item = predict(
+        client,
+        image_uri(6),
+        [click(30, 50, "positive"), click(80, 20, "negative"), box(10, 10, 50, 70, "box")],
+        configs.POSITIVE_NEGATIVE,
+    )
     assert seen["labels"].tolist() == [1, 0]
     assert seen["points"][0].tolist() == pytest.approx([0.30 * WIDTH, 0.50 * HEIGHT])
     assert seen["box"].tolist() == pytest.approx([0.1 * WIDTH, 0.1 * HEIGHT, 0.6 * WIDTH, 0.8 * HEIGHT])
@@ -139,17 +149,29 @@ def test_seed_config_negative_clicks_and_the_masks_own_label(client, backend, mo
 
 
 def test_batch_without_context_is_empty_and_context_for_another_image_is_ignored(client):
-    resp = client.post("/predict", json={"tasks": [{"id": i, "data": {"image": image_uri(i)}} for i in (1, 2)],
-                                         "project": PROJECT, "label_config": configs.IMAGE_BRUSH})
+    resp = client.post(
+        "/predict",
+        json={
+            "tasks": [{"id": i, "data": {"image": image_uri(i)}} for i in (1, 2)],
+            "project": PROJECT,
+            "label_config": configs.IMAGE_BRUSH,
+        },
+    )
     assert [r["result"] for r in per_task_results(resp.json())] == [[], []]
     item = predict(client, image_uri(1), [click(30, 50, to_name="elsewhere")])
     assert item["result"] == []
 
 
 def test_a_bad_context_region_fails_the_task_with_a_message(client):
-    resp = client.post("/predict", json={
-        "tasks": [{"id": 1, "data": {"image": image_uri(1)}}], "project": PROJECT, "label_config": configs.IMAGE_BRUSH,
-        "params": {"context": {"result": [{"type": "keypointlabels", "to_name": "image", "value": {"x": "a"}}]}}})
+    resp = client.post(
+        "/predict",
+        json={
+            "tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
+            "project": PROJECT,
+            "label_config": configs.IMAGE_BRUSH,
+            "params": {"context": {"result": [{"type": "keypointlabels", "to_name": "image", "value": {"x": "a"}}]}},
+        },
+    )
     (item,) = per_task_results(resp.json())
     assert item["result"] == [] and "bad interactive context" in item["error"]
 
@@ -165,15 +187,18 @@ def test_an_exif_rotated_jpeg_is_segmented_as_the_browser_shows_it(client, backe
     encoded, prompts = [], []
     embed, segment = backend.model.embed, backend.model.segment
     monkeypatch.setattr(backend.model, "embed", lambda array: encoded.append(array) or embed(array))
-    monkeypatch.setattr(backend.model, "segment", lambda e, p=None, lab=None, b=None, multimask=True: (
-        prompts.append(p), segment(e, p, lab, b, multimask))[1])
+    monkeypatch.setattr(
+        backend.model,
+        "segment",
+        lambda e, p=None, lab=None, b=None, multimask=True: (prompts.append(p), segment(e, p, lab, b, multimask))[1],
+    )
     cx, cy = (displayed_box[0] + displayed_box[2]) / 2, (displayed_box[1] + displayed_box[3]) / 2
     item = predict(client, image, [click(100 * cx / WIDTH, 100 * cy / HEIGHT, "Car", positive=True)])
     (array,) = encoded
     assert array.shape == (HEIGHT, WIDTH, 3)
-    (x, y), = prompts[0].tolist()
+    ((x, y),) = prompts[0].tolist()
     assert (x, y) == pytest.approx((cx, cy))
-    assert (array[int(y) - 5:int(y) + 5, int(x) - 5:int(x) + 5] > 230).all(), "the click is not on the object"
+    assert (array[int(y) - 5 : int(y) + 5, int(x) - 5 : int(x) + 5] > 230).all(), "the click is not on the object"
     (region,) = item["result"]
     assert (region["original_width"], region["original_height"]) == (WIDTH, HEIGHT)
     assert rle_to_mask(region["value"]["rle"], WIDTH, HEIGHT).shape == (HEIGHT, WIDTH)

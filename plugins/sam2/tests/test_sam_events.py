@@ -41,10 +41,16 @@ def track(client, context: dict, data: dict) -> tuple[dict, list[dict]]:
 
 def test_capabilities(served):
     client, backend = served
-    value = only(send(client, EVENTS["capabilities"], configs.UPSTREAM_SAM2_IMAGE, {"image": image_uri(1)}),
-                 "capabilities", "tag")
-    assert value == {"prompts": ["point", "box"], "targets": [{"tag": "BrushLabels", "output": "mask"}],
-                     "model_info": {"name": "SAM2", "version": backend.model_version()}}
+    value = only(
+        send(client, EVENTS["capabilities"], configs.UPSTREAM_SAM2_IMAGE, {"image": image_uri(1)}),
+        "capabilities",
+        "tag",
+    )
+    assert value == {
+        "prompts": ["point", "box"],
+        "targets": [{"tag": "BrushLabels", "output": "mask"}],
+        "model_info": {"name": "SAM2", "version": backend.model_version()},
+    }
     video = only(send(client, EVENTS["capabilities"], configs.VIDEO, {"video": "unused"}), "capabilities", "box")
     assert video["targets"] == [{"tag": "VideoRectangle", "output": "bbox", "features": ["track"]}]
     assert backend.sam_sessions.capacity == 1  # one propagation at a time; a second track is busy
@@ -77,12 +83,15 @@ def test_the_mask_follows_the_prompts_and_the_classic_path_is_unchanged(served):
     clicks = only(send(client, EVENTS["predict"], configs.UPSTREAM_SAM2_IMAGE, data), "bitmask", "tag")
     boxed = only(send(client, EVENTS["predict_box"], configs.UPSTREAM_SAM2_IMAGE, data), "bitmask", "tag")
     assert not np.array_equal(png(clicks), png(boxed)), "the prompts did not reach the model"
-    negative = {"event": "predict",
-                "result": [{"type": "keypointlabels", "value": {"x": 5, "y": 5, "positive": False}}]}
+    negative = {
+        "event": "predict",
+        "result": [{"type": "keypointlabels", "value": {"x": 5, "y": 5, "positive": False}}],
+    }
     assert send(client, negative, configs.UPSTREAM_SAM2_IMAGE, data)["result"] == []  # nothing to subtract from
     calls = backend.model.encoder_calls
-    classic = send(client, {"result": [click(45.0, 45.0, "defect", True, from_name="tag2")]},
-                   configs.UPSTREAM_SAM2_IMAGE, data)
+    classic = send(
+        client, {"result": [click(45.0, 45.0, "defect", True, from_name="tag2")]}, configs.UPSTREAM_SAM2_IMAGE, data
+    )
     assert backend.model.encoder_calls == calls, "a classic click did not share the events' image encoding"
     assert [r["type"] for r in classic["result"]] == ["brushlabels"]
     assert classic["result"][0]["value"]["brushlabels"] == ["defect"]
@@ -104,21 +113,28 @@ def test_video_prewarm_predict_track_progress_release(served, video_uri):
     indices = [f["frame"] for f in frames]
     assert frames and indices == list(range(len(indices))) and len(indices) <= 4  # from frame 1 (index 0), forward
     assert all(png(f).shape == (64, 96) and f["time_ms"] == pytest.approx(f["frame"] * 100.0) for f in frames)
-    cancel = only(send(client, {**EVENTS["track_cancel"], "session_id": started["session_id"]}, configs.VIDEO, data),
-                  "track_cancel_ack", "box")
+    cancel = only(
+        send(client, {**EVENTS["track_cancel"], "session_id": started["session_id"]}, configs.VIDEO, data),
+        "track_cancel_ack",
+        "box",
+    )
     assert cancel == {"status": "not_found"}  # finished sessions are gone
     size = len(backend.embeddings)
     assert only(send(client, EVENTS["release"], configs.VIDEO, data), "release_ack", "box") == {"status": "released"}
     assert len(backend.embeddings) <= size - 3, "release kept the task's encoded frames"
 
 
-@pytest.mark.parametrize(("direction", "total", "forward", "backward"), [
-    ("forward", 3, [3, 4, 5], []),
-    ("backward", 3, [], [3, 2, 1]),
-    ("both", 5, [3, 4, 5], [2, 1]),  # the prompt frame once, from the forward pass
-])
-def test_track_directions_send_each_frame_once_in_order(served, video_uri, monkeypatch, direction, total, forward,
-                                                       backward):
+@pytest.mark.parametrize(
+    ("direction", "total", "forward", "backward"),
+    [
+        ("forward", 3, [3, 4, 5], []),
+        ("backward", 3, [], [3, 2, 1]),
+        ("both", 5, [3, 4, 5], [2, 1]),  # the prompt frame once, from the forward pass
+    ],
+)
+def test_track_directions_send_each_frame_once_in_order(
+    served, video_uri, monkeypatch, direction, total, forward, backward
+):
     client, backend = served
     net, calls = backend.model.net, []
     for name in ("init_state", "propagate_in_video"):  # spies: the track is SAM 2's video propagation
@@ -131,7 +147,7 @@ def test_track_directions_send_each_frame_once_in_order(served, video_uri, monke
     ahead = [i for i in indices if i in forward]
     behind = [i for i in indices if i not in forward]
     # each direction stops early only where the object is lost, so each is a prefix of its range
-    assert indices == ahead + behind and ahead == forward[:len(ahead)] and behind == backward[:len(behind)]
+    assert indices == ahead + behind and ahead == forward[: len(ahead)] and behind == backward[: len(behind)]
     assert indices and indices[0] == 3
     assert calls == ["init_state"] + ["propagate_in_video"] * (2 if direction == "both" else 1)  # one state
 
@@ -155,7 +171,8 @@ def test_one_track_at_a_time_and_cancel_stops_the_propagation(served, video_uri,
     assert busy["error"] == "tracking capacity exhausted" and busy["max_sessions"] == 1
     cancel = {**EVENTS["track_cancel"], "session_id": first["session_id"]}
     assert only(send(client, cancel, configs.VIDEO, data, task_id=22), "track_cancel_ack", "box") == {
-        "status": "not_found"}  # another task's session is not this one's to cancel
+        "status": "not_found"
+    }  # another task's session is not this one's to cancel
     assert only(send(client, cancel, configs.VIDEO, data), "track_cancel_ack", "box") == {"status": "cancelled"}
     gate.set()
     monkeypatch.setattr(net, "propagate_in_video", real)

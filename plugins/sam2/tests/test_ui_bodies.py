@@ -44,8 +44,10 @@ def served(tmp_path_factory):
         with serve_in_process(runtime, wait_ready=300) as client:
             for config in (configs.UPSTREAM_SAM2_IMAGE, configs.FOREGROUND_BACKGROUND):
                 project = "1.1796163441" if config is configs.UPSTREAM_SAM2_IMAGE else "2.1796163442"
-                resp = client.post("/setup", json={"project": project, "schema": config, "hostname": uploads.url,
-                                                   "access_token": TOKEN})
+                resp = client.post(
+                    "/setup",
+                    json={"project": project, "schema": config, "hostname": uploads.url, "access_token": TOKEN},
+                )
                 assert resp.status_code == 200, resp.text
             yield client, runtime.backend, uploads
         runtime.close()
@@ -59,9 +61,14 @@ def prompts_seen(served, monkeypatch):
     original = backend.model.segment
 
     def spy(embedding, points=None, labels=None, box=None, multimask=True):
-        seen.append({"points": None if points is None else points.tolist(),
-                     "labels": None if labels is None else labels.tolist(),
-                     "box": None if box is None else box.tolist(), "size": (embedding.width, embedding.height)})
+        seen.append(
+            {
+                "points": None if points is None else points.tolist(),
+                "labels": None if labels is None else labels.tolist(),
+                "box": None if box is None else box.tolist(),
+                "size": (embedding.width, embedding.height),
+            }
+        )
         return original(embedding, points, labels, box, multimask)
 
     monkeypatch.setattr(backend.model, "segment", spy)
@@ -134,8 +141,9 @@ def test_smart_box_arrives_alone_and_gives_a_mask_for_the_box(served, prompts_se
     item = post(client, with_context(smart_keypoint_body(), [smart_rectangle_region()]))
     (call,) = prompts_seen
     assert call["points"] is None
-    assert call["box"] == pytest.approx([7.961 * 16, 61.922 * 12, (7.961 + 29.071) * 16, (61.922 + 31.041) * 12],
-                                        abs=0.01)
+    assert call["box"] == pytest.approx(
+        [7.961 * 16, 61.922 * 12, (7.961 + 29.071) * 16, (61.922 + 31.041) * 12], abs=0.01
+    )
     (region,) = item["result"]
     assert region["value"]["brushlabels"] == ["defect"]
 

@@ -44,16 +44,22 @@ def test_clicks_without_the_flag_count_only_when_no_click_has_it():
     labeling UI (some click flagged): unflagged clicks are ordinary or reloaded points."""
     api = image_prompts([click(10, 10, "Car"), click(20, 20, "negative")])["image"]
     assert api.points == [(10, 10), (20, 20)] and api.point_labels == [1, 0]
-    ui = image_prompts([click(10, 10, "Car"), click(20, 20, "Car", positive=False),
-                        click(30, 30, "Car", positive=True)])
+    ui = image_prompts(
+        [click(10, 10, "Car"), click(20, 20, "Car", positive=False), click(30, 30, "Car", positive=True)]
+    )
     assert ui["image"].points == [(20, 20), (30, 30)] and ui["image"].point_labels == [0, 1]
     assert image_prompts([click(10, 10, "Car"), click(20, 20, "Car", positive=False)]) == {}  # negatives only
     assert image_prompts([click(20, 20, "Background", positive=True)]) == {}
 
 
 def test_image_prompts_clicks_box_and_labels_in_pixels():
-    regions = [click(25, 50, "Person"), click(75, 25, "negative"), box(10, 20, 30, 40, "Car"),
-               box(0, 0, 50, 50, "Car"), {"type": "choices", "value": {"choices": ["x"]}}]
+    regions = [
+        click(25, 50, "Person"),
+        click(75, 25, "negative"),
+        box(10, 20, 30, 40, "Car"),
+        box(0, 0, 50, 50, "Car"),
+        {"type": "choices", "value": {"choices": ["x"]}},
+    ]
     prompt = image_prompts(regions)["image"]
     assert prompt.point_labels == [1, 0] and prompt.labels == ["Person", "Car", "Car"]
     points, labels, bbox = prompt.pixels(200, 100)
@@ -162,15 +168,18 @@ def test_images_are_turned_by_their_exif_orientation():
 
 
 # -- settings and start-up ----------------------------------------------------------------------
-@pytest.mark.parametrize(("value", "config", "checkpoint"), [
-    ("tiny", "configs/sam2.1/sam2.1_hiera_t.yaml", "sam2.1_hiera_tiny.pt"),
-    ("small", "configs/sam2.1/sam2.1_hiera_s.yaml", "sam2.1_hiera_small.pt"),
-    ("base+", "configs/sam2.1/sam2.1_hiera_b+.yaml", "sam2.1_hiera_base_plus.pt"),
-    ("large", "configs/sam2.1/sam2.1_hiera_l.yaml", "sam2.1_hiera_large.pt"),
-    ("configs/sam2.1/sam2.1_hiera_l.yaml", "configs/sam2.1/sam2.1_hiera_l.yaml", "sam2.1_hiera_large.pt"),
-    ("sam2.1_hiera_b+.yaml", "configs/sam2.1/sam2.1_hiera_b+.yaml", "sam2.1_hiera_base_plus.pt"),
-    ("sam2_hiera_s.yaml", "configs/sam2/sam2_hiera_s.yaml", "sam2_hiera_small.pt"),
-])
+@pytest.mark.parametrize(
+    ("value", "config", "checkpoint"),
+    [
+        ("tiny", "configs/sam2.1/sam2.1_hiera_t.yaml", "sam2.1_hiera_tiny.pt"),
+        ("small", "configs/sam2.1/sam2.1_hiera_s.yaml", "sam2.1_hiera_small.pt"),
+        ("base+", "configs/sam2.1/sam2.1_hiera_b+.yaml", "sam2.1_hiera_base_plus.pt"),
+        ("large", "configs/sam2.1/sam2.1_hiera_l.yaml", "sam2.1_hiera_large.pt"),
+        ("configs/sam2.1/sam2.1_hiera_l.yaml", "configs/sam2.1/sam2.1_hiera_l.yaml", "sam2.1_hiera_large.pt"),
+        ("sam2.1_hiera_b+.yaml", "configs/sam2.1/sam2.1_hiera_b+.yaml", "sam2.1_hiera_base_plus.pt"),
+        ("sam2_hiera_s.yaml", "configs/sam2/sam2_hiera_s.yaml", "sam2_hiera_small.pt"),
+    ],
+)
 def test_model_config_names(value, config, checkpoint):
     import importlib.util
     from pathlib import Path
@@ -202,10 +211,21 @@ def test_preflight_says_where_to_get_a_missing_checkpoint(tmp_path):
 
 
 def test_prelabel_serve_stops_on_a_missing_checkpoint(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PRELABEL_HOME": str(tmp_path / "home"),
-           "MODEL_ROOT": str(tmp_path / "empty"), "MODEL_CONFIG": "large", "PRELABEL_PLUGINS": "sam2"}
-    out = subprocess.run([sys.executable, "-m", "prelabel.cli", "serve", "sam2", "--port", "1"], env=env,
-                         capture_output=True, text=True, timeout=120)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PRELABEL_HOME": str(tmp_path / "home"),
+        "MODEL_ROOT": str(tmp_path / "empty"),
+        "MODEL_CONFIG": "large",
+        "PRELABEL_PLUGINS": "sam2",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "prelabel.cli", "serve", "sam2", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0
     assert "sam2.1_hiera_large.pt" in out.stderr and "dl.fbaipublicfiles.com" in out.stderr
     assert "serving" not in out.stderr

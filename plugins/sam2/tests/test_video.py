@@ -22,13 +22,22 @@ def video_uri(tmp_path_factory) -> str:
 def test_two_objects_each_get_their_box_sequence_under_their_own_id(tmp_path, video_uri):
     runtime = make_runtime(Sam2Backend, tmp_path / "home")
     earlier = [{"frame": 1, "enabled": False, "x": 5.0, "y": 20.0, "width": 30.0, "height": 50.0, "rotation": 0}]
-    context = {"result": [
-        video_box("carA", 2, 14.0, 25.0, 31.0, 50.0, ("Car",), earlier=earlier),
-        video_box("personB", 2, 60.0, 10.0, 20.0, 30.0, ("Person",)),
-    ]}
+    context = {
+        "result": [
+            video_box("carA", 2, 14.0, 25.0, 31.0, 50.0, ("Car",), earlier=earlier),
+            video_box("personB", 2, 60.0, 10.0, 20.0, 30.0, ("Person",)),
+        ]
+    }
     with serve_in_process(runtime, wait_ready=300) as client:
-        resp = client.post("/predict", json={"tasks": [{"id": 7, "data": {"video": video_uri}}], "project": "4",
-                                             "label_config": configs.VIDEO, "params": {"context": context}})
+        resp = client.post(
+            "/predict",
+            json={
+                "tasks": [{"id": 7, "data": {"video": video_uri}}],
+                "project": "4",
+                "label_config": configs.VIDEO,
+                "params": {"context": context},
+            },
+        )
     runtime.close()
     assert resp.status_code == 200, resp.text
     (item,) = per_task_results(resp.json())
@@ -55,8 +64,15 @@ def test_a_prompt_past_the_end_of_the_video_fails_the_task(tmp_path, video_uri):
     runtime = make_runtime(Sam2Backend, tmp_path / "home")
     context = {"result": [video_box("late", 40, 10.0, 10.0, 20.0, 20.0)]}
     with serve_in_process(runtime, wait_ready=300) as client:
-        resp = client.post("/predict", json={"tasks": [{"id": 7, "data": {"video": video_uri}}], "project": "4",
-                                             "label_config": configs.VIDEO, "params": {"context": context}})
+        resp = client.post(
+            "/predict",
+            json={
+                "tasks": [{"id": 7, "data": {"video": video_uri}}],
+                "project": "4",
+                "label_config": configs.VIDEO,
+                "params": {"context": context},
+            },
+        )
     runtime.close()
     (item,) = per_task_results(resp.json())
     assert item["result"] == [] and "frame 40" in item["error"]

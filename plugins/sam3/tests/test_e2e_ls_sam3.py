@@ -50,8 +50,14 @@ INTERACTIVE = readme_configs()[1]
 
 
 def images() -> list[tuple[str, bytes, str]]:
-    return [(f"street-{i}.png", png_bytes(w, h, color=(40 + 60 * i, 100, 180), box=(20, 20, w - 30, h - 20),
-                                          noise=8, seed=i), "image/png") for i, (w, h) in enumerate(SIZES)]
+    return [
+        (
+            f"street-{i}.png",
+            png_bytes(w, h, color=(40 + 60 * i, 100, 180), box=(20, 20, w - 30, h - 20), noise=8, seed=i),
+            "image/png",
+        )
+        for i, (w, h) in enumerate(SIZES)
+    ]
 
 
 def ui_context(name: str, width: int, height: int) -> dict:
@@ -76,14 +82,18 @@ def label_studio(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sam3(label_studio, model_root, tmp_path_factory):
     # the model settings come from the conftest's environment (the tiny SAM 3 in model_root)
-    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
-           "MODEL_ROOT": str(model_root)}
+    env = {
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
+        "MODEL_ROOT": str(model_root),
+    }
     with BackendProcess("sam3", home=tmp_path_factory.mktemp("sam3-home"), env=env).start(timeout=300) as backend:
         yield backend
 
 
-def new_project(ls, backend, title: str, config: str, files: list[tuple[str, bytes, str]],
-                interactive: bool = False) -> tuple[int, dict, list[dict]]:
+def new_project(
+    ls, backend, title: str, config: str, files: list[tuple[str, bytes, str]], interactive: bool = False
+) -> tuple[int, dict, list[dict]]:
     project = ls.client().projects.create(title=title, label_config=config)
     ml = connect_backend(ls, project.id, backend.url, title="sam3", interactive=interactive)
     tasks = upload_files(ls, project.id, files)
@@ -95,8 +105,7 @@ def check_stored(ls, pid: int, ml: dict, tasks: list[dict]) -> dict[int, dict]:
     """One prediction per task, each with regions of the project's labels inside the image,
     every mask of the image's size."""
     sizes = {t["id"]: size for t, size in zip(tasks, SIZES, strict=True)}
-    by_task = check_predictions(stored_predictions(ls, pid), list(sizes), ml["model_version"], BATCH,
-                                image_sizes=sizes)
+    by_task = check_predictions(stored_predictions(ls, pid), list(sizes), ml["model_version"], BATCH, image_sizes=sizes)
     for task_id, prediction in by_task.items():
         width, height = sizes[task_id]
         for region in prediction["result"]:
@@ -125,8 +134,12 @@ def test_a_prediction_job_stores_one_prediction_per_task(label_studio, sam3):
 
 
 def interactive(ls, ml_id: int, task_id: int, context: dict) -> dict:
-    resp = httpx.post(f"{ls.url}/api/ml/{ml_id}/interactive-annotating", headers=ls.auth_headers("legacy"),
-                      json={"task": task_id, "context": context}, timeout=120)
+    resp = httpx.post(
+        f"{ls.url}/api/ml/{ml_id}/interactive-annotating",
+        headers=ls.auth_headers("legacy"),
+        json={"task": task_id, "context": context},
+        timeout=120,
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert "errors" not in body, f"Label Studio relayed errors from the backend: {body['errors']}"
@@ -139,8 +152,9 @@ def test_ui_context_through_label_studio_gets_masks_of_the_label(label_studio, s
     the tracker (one mask): either way brush masks of the mask control, of the image's size."""
     width, height = 320, 240
     image = png_bytes(width, height, color=(40, 120, 200), box=(120, 80, 220, 160), noise=6, seed=3)
-    pid, ml, (task,) = new_project(label_studio, sam3, f"sam3-{name[:-5]}", INTERACTIVE,
-                                   [("defect.png", image, "image/png")], interactive=True)
+    pid, ml, (task,) = new_project(
+        label_studio, sam3, f"sam3-{name[:-5]}", INTERACTIVE, [("defect.png", image, "image/png")], interactive=True
+    )
     before = stored_predictions(label_studio, pid)
     data = interactive(label_studio, ml["id"], task["id"], ui_context(name, width, height))
     assert data["model_version"] == ml["model_version"]
@@ -168,11 +182,16 @@ def test_a_stored_prediction_is_drawn_where_its_masks_are(label_studio, sam3):
         pytest.skip(INSTALL_HINT)
     (name, image, mime) = images()[2]
     width, height = SIZES[2]
-    pid, ml, (plain, predicted) = new_project(label_studio, sam3, "sam3-browser", BATCH,
-                                              [("plain-" + name, image, mime), (name, image, mime)])
-    resp = httpx.post(f"{label_studio.url}/api/dm/actions", headers=label_studio.auth_headers("legacy"),
-                      params={"id": "retrieve_tasks_predictions", "project": pid}, timeout=600,
-                      json={"selectedItems": {"all": False, "included": [predicted["id"]]}})
+    pid, ml, (plain, predicted) = new_project(
+        label_studio, sam3, "sam3-browser", BATCH, [("plain-" + name, image, mime), (name, image, mime)]
+    )
+    resp = httpx.post(
+        f"{label_studio.url}/api/dm/actions",
+        headers=label_studio.auth_headers("legacy"),
+        params={"id": "retrieve_tasks_predictions", "project": pid},
+        timeout=600,
+        json={"selectedItems": {"all": False, "included": [predicted["id"]]}},
+    )
     assert resp.status_code == 200, resp.text
     (stored,) = stored_predictions(label_studio, pid)
     assert stored["task"] == predicted["id"] and stored["result"]
@@ -182,10 +201,13 @@ def test_a_stored_prediction_is_drawn_where_its_masks_are(label_studio, sam3):
     assert expected.mean() < 0.98, "the masks cover the whole image: a misplaced drawing would pass"
     # opening a task asks a connected backend for a prediction (context null), which sam3
     # answers with the batch pre-annotation: disconnect it, so the plain task stays plain
-    httpx.delete(f"{label_studio.url}/api/ml/{ml['id']}", headers=label_studio.auth_headers("legacy"),
-                 timeout=60).raise_for_status()
-    with LabelStudioBrowser(label_studio, artifact_dir("sam3-prediction", fresh=True)) as browser, \
-            browser.keep_on_failure("prediction"):
+    httpx.delete(
+        f"{label_studio.url}/api/ml/{ml['id']}", headers=label_studio.auth_headers("legacy"), timeout=60
+    ).raise_for_status()
+    with (
+        LabelStudioBrowser(label_studio, artifact_dir("sam3-prediction", fresh=True)) as browser,
+        browser.keep_on_failure("prediction"),
+    ):
         before = browser.open_task(pid, plain["id"]).image("plain")
         after = browser.open_task(pid, predicted["id"]).image("predicted")
         drawn = after.media_mask(changed(before.pixels, after.pixels, speckle=0))

@@ -63,8 +63,11 @@ def test_video_prewarm_predict_track_progress_release(served, video_uri):
     indices = [f["frame"] for f in frames]
     assert indices == list(range(len(indices))) and len(indices) <= 4  # from frame 1 (index 0), forward
     assert all(png(f).shape == (64, 96) for f in frames)
-    cancel = only(send(client, {**EVENTS["track_cancel"], "session_id": started["session_id"]}, configs.VIDEO, data),
-                  "track_cancel_ack", "box")
+    cancel = only(
+        send(client, {**EVENTS["track_cancel"], "session_id": started["session_id"]}, configs.VIDEO, data),
+        "track_cancel_ack",
+        "box",
+    )
     assert cancel == {"status": "not_found"}  # finished sessions are gone
     size = len(backend.embeddings)
     assert only(send(client, EVENTS["release"], configs.VIDEO, data), "release_ack", "box") == {"status": "released"}
@@ -73,7 +76,14 @@ def test_video_prewarm_predict_track_progress_release(served, video_uri):
 
 def test_an_unknown_event_fails_the_task_by_name(served):
     client, _ = served
-    resp = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image_uri(1)}}], "project": "5.1",
-                                         "label_config": configs.SMART, "params": {"context": {"event": "zoom"}}})
+    resp = client.post(
+        "/predict",
+        json={
+            "tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
+            "project": "5.1",
+            "label_config": configs.SMART,
+            "params": {"context": {"event": "zoom"}},
+        },
+    )
     (item,) = per_task_results(resp.json())
     assert item["result"] == [] and "unknown SAM event 'zoom'" in item["error"]

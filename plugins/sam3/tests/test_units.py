@@ -146,16 +146,33 @@ def test_a_detector_only_checkpoint_serves_labels_and_says_what_clicks_need(tmp_
     weights = tmp_path / "weights" / "detector"
     Sam3Model(tiny_configs()["detector_config"]).eval().save_pretrained(weights)
     Sam3Processor.from_pretrained(model_root / "sam3-tiny").save_pretrained(weights)
-    runtime = make_runtime(Sam3Backend, tmp_path / "home", {"model_root": str(tmp_path / "weights"),
-                                                            "sam3_model": "detector"})
+    runtime = make_runtime(
+        Sam3Backend, tmp_path / "home", {"model_root": str(tmp_path / "weights"), "sam3_model": "detector"}
+    )
     body = fixture("ls_smart_keypoint.json")["body"]
     with serve_in_process(runtime, wait_ready=300) as client:
         assert client.get("/health").json()["checkpoint"] == "sam3"
-        batch = per_task_results(client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
-                                              "project": "2", "label_config": configs.MASKS}).json())
-        clicks = per_task_results(client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
-                                               "project": "2", "label_config": configs.SMART,
-                                               "params": body["params"]}).json())
+        batch = per_task_results(
+            client.post(
+                "/predict",
+                json={
+                    "tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
+                    "project": "2",
+                    "label_config": configs.MASKS,
+                },
+            ).json()
+        )
+        clicks = per_task_results(
+            client.post(
+                "/predict",
+                json={
+                    "tasks": [{"id": 1, "data": {"image": image_uri(1)}}],
+                    "project": "2",
+                    "label_config": configs.SMART,
+                    "params": body["params"],
+                },
+            ).json()
+        )
     runtime.close()
     assert batch[0]["result"] and "error" not in batch[0]
     assert clicks[0]["result"] == [] and "full facebook/sam3 checkpoint" in clicks[0]["error"]

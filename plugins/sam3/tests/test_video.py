@@ -26,8 +26,10 @@ def test_each_object_is_one_sequence_of_its_label_bounded_in_frames(tmp_path):
             return original(frames, texts, max_objects)
 
         runtime.backend.network.track_texts = spy
-        resp = client.post("/predict", json={"tasks": [{"id": 3, "data": {"video": video}}], "project": "9",
-                                             "label_config": configs.VIDEO})
+        resp = client.post(
+            "/predict",
+            json={"tasks": [{"id": 3, "data": {"video": video}}], "project": "9", "label_config": configs.VIDEO},
+        )
     runtime.close()
     assert resp.status_code == 200, resp.text
     (item,) = per_task_results(resp.json())
@@ -51,8 +53,10 @@ def test_frames_over_the_pixel_bound_fail_the_task(tmp_path):
     video = data_uri(write_video(tmp_path / "clip.mp4", frames=3).read_bytes(), "video/mp4")
     runtime = make_runtime(Sam3Backend, tmp_path / "home", {"sam3_video_max_pixels": 100})
     with serve_in_process(runtime, wait_ready=300) as client:
-        resp = client.post("/predict", json={"tasks": [{"id": 3, "data": {"video": video}}], "project": "9",
-                                             "label_config": configs.VIDEO})
+        resp = client.post(
+            "/predict",
+            json={"tasks": [{"id": 3, "data": {"video": video}}], "project": "9", "label_config": configs.VIDEO},
+        )
     runtime.close()
     (item,) = per_task_results(resp.json())
     assert item["result"] == [] and "SAM3_VIDEO_MAX_PIXELS" in item["error"]
@@ -63,31 +67,60 @@ def test_a_single_frame_video_still_answers(tmp_path, frames):
     video = data_uri(write_video(tmp_path / "one.mp4", frames=frames).read_bytes(), "video/mp4")
     runtime = make_runtime(Sam3Backend, tmp_path / "home")
     with serve_in_process(runtime, wait_ready=300) as client:
-        resp = client.post("/predict", json={"tasks": [{"id": 4, "data": {"video": video}}], "project": "9",
-                                             "label_config": configs.VIDEO})
+        resp = client.post(
+            "/predict",
+            json={"tasks": [{"id": 4, "data": {"video": video}}], "project": "9", "label_config": configs.VIDEO},
+        )
     runtime.close()
     (item,) = per_task_results(resp.json())
     assert "error" not in item, item["error"]
 
 
-def video_box(region_id: str, frame: int, x: float, y: float, w: float, h: float, label: str,
-              earlier: list[dict] | None = None) -> dict:
+def video_box(
+    region_id: str, frame: int, x: float, y: float, w: float, h: float, label: str, earlier: list[dict] | None = None
+) -> dict:
     """A VideoRectangle of the interactive context (open-source Label Studio's shape)."""
-    sequence = list(earlier or []) + [{"frame": frame, "enabled": True, "x": x, "y": y, "width": w, "height": h,
-                                       "rotation": 0, "time": (frame - 1) / 10}]
-    return {"id": region_id, "from_name": "box", "to_name": "video", "type": "videorectangle",
-            "value": {"sequence": sequence, "framesCount": 5, "duration": 0.5, "labels": [label]}}
+    sequence = list(earlier or []) + [
+        {
+            "frame": frame,
+            "enabled": True,
+            "x": x,
+            "y": y,
+            "width": w,
+            "height": h,
+            "rotation": 0,
+            "time": (frame - 1) / 10,
+        }
+    ]
+    return {
+        "id": region_id,
+        "from_name": "box",
+        "to_name": "video",
+        "type": "videorectangle",
+        "value": {"sequence": sequence, "framesCount": 5, "duration": 0.5, "labels": [label]},
+    }
 
 
 def test_drawn_boxes_are_followed_under_their_own_ids(tmp_path):
     video = data_uri(write_video(tmp_path / "clip.mp4", frames=5).read_bytes(), "video/mp4")
     earlier = [{"frame": 1, "enabled": False, "x": 5.0, "y": 20.0, "width": 30.0, "height": 50.0, "rotation": 0}]
-    context = {"result": [video_box("carA", 2, 14.0, 25.0, 31.0, 50.0, "Car", earlier),
-                          video_box("personB", 2, 60.0, 10.0, 20.0, 30.0, "Person")]}
+    context = {
+        "result": [
+            video_box("carA", 2, 14.0, 25.0, 31.0, 50.0, "Car", earlier),
+            video_box("personB", 2, 60.0, 10.0, 20.0, 30.0, "Person"),
+        ]
+    }
     runtime = make_runtime(Sam3Backend, tmp_path / "home")
     with serve_in_process(runtime, wait_ready=300) as client:
-        resp = client.post("/predict", json={"tasks": [{"id": 7, "data": {"video": video}}], "project": "9",
-                                             "label_config": configs.VIDEO, "params": {"context": context}})
+        resp = client.post(
+            "/predict",
+            json={
+                "tasks": [{"id": 7, "data": {"video": video}}],
+                "project": "9",
+                "label_config": configs.VIDEO,
+                "params": {"context": context},
+            },
+        )
     runtime.close()
     (item,) = per_task_results(resp.json())
     assert "error" not in item, item["error"]

@@ -40,8 +40,9 @@ def test_untrained_returns_empty_results_and_says_so(client):
 
 def test_training_learns_and_generalizes_to_held_out_texts(client):
     before = setup(client)
-    resp = client.post("/train", json={"annotations": annotated_tasks(60), "project": "5.1",
-                                       "label_config": configs.TEXT_CHOICES})
+    resp = client.post(
+        "/train", json={"annotations": annotated_tasks(60), "project": "5.1", "label_config": configs.TEXT_CHOICES}
+    )
     job = wait_job(client, resp.json()["job"])
     assert job["status"] == "succeeded", job["error"]
     result = job["result"]
@@ -73,13 +74,27 @@ def test_multiple_choice(client):
     setup(client, MULTI_CONFIG, "6.1")
     rng_tasks = []
     combos = [["sports"], ["politics"], ["tech"], ["sports", "tech"]]
-    words = {"sports": "football match goal team", "politics": "election vote senate law",
-             "tech": "software chip computer code"}
+    words = {
+        "sports": "football match goal team",
+        "politics": "election vote senate law",
+        "tech": "software chip computer code",
+    }
     for i in range(48):
         labels = combos[i % 4]
         text = " ".join(words[label] for label in labels) + f" note {i}"
-        rng_tasks.append({"id": i, "data": {"text": text}, "annotations": [{"result": [
-            {"from_name": "topics", "to_name": "text", "type": "choices", "value": {"choices": labels}}]}]})
+        rng_tasks.append(
+            {
+                "id": i,
+                "data": {"text": text},
+                "annotations": [
+                    {
+                        "result": [
+                            {"from_name": "topics", "to_name": "text", "type": "choices", "value": {"choices": labels}}
+                        ]
+                    }
+                ],
+            }
+        )
     job = wait_job(client, client.post("/train", json={"annotations": rng_tasks, "project": "6.1"}).json()["job"])
     assert job["status"] == "succeeded", job["error"]
     results = predict(client, ["team goal football and computer code", "senate vote"], project="6.1")
@@ -100,11 +115,19 @@ def test_too_few_or_one_sided_annotations_fail_clearly_and_keep_the_version(clie
 
 def test_labels_renamed_in_the_project_are_mapped_or_dropped(client):
     setup(client)
-    job = wait_job(client, client.post("/train", json={"annotations": annotated_tasks(30),
-                                                       "project": "5.1"}).json()["job"])
+    job = wait_job(
+        client, client.post("/train", json={"annotations": annotated_tasks(30), "project": "5.1"}).json()["job"]
+    )
     assert job["status"] == "succeeded"
-    renamed = configs.TEXT_CHOICES.replace('<Choice value="positive"/>',
-                                           '<Choice value="Good" predicted_values="positive"/>')
-    resp = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "great wonderful love"}}],
-                                         "project": "5.1", "label_config": renamed})
+    renamed = configs.TEXT_CHOICES.replace(
+        '<Choice value="positive"/>', '<Choice value="Good" predicted_values="positive"/>'
+    )
+    resp = client.post(
+        "/predict",
+        json={
+            "tasks": [{"id": 1, "data": {"text": "great wonderful love"}}],
+            "project": "5.1",
+            "label_config": renamed,
+        },
+    )
     assert per_task_results(resp.json())[0]["result"][0]["value"]["choices"] == ["Good"]

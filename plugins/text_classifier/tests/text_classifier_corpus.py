@@ -24,7 +24,18 @@ def labeled_texts(n: int, seed: int = 0) -> list[tuple[str, str]]:
 
 def annotated_tasks(n: int, seed: int = 0, control: str = "sentiment") -> list[dict]:
     return [
-        {"id": i + 1, "data": {"text": text}, "annotations": [{"id": i + 1, "was_cancelled": False, "result": [
-            {"from_name": control, "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}]}
+        {
+            "id": i + 1,
+            "data": {"text": text},
+            "annotations": [
+                {
+                    "id": i + 1,
+                    "was_cancelled": False,
+                    "result": [
+                        {"from_name": control, "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                    ],
+                }
+            ],
+        }
         for i, (text, label) in enumerate(labeled_texts(n, seed))
     ]

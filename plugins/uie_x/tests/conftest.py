@@ -91,4 +91,3 @@ def default_task_path(request):
     mp.setenv("UIE_TASK_PATH", str(path))
     yield path
     mp.undo()
-

@@ -10,8 +10,10 @@ FAST = {"uie_max_seq_len": 64, "uie_epochs": 1, "uie_max_steps": 3, "uie_train_b
 class TestUieConformance(BackendConformanceTests):
     backend_class = UieBackend
     label_config = NER_CONFIG
-    tasks = [{"id": 1, "data": {"text": "Alice works at Acme in Paris."}},
-             {"id": 2, "data": {"text": "张三在北京工作。"}},
-             {"id": 3, "data": {"text": "Hooli hired Kofi in Oslo last year."}}]
+    tasks = [
+        {"id": 1, "data": {"text": "Alice works at Acme in Paris."}},
+        {"id": 2, "data": {"text": "张三在北京工作。"}},
+        {"id": 3, "data": {"text": "Hooli hired Kofi in Oslo last year."}},
+    ]
     settings = FAST
     training_tasks = ner_tasks(6)

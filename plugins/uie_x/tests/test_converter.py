@@ -31,15 +31,35 @@ def test_the_first_annotation_counts_unknown_labels_and_bad_offsets_dropped():
     text = "Alice met Bruno in Paris."
     task = ner_task(2, text, [(0, 5, "Person")])
     good = task["annotations"][0]
-    truth = {"ground_truth": True, "result": [
-        {"from_name": "label", "to_name": "text", "type": "labels",
-         "value": {"start": 10, "end": 15, "text": "Bruno", "labels": ["Person"]}},
-        {"from_name": "label", "to_name": "text", "type": "labels",
-         "value": {"start": 19, "end": 24, "text": "Paris", "labels": ["City"]}},  # not a label of the config
-        {"from_name": "label", "to_name": "text", "type": "labels",
-         "value": {"start": 19, "end": 99, "labels": ["Location"]}},  # outside the text
-        {"from_name": "other", "to_name": "text", "type": "labels",
-         "value": {"start": 0, "end": 5, "labels": ["Person"]}}]}
+    truth = {
+        "ground_truth": True,
+        "result": [
+            {
+                "from_name": "label",
+                "to_name": "text",
+                "type": "labels",
+                "value": {"start": 10, "end": 15, "text": "Bruno", "labels": ["Person"]},
+            },
+            {
+                "from_name": "label",
+                "to_name": "text",
+                "type": "labels",
+                "value": {"start": 19, "end": 24, "text": "Paris", "labels": ["City"]},
+            },  # not a label of the config
+            {
+                "from_name": "label",
+                "to_name": "text",
+                "type": "labels",
+                "value": {"start": 19, "end": 99, "labels": ["Location"]},
+            },  # outside the text
+            {
+                "from_name": "other",
+                "to_name": "text",
+                "type": "labels",
+                "value": {"start": 0, "end": 5, "labels": ["Person"]},
+            },
+        ],
+    }
     task["annotations"] = [truth, good]
     examples = {e["prompt"]: e["result_list"] for e in text_examples(task, NER)}
     assert examples == {"Person": [{"text": "Bruno", "start": 10, "end": 15}], "Location": [], "Organization": []}
@@ -47,20 +67,49 @@ def test_the_first_annotation_counts_unknown_labels_and_bad_offsets_dropped():
 
 def test_unannotated_or_textless_tasks_give_nothing():
     assert text_examples({"id": 3, "data": {"text": "x"}, "annotations": []}, NER) == []
-    assert text_examples({"id": 4, "data": {"text": ""}, "annotations": [{"result": [
-        {"from_name": "label", "value": {"start": 0, "end": 1, "labels": ["Person"]}}]}]}, NER) == []
+    assert (
+        text_examples(
+            {
+                "id": 4,
+                "data": {"text": ""},
+                "annotations": [
+                    {"result": [{"from_name": "label", "value": {"start": 0, "end": 1, "labels": ["Person"]}}]}
+                ],
+            },
+            NER,
+        )
+        == []
+    )
 
 
-SEGMENTS = [Segment(10, 10, 110, 30, "INVOICE"), Segment(200, 10, 260, 30, "NO123"),
-            Segment(10, 60, 90, 80, "Issued:"), Segment(200, 60, 320, 80, "Jan 12, 2024")]
+SEGMENTS = [
+    Segment(10, 10, 110, 30, "INVOICE"),
+    Segment(200, 10, 260, 30, "NO123"),
+    Segment(10, 60, 90, 80, "Issued:"),
+    Segment(200, 60, 320, 80, "Jan 12, 2024"),
+]
 
 
 def box_task(boxes: dict[str, tuple[float, float, float, float]], width=400, height=100) -> dict:
-    result = [{"id": f"r{i}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
-               "original_width": width, "original_height": height,
-               "value": {"x": 100 * x1 / width, "y": 100 * y1 / height, "width": 100 * (x2 - x1) / width,
-                         "height": 100 * (y2 - y1) / height, "rotation": 0, "rectanglelabels": [label]}}
-              for i, (label, (x1, y1, x2, y2)) in enumerate(boxes.items())]
+    result = [
+        {
+            "id": f"r{i}",
+            "from_name": "label",
+            "to_name": "image",
+            "type": "rectanglelabels",
+            "original_width": width,
+            "original_height": height,
+            "value": {
+                "x": 100 * x1 / width,
+                "y": 100 * y1 / height,
+                "width": 100 * (x2 - x1) / width,
+                "height": 100 * (y2 - y1) / height,
+                "rotation": 0,
+                "rectanglelabels": [label],
+            },
+        }
+        for i, (label, (x1, y1, x2, y2)) in enumerate(boxes.items())
+    ]
     return {"id": 9, "data": {"image": "/data/upload/9/inv.png"}, "annotations": [{"result": result}]}
 
 
@@ -99,8 +148,11 @@ def test_geometry_helpers():
 
 
 def test_split_keeps_tasks_whole_and_is_deterministic():
-    examples = [{"task_id": t, "prompt": p, "result_list": [{"start": 0, "end": 1}] if p == "A" else []}
-                for t in range(10) for p in ("A", "B")]
+    examples = [
+        {"task_id": t, "prompt": p, "result_list": [{"start": 0, "end": 1}] if p == "A" else []}
+        for t in range(10)
+        for p in ("A", "B")
+    ]
     train, dev = split_by_task(examples, 0.2, seed=0)
     assert len(dev) == 4 and len(train) == 16
     assert not {e["task_id"] for e in train} & {e["task_id"] for e in dev}

@@ -13,8 +13,15 @@ from prelabel import parse_label_config
 from prelabel.testing.client import make_runtime, per_task_results, serve_in_process
 
 # OCR detection at a 320-pixel short side (736 by default) is ~3x faster on these small pages
-DOCS = {"uie_max_seq_len": 128, "uie_epochs": 1000, "uie_max_steps": 300, "uie_learning_rate": 2e-3,
-        "uie_train_batch_size": 8, "uie_val_split": 0, "uie_ocr_side_len": 320}
+DOCS = {
+    "uie_max_seq_len": 128,
+    "uie_epochs": 1000,
+    "uie_max_steps": 300,
+    "uie_learning_rate": 2e-3,
+    "uie_train_batch_size": 8,
+    "uie_val_split": 0,
+    "uie_ocr_side_len": 320,
+}
 PROJECT = "21.1700000000"
 CONFIG = parse_label_config(DOC_CONFIG)
 
@@ -43,8 +50,11 @@ def predict(client, tasks):
 
 @pytest.fixture(scope="module")
 def client(tiny_uiex, tmp_path_factory):
-    rt = make_runtime(UieBackend, tmp_path_factory.mktemp("docs") / "home",
-                      {"uie_task_path": str(tiny_uiex), "uie_model": "uie-x-base", **DOCS})
+    rt = make_runtime(
+        UieBackend,
+        tmp_path_factory.mktemp("docs") / "home",
+        {"uie_task_path": str(tiny_uiex), "uie_model": "uie-x-base", **DOCS},
+    )
     with serve_in_process(rt) as c:
         yield c
     rt.close()

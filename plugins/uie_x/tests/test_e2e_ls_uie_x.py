@@ -67,8 +67,12 @@ def on_lines(box, lines, margin: float = 12) -> bool:
     hit = [b for b in lines if b[3] >= y1 and b[1] <= y2]
     if not hit:
         return False
-    return (y1 >= min(b[1] for b in hit) - margin and y2 <= max(b[3] for b in hit) + margin
-            and x1 >= min(b[0] for b in hit) - margin and x2 <= max(b[2] for b in hit) + margin)
+    return (
+        y1 >= min(b[1] for b in hit) - margin
+        and y2 <= max(b[3] for b in hit) + margin
+        and x1 >= min(b[0] for b in hit) - margin
+        and x2 <= max(b[2] for b in hit) + margin
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,13 +99,20 @@ def e2e_uiex(paddle_home, tmp_path_factory):
 @pytest.fixture(scope="module")
 def uie_x(label_studio, e2e_uiex, tmp_path_factory):
     home = tmp_path_factory.mktemp("uie-home")
-    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
-           "UIE_TASK_PATH": str(e2e_uiex), "UIE_MODEL": "uie-x-base", "UIE_MAX_SEQ_LEN": "128",
-           "PPNLP_HOME": str(home / "paddlenlp"),
-           "UIE_POSITION_PROB": "0.05",  # the trained version must still mark something after 10 steps
-           # a short fine-tune for the training test (CPU), long enough that the new version marks
-           # the trained fields (its empty predictions would not be stored)
-           "UIE_MAX_STEPS": "30", "UIE_VAL_SPLIT": "0", "UIE_LEARNING_RATE": "1e-2"}
+    env = {
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
+        "UIE_TASK_PATH": str(e2e_uiex),
+        "UIE_MODEL": "uie-x-base",
+        "UIE_MAX_SEQ_LEN": "128",
+        "PPNLP_HOME": str(home / "paddlenlp"),
+        "UIE_POSITION_PROB": "0.05",  # the trained version must still mark something after 10 steps
+        # a short fine-tune for the training test (CPU), long enough that the new version marks
+        # the trained fields (its empty predictions would not be stored)
+        "UIE_MAX_STEPS": "30",
+        "UIE_VAL_SPLIT": "0",
+        "UIE_LEARNING_RATE": "1e-2",
+    }
     backend = BackendProcess("uie_x", home=home, env=env).start(timeout=300)  # paddle loads slowly
     try:
         yield backend
@@ -131,8 +142,13 @@ def test_rapidocr_reads_english_and_chinese_through_label_studio(document, uie_x
 
 def test_stored_boxes_sit_on_the_text_lines(label_studio, document):
     pid, ml, task, _, lines = document
-    by_task = check_predictions(stored_predictions(label_studio, pid), [task["id"]], ml["model_version"], DOC_CONFIG,
-                                image_sizes={task["id"]: (W, H)})
+    by_task = check_predictions(
+        stored_predictions(label_studio, pid),
+        [task["id"]],
+        ml["model_version"],
+        DOC_CONFIG,
+        image_sizes={task["id"]: (W, H)},
+    )
     boxes = [pixel_box(r) for r in by_task[task["id"]]["result"] if r["type"] == "rectanglelabels"]
     assert boxes, "the tiny UIE-X (every token a span at 0.73) marks nothing on a page of text"
     off = [b for b in boxes if not on_lines(b, lines)]
@@ -148,15 +164,17 @@ def test_the_browser_draws_the_boxes_on_the_text(label_studio, document):
     pid, _, task, png, lines = document
     bare = label_studio.client().projects.create(title="uie-x-baseline", label_config=DOC_CONFIG)
     (plain,) = upload_files(label_studio, bare.id, [("invoice.png", png, "image/png")])
-    with LabelStudioBrowser(label_studio, artifact_dir("uie-x-document", fresh=True)) as browser, \
-            browser.keep_on_failure("document"):
+    with (
+        LabelStudioBrowser(label_studio, artifact_dir("uie-x-document", fresh=True)) as browser,
+        browser.keep_on_failure("document"),
+    ):
         before = browser.open_task(bare.id, plain["id"]).image("plain")
         after = browser.open_task(pid, task["id"]).image("predicted")
         drawn = after.media_mask(changed(before.pixels, after.pixels))
         assert drawn.any(), "nothing drawn over the page"
         rows = np.zeros(H, bool)
         for _, y1, _, y2 in lines:
-            rows[max(0, y1 - 12):y2 + 12] = True
+            rows[max(0, y1 - 12) : y2 + 12] = True
         ys = np.nonzero(drawn)[0]
         assert rows[ys].mean() >= 0.95, "what is drawn lies on the text lines"
 
@@ -178,16 +196,35 @@ def test_start_training_in_label_studio_serves_a_new_version(label_studio, uie_x
     for task in tasks:
         result = []
         for label, (text, (x1, y1, x2, y2)) in fields.items():
-            geometry = {"x": 100 * (x1 - 4) / W, "y": 100 * (y1 - 4) / H, "width": 100 * (x2 - x1 + 8) / W,
-                        "height": 100 * (y2 - y1 + 8) / H, "rotation": 0}
-            common = {"id": f"{task['id']}-{label}", "to_name": "image", "original_width": W, "original_height": H,
-                      "image_rotation": 0}
-            result += [{**common, "from_name": "label", "type": "rectanglelabels",
-                        "value": {**geometry, "rectanglelabels": [label]}},
-                       {**common, "from_name": "transcription", "type": "textarea",
-                        "value": {**geometry, "text": [text]}}]
-        resp = httpx.post(f"{label_studio.url}/api/tasks/{task['id']}/annotations", headers=headers, timeout=60,
-                          json={"result": result})
+            geometry = {
+                "x": 100 * (x1 - 4) / W,
+                "y": 100 * (y1 - 4) / H,
+                "width": 100 * (x2 - x1 + 8) / W,
+                "height": 100 * (y2 - y1 + 8) / H,
+                "rotation": 0,
+            }
+            common = {
+                "id": f"{task['id']}-{label}",
+                "to_name": "image",
+                "original_width": W,
+                "original_height": H,
+                "image_rotation": 0,
+            }
+            result += [
+                {
+                    **common,
+                    "from_name": "label",
+                    "type": "rectanglelabels",
+                    "value": {**geometry, "rectanglelabels": [label]},
+                },
+                {**common, "from_name": "transcription", "type": "textarea", "value": {**geometry, "text": [text]}},
+            ]
+        resp = httpx.post(
+            f"{label_studio.url}/api/tasks/{task['id']}/annotations",
+            headers=headers,
+            timeout=60,
+            json={"result": result},
+        )
         assert resp.status_code == 201, resp.text
     since = time.time() - 1
     resp = httpx.post(f"{label_studio.url}/api/ml/{ml['id']}/train", headers=headers, timeout=120, json={})
@@ -201,11 +238,17 @@ def test_start_training_in_label_studio_serves_a_new_version(label_studio, uie_x
     # the tiny model, fine-tuned for a few CPU steps, may or may not mark the fields yet; what
     # it marks is stored as the new version, and it has no empty prediction stored either way
     with uie_x.http(timeout=120) as http:
-        answer = http.post("/predict", json={"tasks": tasks, "project": str(project.id),
-                                             "label_config": DOC_CONFIG}).json()
+        answer = http.post(
+            "/predict", json={"tasks": tasks, "project": str(project.id), "label_config": DOC_CONFIG}
+        ).json()
     assert answer["model_version"] == record["model_version"], answer
     stored = stored_predictions(label_studio, project.id)
     assert all(p["result"] for p in stored), "an empty prediction was stored"
     if stored:
-        check_predictions(stored, sorted({p["task"] for p in stored}), record["model_version"], DOC_CONFIG,
-                          image_sizes={t["id"]: (W, H) for t in tasks})
+        check_predictions(
+            stored,
+            sorted({p["task"] for p in stored}),
+            record["model_version"],
+            DOC_CONFIG,
+            image_sizes={t["id"]: (W, H) for t in tasks},
+        )

@@ -45,10 +45,16 @@ print(json.dumps({"attempts": attempts, "error": results[0].get("error"),
 def test_caches_stay_in_prelabel_home_and_nothing_goes_online(tiny_uie, tmp_path):
     home, prelabel_home = tmp_path / "home", tmp_path / "prelabel"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PPNLP_HOME", "XDG_CACHE_HOME", "HF_HOME", "PRELABEL_HOME")}
-    env.update(HOME=str(home), PRELABEL_HOME=str(prelabel_home), UIE_TASK_PATH=str(tiny_uie),
-               UIE_MAX_SEQ_LEN="64", UIE_OCR_SIDE_LEN="64", PRELABEL_PLUGINS="uie_x", LOG_LEVEL="WARNING")
+    env = {k: v for k, v in os.environ.items() if k not in ("PPNLP_HOME", "XDG_CACHE_HOME", "HF_HOME", "PRELABEL_HOME")}
+    env.update(
+        HOME=str(home),
+        PRELABEL_HOME=str(prelabel_home),
+        UIE_TASK_PATH=str(tiny_uie),
+        UIE_MAX_SEQ_LEN="64",
+        UIE_OCR_SIDE_LEN="64",
+        PRELABEL_PLUGINS="uie_x",
+        LOG_LEVEL="WARNING",
+    )
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])

@@ -33,9 +33,13 @@ def allowed_root(tmp_path_factory, page):
 
 @pytest.fixture(scope="module")
 def client(tiny_uiex, allowed_root, tmp_path_factory):
-    rt = make_runtime(UieBackend, tmp_path_factory.mktemp("extract") / "home",
-                      {"uie_task_path": str(tiny_uiex), "uie_allowed_root": str(allowed_root), **SETTINGS},
-                      label_studio_url="http://127.0.0.1:9", label_studio_api_key=TOKEN)
+    rt = make_runtime(
+        UieBackend,
+        tmp_path_factory.mktemp("extract") / "home",
+        {"uie_task_path": str(tiny_uiex), "uie_allowed_root": str(allowed_root), **SETTINGS},
+        label_studio_url="http://127.0.0.1:9",
+        label_studio_api_key=TOKEN,
+    )
     with serve_in_process(rt) as c:
         yield c
     rt.close()
@@ -54,7 +58,7 @@ def check_offsets(result: dict, text: str, schema: list[str]) -> int:
         for item in items:
             assert 0 <= item["probability"] <= 1
             if "start" in item:
-                assert text[item["start"]:item["end"]] == item["text"]
+                assert text[item["start"] : item["end"]] == item["text"]
                 spans += 1
     return spans
 
@@ -69,8 +73,9 @@ def test_text(client):
 
 
 def test_image_as_base64_with_ocr_lines(client, page):
-    resp = client.post("/v1/extract", json={"image_base64": base64.b64encode(page).decode(), "schema": ["Date"],
-                                            "include_ocr": True})
+    resp = client.post(
+        "/v1/extract", json={"image_base64": base64.b64encode(page).decode(), "schema": ["Date"], "include_ocr": True}
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["image_size"] == [480, 260]
@@ -154,8 +159,9 @@ def test_cpu_inference_uses_every_core_unless_told(client, tiny_uie, tmp_path):
     assert client.get("/health").json()["cpu_threads"] == os.cpu_count()
     assert threads_of_loaded_model(client) == os.cpu_count()
     wanted = os.cpu_count() + 1  # neither the default nor Taskflow's own choice
-    rt = make_runtime(UieBackend, tmp_path / "home", {"uie_task_path": str(tiny_uie), "uie_cpu_threads": wanted,
-                                                       **SETTINGS})
+    rt = make_runtime(
+        UieBackend, tmp_path / "home", {"uie_task_path": str(tiny_uie), "uie_cpu_threads": wanted, **SETTINGS}
+    )
     with serve_in_process(rt) as other:
         assert other.get("/health").json()["cpu_threads"] == wanted
         assert threads_of_loaded_model(other) == wanted

@@ -16,8 +16,12 @@ ORGS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 ZH_PEOPLE = ["张三", "李四", "王五", "赵六"]
 ZH_PLACES = ["北京", "上海", "广州", "深圳"]
-TEMPLATES = ["{p} works at {o} in {c}.", "{p} moved to {c} to join {o}.", "In {c}, {p} founded {o}.",
-             "{o} hired {p} in {c} last year."]
+TEMPLATES = [
+    "{p} works at {o} in {c}.",
+    "{p} moved to {c} to join {o}.",
+    "In {c}, {p} founded {o}.",
+    "{o} hired {p} in {c} last year.",
+]
 LABELS = {"p": "Person", "o": "Organization", "c": "Location"}
 
 NER_CONFIG = """<View>
@@ -42,8 +46,16 @@ DOC_CONFIG = """<View>
 
 def vocabulary_words() -> list[str]:
     """Whole words of the NER sentences, for the tiny UIE's vocabulary."""
-    words = {w for t in TEMPLATES for w in t.replace("{p}", " ").replace("{o}", " ").replace("{c}", " ")
-             .replace(".", " ").replace(",", " ").split()}
+    words = {
+        w
+        for t in TEMPLATES
+        for w in t.replace("{p}", " ")
+        .replace("{o}", " ")
+        .replace("{c}", " ")
+        .replace(".", " ")
+        .replace(",", " ")
+        .split()
+    }
     return sorted(words | set(PEOPLE) | set(PLACES) | set(ORGS))
 
 
@@ -69,9 +81,16 @@ def sentence(rng: random.Random, chinese: bool = False) -> tuple[str, list[tuple
 
 
 def ner_task(task_id: int, text: str, spans: list[tuple[int, int, str]]) -> dict:
-    result = [{"id": f"r{task_id}-{i}", "from_name": "label", "to_name": "text", "type": "labels",
-               "value": {"start": s, "end": e, "text": text[s:e], "labels": [label]}}
-              for i, (s, e, label) in enumerate(spans)]
+    result = [
+        {
+            "id": f"r{task_id}-{i}",
+            "from_name": "label",
+            "to_name": "text",
+            "type": "labels",
+            "value": {"start": s, "end": e, "text": text[s:e], "labels": [label]},
+        }
+        for i, (s, e, label) in enumerate(spans)
+    ]
     return {"id": task_id, "data": {"text": text}, "annotations": [{"id": task_id, "result": result}]}
 
 
@@ -93,11 +112,17 @@ def invoice(seed: int) -> tuple[bytes, dict[str, tuple[str, tuple[int, int, int,
     draw = ImageDraw.Draw(image)
     # a tiny random model learns fields it can tell apart by their tokens (a month name, a
     # currency), not yet by reading the key in front of them
-    values = {"Date": f"{rng.choice(MONTHS)} {rng.randint(10, 28)}, 2024",
-              "Total": f"{rng.randint(10, 999)}.{rng.randint(10, 99)} EUR"}
+    values = {
+        "Date": f"{rng.choice(MONTHS)} {rng.randint(10, 28)}, 2024",
+        "Total": f"{rng.randint(10, 999)}.{rng.randint(10, 99)} EUR",
+    }
     keys = {"Date": "Issued:", "Total": "Amount:"}
-    rows = [("INVOICE", f"NO{rng.randint(100, 999)}"), (keys["Date"], values["Date"]),
-            (keys["Total"], values["Total"]), ("Vendor:", rng.choice(ORGS))]
+    rows = [
+        ("INVOICE", f"NO{rng.randint(100, 999)}"),
+        (keys["Date"], values["Date"]),
+        (keys["Total"], values["Total"]),
+        ("Vendor:", rng.choice(ORGS)),
+    ]
     rows = rows[:1] + rng.sample(rows[1:], 3)  # the field order changes between invoices
     fields = {}
     for i, (key, value) in enumerate(rows):
@@ -121,16 +146,32 @@ def invoice_task(task_id: int, seed: int, pad: int = 4) -> dict:
     png, fields, (width, height) = invoice(seed)
     result = []
     for label, (text, (x1, y1, x2, y2)) in fields.items():
-        geometry = {"x": 100 * (x1 - pad) / width, "y": 100 * (y1 - pad) / height,
-                    "width": 100 * (x2 - x1 + 2 * pad) / width, "height": 100 * (y2 - y1 + 2 * pad) / height,
-                    "rotation": 0}
+        geometry = {
+            "x": 100 * (x1 - pad) / width,
+            "y": 100 * (y1 - pad) / height,
+            "width": 100 * (x2 - x1 + 2 * pad) / width,
+            "height": 100 * (y2 - y1 + 2 * pad) / height,
+            "rotation": 0,
+        }
         rid = f"b{task_id}-{label}"
-        common = {"id": rid, "to_name": "image", "original_width": width, "original_height": height,
-                  "image_rotation": 0}
-        result.append({**common, "from_name": "label", "type": "rectanglelabels",
-                       "value": {**geometry, "rectanglelabels": [label]}})
-        result.append({**common, "from_name": "transcription", "type": "textarea",
-                       "value": {**geometry, "text": [text]}})
+        common = {
+            "id": rid,
+            "to_name": "image",
+            "original_width": width,
+            "original_height": height,
+            "image_rotation": 0,
+        }
+        result.append(
+            {
+                **common,
+                "from_name": "label",
+                "type": "rectanglelabels",
+                "value": {**geometry, "rectanglelabels": [label]},
+            }
+        )
+        result.append(
+            {**common, "from_name": "transcription", "type": "textarea", "value": {**geometry, "text": [text]}}
+        )
     return {"id": task_id, "data": {"image": data_uri(png)}, "annotations": [{"id": task_id, "result": result}]}
 
 
@@ -140,8 +181,11 @@ def corpus_lines() -> list[str]:
     vocabulary splits numbers it has not seen)."""
     rng = random.Random(5)
     lines = [sentence(rng, chinese=i % 4 == 0)[0] for i in range(40)]
-    return lines + ["INVOICE", "Issued:", "Amount:", "Vendor:", "EUR", "2024", *MONTHS, *ORGS] * 5 + [
-        f"NO{i}" for i in range(100, 1000, 7)]
+    return (
+        lines
+        + ["INVOICE", "Issued:", "Amount:", "Vendor:", "EUR", "2024", *MONTHS, *ORGS] * 5
+        + [f"NO{i}" for i in range(100, 1000, 7)]
+    )
 
 
 # training a tiny model on 2 shared cores takes a while

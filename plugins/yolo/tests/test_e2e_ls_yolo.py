@@ -84,11 +84,17 @@ def model_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def yolo(label_studio, model_root, tmp_path_factory):
-    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
-           "MODEL_ROOT": str(model_root), "YOLO_DOWNLOAD": "false", "YOLO_OFFLINE": "1",
-           "YOLO_CONFIG_DIR": str(tmp_path_factory.mktemp("ultralytics-config")),
-           # one short epoch for the training test (CPU); prediction does not use these
-           "YOLO_EPOCHS": "1", "YOLO_TRAIN_BATCH": "2"}
+    env = {
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
+        "MODEL_ROOT": str(model_root),
+        "YOLO_DOWNLOAD": "false",
+        "YOLO_OFFLINE": "1",
+        "YOLO_CONFIG_DIR": str(tmp_path_factory.mktemp("ultralytics-config")),
+        # one short epoch for the training test (CPU); prediction does not use these
+        "YOLO_EPOCHS": "1",
+        "YOLO_TRAIN_BATCH": "2",
+    }
     with BackendProcess("yolo", home=tmp_path_factory.mktemp("yolo-home"), env=env) as backend:
         yield backend
 
@@ -100,10 +106,14 @@ def expected_people(model_root) -> list[list[float]]:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 
-    result = YOLO(str(model_root / "fall-detection.pt"), task="detect")(str(asset("bus.jpg")), conf=0.5,
-                                                                       verbose=False)[0]
-    boxes = [b for b, c in zip(result.boxes.xyxy.tolist(), result.boxes.cls.tolist(), strict=True)
-             if result.names[int(c)] == "Normal"]
+    result = YOLO(str(model_root / "fall-detection.pt"), task="detect")(str(asset("bus.jpg")), conf=0.5, verbose=False)[
+        0
+    ]
+    boxes = [
+        b
+        for b, c in zip(result.boxes.xyxy.tolist(), result.boxes.cls.tolist(), strict=True)
+        if result.names[int(c)] == "Normal"
+    ]
     assert len(boxes) == 4, f"ultralytics finds {len(boxes)} people on bus.jpg with these weights"
     return sorted(boxes)
 
@@ -113,8 +123,9 @@ def stored_boxes(prediction: dict) -> list[list[float]]:
     boxes = []
     for region in prediction["result"]:
         v, w, h = region["value"], region["original_width"], region["original_height"]
-        boxes.append([v["x"] * w / 100, v["y"] * h / 100, (v["x"] + v["width"]) * w / 100,
-                      (v["y"] + v["height"]) * h / 100])
+        boxes.append(
+            [v["x"] * w / 100, v["y"] * h / 100, (v["x"] + v["width"]) * w / 100, (v["y"] + v["height"]) * h / 100]
+        )
     return sorted(boxes)
 
 
@@ -144,8 +155,13 @@ def bus_project(label_studio, yolo):
 def test_retrieve_predictions_stores_the_four_people_as_person(label_studio, bus_project, expected_people):
     pid, ml, tasks = bus_project
     (task,) = tasks
-    by_task = check_predictions(stored_predictions(label_studio, pid), [task["id"]], ml["model_version"], CONFIG,
-                                image_sizes={task["id"]: image_size(asset("bus.jpg"))})
+    by_task = check_predictions(
+        stored_predictions(label_studio, pid),
+        [task["id"]],
+        ml["model_version"],
+        CONFIG,
+        image_sizes={task["id"]: image_size(asset("bus.jpg"))},
+    )
     bus = by_task[task["id"]]
     assert {r["value"]["rectanglelabels"][0] for r in bus["result"]} == {"person"}  # never "Fall", never "Normal"
     got = stored_boxes(bus)
@@ -159,8 +175,9 @@ def test_retrieve_predictions_on_mixed_sizes_gives_each_image_its_own_boxes(labe
     pid, ml, tasks = new_project(label_studio, yolo, "yolo-real-weights-mixed", ["bus.jpg", "zidane.jpg"])
     retrieve_predictions(label_studio, pid)
     sizes = {tasks[0]["id"]: image_size(asset("bus.jpg")), tasks[1]["id"]: image_size(asset("zidane.jpg"))}
-    by_task = check_predictions(stored_predictions(label_studio, pid), list(sizes), ml["model_version"], CONFIG,
-                                image_sizes=sizes)
+    by_task = check_predictions(
+        stored_predictions(label_studio, pid), list(sizes), ml["model_version"], CONFIG, image_sizes=sizes
+    )
     got = stored_boxes(by_task[tasks[0]["id"]])
     assert len(got) == 4 and np.allclose(got, expected_people, atol=1.5), f"bus.jpg boxes {got}"
 
@@ -175,9 +192,13 @@ def test_prediction_job_fills_a_second_project(label_studio, yolo, expected_peop
     assert resp.status_code == 201, resp.text
     job = yolo.wait_job(resp.json()["id"], timeout=600)
     assert job["status"] == "succeeded" and job["result"]["predicted"] == 1, job
-    by_task = check_predictions(stored_predictions(label_studio, project.id), [tasks[0]["id"]],
-                                ml["model_version"], CONFIG,
-                                image_sizes={tasks[0]["id"]: image_size(asset("bus.jpg"))})
+    by_task = check_predictions(
+        stored_predictions(label_studio, project.id),
+        [tasks[0]["id"]],
+        ml["model_version"],
+        CONFIG,
+        image_sizes={tasks[0]["id"]: image_size(asset("bus.jpg"))},
+    )
     assert np.allclose(stored_boxes(by_task[tasks[0]["id"]]), expected_people, atol=1.5)
     # the same action again adds nothing: one prediction per task and version
     retrieve_predictions(label_studio, project.id)
@@ -195,16 +216,34 @@ def test_start_training_in_label_studio_serves_a_new_version(label_studio, yolo,
     pid, ml, tasks = new_project(label_studio, yolo, "yolo-real-weights-train", ["bus.jpg", "zidane.jpg"])
     headers = label_studio.auth_headers("legacy")
     zidane_people = [[698, 40, 1280, 720], [120, 190, 700, 720]]
-    for task, (name, people) in zip(tasks, [("bus.jpg", expected_people), ("zidane.jpg", zidane_people)],
-                                    strict=True):
+    for task, (name, people) in zip(tasks, [("bus.jpg", expected_people), ("zidane.jpg", zidane_people)], strict=True):
         width, height = image_size(asset(name))
-        result = [{"id": f"a{task['id']}-{i}", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
-                   "original_width": width, "original_height": height, "image_rotation": 0,
-                   "value": {"x": 100 * x1 / width, "y": 100 * y1 / height, "width": 100 * (x2 - x1) / width,
-                             "height": 100 * (y2 - y1) / height, "rotation": 0, "rectanglelabels": ["person"]}}
-                  for i, (x1, y1, x2, y2) in enumerate(people)]
-        resp = httpx.post(f"{label_studio.url}/api/tasks/{task['id']}/annotations", headers=headers, timeout=60,
-                          json={"result": result})
+        result = [
+            {
+                "id": f"a{task['id']}-{i}",
+                "from_name": "label",
+                "to_name": "image",
+                "type": "rectanglelabels",
+                "original_width": width,
+                "original_height": height,
+                "image_rotation": 0,
+                "value": {
+                    "x": 100 * x1 / width,
+                    "y": 100 * y1 / height,
+                    "width": 100 * (x2 - x1) / width,
+                    "height": 100 * (y2 - y1) / height,
+                    "rotation": 0,
+                    "rectanglelabels": ["person"],
+                },
+            }
+            for i, (x1, y1, x2, y2) in enumerate(people)
+        ]
+        resp = httpx.post(
+            f"{label_studio.url}/api/tasks/{task['id']}/annotations",
+            headers=headers,
+            timeout=60,
+            json={"result": result},
+        )
         assert resp.status_code == 201, resp.text
     since = time.time() - 1
     resp = httpx.post(f"{label_studio.url}/api/ml/{ml['id']}/train", headers=headers, timeout=120, json={})
@@ -215,9 +254,14 @@ def test_start_training_in_label_studio_serves_a_new_version(label_studio, yolo,
     new_version = ml_record(label_studio, ml["id"])["model_version"]  # Label Studio re-reads /setup
     assert new_version != ml["model_version"]
     retrieve_predictions(label_studio, pid)
-    check_predictions(stored_predictions(label_studio, pid), [t["id"] for t in tasks], new_version, CONFIG,
-                      image_sizes={tasks[0]["id"]: image_size(asset("bus.jpg")),
-                                   tasks[1]["id"]: image_size(asset("zidane.jpg"))}, allow_empty=True)
+    check_predictions(
+        stored_predictions(label_studio, pid),
+        [t["id"] for t in tasks],
+        new_version,
+        CONFIG,
+        image_sizes={tasks[0]["id"]: image_size(asset("bus.jpg")), tasks[1]["id"]: image_size(asset("zidane.jpg"))},
+        allow_empty=True,
+    )
 
 
 def ml_record(label_studio, ml_id: int) -> dict:
@@ -248,15 +292,17 @@ def test_the_browser_draws_the_boxes_on_the_people(label_studio, bus_project, ex
     # with a connected backend asks it for a prediction and draws that)
     bare = label_studio.client().projects.create(title="yolo-baseline", label_config=CONFIG)
     (plain,) = upload_files(label_studio, bare.id, [("bus.jpg", asset("bus.jpg").read_bytes(), "image/jpeg")])
-    with LabelStudioBrowser(label_studio, artifact_dir("yolo-real-weights", fresh=True)) as browser, \
-            browser.keep_on_failure("bus"):
+    with (
+        LabelStudioBrowser(label_studio, artifact_dir("yolo-real-weights", fresh=True)) as browser,
+        browser.keep_on_failure("bus"),
+    ):
         before = browser.open_task(bare.id, plain["id"]).image("bus-plain")
         after = browser.open_task(pid, tasks[0]["id"]).image("bus-predicted")
         drawn = after.media_mask(changed(before.pixels, after.pixels))
         width, height = ImageOps.exif_transpose(Image.open(io.BytesIO(asset("bus.jpg").read_bytes()))).size
         people = np.zeros((height, width), bool)
         for x1, y1, x2, y2 in expected_people:
-            people[round(y1):round(y2), round(x1):round(x2)] = True
+            people[round(y1) : round(y2), round(x1) : round(x2)] = True
         overlap = (drawn & people).sum() / people.sum()
         outside = (drawn & ~people).sum() / max(1, drawn.sum())
         assert overlap >= 0.9, f"only {overlap:.0%} of the people's boxes are drawn"

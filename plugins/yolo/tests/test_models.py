@@ -13,15 +13,18 @@ from prelabel import Task
 from prelabel.testing.client import make_runtime, serve_in_process
 
 
-@pytest.mark.parametrize("value,reason", [
-    ("/etc/passwd", "absolute"),
-    ("\\\\server\\share\\m.pt", "absolute"),
-    ("C:\\weights\\m.pt", "absolute"),
-    ("../m.pt", "'..'"),
-    ("sub/../../m.pt", "'..'"),
-    ("sub\\..\\..\\m.pt", "'..'"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    "value,reason",
+    [
+        ("/etc/passwd", "absolute"),
+        ("\\\\server\\share\\m.pt", "absolute"),
+        ("C:\\weights\\m.pt", "absolute"),
+        ("../m.pt", "'..'"),
+        ("sub/../../m.pt", "'..'"),
+        ("sub\\..\\..\\m.pt", "'..'"),
+        ("", "empty"),
+    ],
+)
 def test_model_path_outside_model_root_is_refused(tmp_path, value, reason):
     with pytest.raises(ModelPathError, match=reason):
         resolve_model_path(value, tmp_path)
@@ -46,11 +49,14 @@ def client(tmp_path_factory):
     rt.close()
 
 
-@pytest.mark.parametrize("value,message", [
-    ("/etc/passwd", "is an absolute path"),
-    ("../yolo11n.pt", "contains '..'"),
-    ("missing.pt", "names not a file in MODEL_ROOT"),
-])
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("/etc/passwd", "is an absolute path"),
+        ("../yolo11n.pt", "contains '..'"),
+        ("missing.pt", "names not a file in MODEL_ROOT"),
+    ],
+)
 def test_a_refused_model_path_is_a_clear_error_for_each_task(client, value, message):
     config = BOXES.replace('model_score_threshold="0.5"', f'model_path="{value}"')
     results = predict(client, config, image_tasks(2))
@@ -71,8 +77,9 @@ def test_model_path_loads_a_custom_file_once(client, model_root):
 
 
 def test_missing_default_weights_without_downloads_is_a_clear_error(tmp_path):
-    rt = make_runtime(YoloBackend, tmp_path / "home", {**FAST, "model_root": str(tmp_path / "empty"),
-                                                       "yolo_download": False})
+    rt = make_runtime(
+        YoloBackend, tmp_path / "home", {**FAST, "model_root": str(tmp_path / "empty"), "yolo_download": False}
+    )
     with serve_in_process(rt) as c:
         item = predict(c, BOXES, image_tasks(1))[0]
     rt.close()
@@ -104,8 +111,13 @@ def test_batched_and_single_image_results_agree(tmp_path):
         with serve_in_process(rt) as c:
             results = predict(c, BOXES, image_tasks(5))
         rt.close()
-        boxes[batch] = [[(round(r["value"]["x"], 3), round(r["value"]["width"], 3), r["value"]["rectanglelabels"])
-                         for r in item["result"]] for item in results]
+        boxes[batch] = [
+            [
+                (round(r["value"]["x"], 3), round(r["value"]["width"], 3), r["value"]["rectanglelabels"])
+                for r in item["result"]
+            ]
+            for item in results
+        ]
     assert boxes[8] == boxes[1]
 
 
@@ -126,7 +138,7 @@ def test_concurrent_predictions_are_serialized_per_model(tmp_path):
         try:
             mine = tasks[offset:] + tasks[:offset]  # different batches in flight at once
             out = geometry(rt.backend.predict(mine, ctx))
-            got.append(out[len(tasks) - offset:] + out[:len(tasks) - offset] == expected)
+            got.append(out[len(tasks) - offset :] + out[: len(tasks) - offset] == expected)
         except Exception as exc:  # pragma: no cover - the assertion below reports it
             errors.append(exc)
 

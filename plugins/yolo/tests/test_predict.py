@@ -116,16 +116,19 @@ def test_rotated_box_corners_are_the_models(angle):
     from ultralytics.utils.ops import xywhr2xyxyxyxy
 
     xywhr = torch.tensor([[40.0, 30.0, 30.0, 10.0, angle]])
-    result = SimpleNamespace(orig_shape=(HEIGHT, WIDTH), obb=SimpleNamespace(
-        xywhr=xywhr, conf=torch.tensor([0.9]), cls=torch.tensor([0.0])))
+    result = SimpleNamespace(
+        orig_shape=(HEIGHT, WIDTH), obb=SimpleNamespace(xywhr=xywhr, conf=torch.tensor([0.9]), cls=torch.tensor([0.0]))
+    )
     control = parse_label_config(OBB).control("label")
     [region] = rotated_boxes(control, result, {0: "plane"}, 0.5)
     v = region["value"]
     x, y = v["x"] * WIDTH / 100, v["y"] * HEIGHT / 100
     w, h = v["width"] * WIDTH / 100, v["height"] * HEIGHT / 100
     a = math.radians(v["rotation"])
-    ours = sorted((x + dx * math.cos(a) - dy * math.sin(a), y + dx * math.sin(a) + dy * math.cos(a))
-                  for dx, dy in ((0, 0), (w, 0), (w, h), (0, h)))
+    ours = sorted(
+        (x + dx * math.cos(a) - dy * math.sin(a), y + dx * math.sin(a) + dy * math.cos(a))
+        for dx, dy in ((0, 0), (w, 0), (w, h), (0, h))
+    )
     theirs = sorted(tuple(p) for p in xywhr2xyxyxyxy(xywhr)[0].tolist())
     for (ax, ay), (bx, by) in zip(ours, theirs, strict=True):
         assert ax == pytest.approx(bx, abs=1e-3) and ay == pytest.approx(by, abs=1e-3)
@@ -235,7 +238,6 @@ def test_a_skipped_control_does_not_require_its_image(client):
     assert {r["from_name"] for r in item["result"]} == {"label"}
 
 
-
 def test_a_config_whose_only_control_is_skipped_is_refused_with_the_reason(client):
     config = """<View>
       <Image name="image" value="$image"/>
@@ -244,6 +246,7 @@ def test_a_config_whose_only_control_is_skipped_is_refused_with_the_reason(clien
     resp = client.post("/setup", json={"project": "41.1", "schema": config})
     assert resp.status_code == 400
     assert 'left to annotators with model_skip="true": label' in resp.json()["error"]
+
 
 def test_a_broken_image_fails_alone(client):
     from prelabel.testing.images import data_uri
@@ -273,6 +276,7 @@ def test_cpu_inference_uses_every_core_unless_told(client, tmp_path, monkeypatch
             def spy(*args, _original=original, **kwargs):
                 seen.append(torch.get_num_threads())  # in the thread that runs the model
                 return _original(*args, **kwargs)
+
             monkeypatch.setattr(entry.model, "predict", spy)
         predict(c, BOXES, image_tasks(2))
         return seen

@@ -39,19 +39,26 @@ def setup(client, config, project="11.1"):
 def test_label_rows_are_normalized_yolo_lines():
     rect = parse_label_config(configs.IMAGE_RECTANGLES).control("label")
     regions = [
-        {"from_name": "label", "value": {"x": 10, "y": 20, "width": 30, "height": 40, "rotation": 0,
-                                         "rectanglelabels": ["Person"]}},
+        {
+            "from_name": "label",
+            "value": {"x": 10, "y": 20, "width": 30, "height": 40, "rotation": 0, "rectanglelabels": ["Person"]},
+        },
         # rotated 90 degrees clockwise about its top-left corner: it now extends to the left
-        {"from_name": "label", "value": {"x": 50, "y": 50, "width": 20, "height": 10, "rotation": 90,
-                                         "rectanglelabels": ["Car"]}},
+        {
+            "from_name": "label",
+            "value": {"x": 50, "y": 50, "width": 20, "height": 10, "rotation": 90, "rectanglelabels": ["Car"]},
+        },
         {"from_name": "label", "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["Truck"]}},
         {"from_name": "other", "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["Car"]}},
     ]
-    assert label_rows(rect, regions) == ["1 0.250000 0.400000 0.300000 0.400000",
-                                         "0 0.450000 0.600000 0.100000 0.200000"]
+    assert label_rows(rect, regions) == [
+        "1 0.250000 0.400000 0.300000 0.400000",
+        "0 0.450000 0.600000 0.100000 0.200000",
+    ]
     poly = parse_label_config(configs.IMAGE_POLYGONS).control("label")
-    row = label_rows(poly, [{"from_name": "label", "value": {"points": [[0, 0], [50, 0], [50, 120]],
-                                                             "polygonlabels": ["Person"]}}])
+    row = label_rows(
+        poly, [{"from_name": "label", "value": {"points": [[0, 0], [50, 0], [50, 120]], "polygonlabels": ["Person"]}}]
+    )
     assert row == ["1 0.000000 0.000000 0.500000 0.000000 0.500000 1.000000"]
 
 
@@ -79,8 +86,10 @@ def test_training_a_segmentation_model_promotes_a_version_that_predicts(client):
     assert info["labels"] == ["Car", "Person"] and (model_dir / "model.pt").is_file()
 
     # the new version loads through the cache and predicts the project's labels
-    low = config.replace('<PolygonLabels name="label" toName="image">',
-                         '<PolygonLabels name="label" toName="image" model_score_threshold="0.0001">')
+    low = config.replace(
+        '<PolygonLabels name="label" toName="image">',
+        '<PolygonLabels name="label" toName="image" model_score_threshold="0.0001">',
+    )
     resp = client.post("/predict", json={"tasks": polygon_tasks(2), "project": "11.1", "label_config": low})
     items = per_task_results(resp.json())
     assert str(model_dir / "model.pt") in CACHE.loaded()
@@ -126,12 +135,21 @@ def test_start_training_exports_the_projects_annotations_from_label_studio(clien
 
     fetched = []
     monkeypatch.setattr(lsclient, "connect", lambda url, token, timeout=60.0, max_bytes=None: ("client", url, token))
-    monkeypatch.setattr(lsclient, "annotated_tasks",
-                        lambda client, project: fetched.append((client, project)) or rectangle_tasks(5))
-    before = client.post("/setup", json={"project": "13.1", "schema": configs.IMAGE_RECTANGLES,
-                                         "hostname": "http://127.0.0.1:9", "access_token": "t" * 40}).json()
-    resp = client.post("/webhook", json={"action": "START_TRAINING",
-                                         "project": {"id": 13, "label_config": configs.IMAGE_RECTANGLES}})
+    monkeypatch.setattr(
+        lsclient, "annotated_tasks", lambda client, project: fetched.append((client, project)) or rectangle_tasks(5)
+    )
+    before = client.post(
+        "/setup",
+        json={
+            "project": "13.1",
+            "schema": configs.IMAGE_RECTANGLES,
+            "hostname": "http://127.0.0.1:9",
+            "access_token": "t" * 40,
+        },
+    ).json()
+    resp = client.post(
+        "/webhook", json={"action": "START_TRAINING", "project": {"id": 13, "label_config": configs.IMAGE_RECTANGLES}}
+    )
     assert resp.status_code == 201, resp.text
     job = wait_job(client, resp.json()["job"])
     assert job["status"] == "succeeded", job["error"]

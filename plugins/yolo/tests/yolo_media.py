@@ -14,8 +14,9 @@ WIDTH, HEIGHT = 80, 60  # not square, so letterbox padding would show in misplac
 
 def image_uri(seed: int = 0, width: int = WIDTH, height: int = HEIGHT) -> str:
     x = 8 + (seed * 7) % 30
-    return data_uri(png_bytes(width, height, color=(30 + seed * 10 % 200, 90, 160), box=(x, 10, x + 30, 45), noise=8,
-                              seed=seed))
+    return data_uri(
+        png_bytes(width, height, color=(30 + seed * 10 % 200, 90, 160), box=(x, 10, x + 30, 45), noise=8, seed=seed)
+    )
 
 
 def image_tasks(n: int, key: str = "image", start: int = 1) -> list[dict]:
@@ -25,16 +26,41 @@ def image_tasks(n: int, key: str = "image", start: int = 1) -> list[dict]:
 def write_video(path: Path, frames: int = 8, width: int = 96, height: int = 64) -> Path:
     return images.write_video(path, frames, width, height)
 
+
 def rectangle_tasks(n: int, control: str = "label", labels: tuple[str, ...] = ("Car", "Person")) -> list[dict]:
     """Annotated tasks (export format) with one box per image around the drawn white box."""
     tasks = []
     for i in range(n):
         x = 8 + (i * 7) % 30
-        value = {"x": 100 * x / WIDTH, "y": 100 * 10 / HEIGHT, "width": 100 * 30 / WIDTH, "height": 100 * 35 / HEIGHT,
-                 "rotation": 0, "rectanglelabels": [labels[i % len(labels)]]}
-        tasks.append({"id": 100 + i, "data": {"image": image_uri(i)}, "annotations": [{"id": i, "result": [
-            {"from_name": control, "to_name": "image", "type": "rectanglelabels", "value": value,
-             "original_width": WIDTH, "original_height": HEIGHT}]}]})
+        value = {
+            "x": 100 * x / WIDTH,
+            "y": 100 * 10 / HEIGHT,
+            "width": 100 * 30 / WIDTH,
+            "height": 100 * 35 / HEIGHT,
+            "rotation": 0,
+            "rectanglelabels": [labels[i % len(labels)]],
+        }
+        tasks.append(
+            {
+                "id": 100 + i,
+                "data": {"image": image_uri(i)},
+                "annotations": [
+                    {
+                        "id": i,
+                        "result": [
+                            {
+                                "from_name": control,
+                                "to_name": "image",
+                                "type": "rectanglelabels",
+                                "value": value,
+                                "original_width": WIDTH,
+                                "original_height": HEIGHT,
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
     return tasks
 
 
@@ -43,10 +69,23 @@ def polygon_tasks(n: int, control: str = "label", labels: tuple[str, ...] = ("Ca
     for i in range(n):
         x = 8 + (i * 7) % 30
         pts = [(x, 10), (x + 30, 10), (x + 30, 45), (x, 45)]
-        value = {"points": [[100 * px / WIDTH, 100 * py / HEIGHT] for px, py in pts], "closed": True,
-                 "polygonlabels": [labels[i % len(labels)]]}
-        tasks.append({"id": 200 + i, "data": {"image": image_uri(i)}, "annotations": [{"id": i, "result": [
-            {"from_name": control, "to_name": "image", "type": "polygonlabels", "value": value}]}]})
+        value = {
+            "points": [[100 * px / WIDTH, 100 * py / HEIGHT] for px, py in pts],
+            "closed": True,
+            "polygonlabels": [labels[i % len(labels)]],
+        }
+        tasks.append(
+            {
+                "id": 200 + i,
+                "data": {"image": image_uri(i)},
+                "annotations": [
+                    {
+                        "id": i,
+                        "result": [{"from_name": control, "to_name": "image", "type": "polygonlabels", "value": value}],
+                    }
+                ],
+            }
+        )
     return tasks
 
 

@@ -17,8 +17,7 @@ from prelabel.cli.serve import serve
 from prelabel.cli.worker import worker_command
 from prelabel.plugins import make_plugin_manager
 
-__all__ = ["build_cli", "cli", "load_settings", "main", "model_file_spec", "resolve_backend",
-           "settings_error_message"]
+__all__ = ["build_cli", "cli", "load_settings", "main", "model_file_spec", "resolve_backend", "settings_error_message"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -32,7 +32,8 @@ def load_settings(backend_class):
         backend_class.preflight(settings, core)
     except pydantic.ValidationError as exc:
         raise click.ClickException(
-            f"{backend_class.backend_id}: invalid settings\n{settings_error_message(exc)}") from None
+            f"{backend_class.backend_id}: invalid settings\n{settings_error_message(exc)}"
+        ) from None
     except ValueError as exc:
         raise click.ClickException(f"{backend_class.backend_id}: {exc}") from None
     return core, settings

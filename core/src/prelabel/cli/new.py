@@ -7,8 +7,13 @@ import click
 
 @click.command()
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["text", "image"]), default="text", show_default=True,
-              help="text: Choices on Text; image: RectangleLabels on Image.")
+@click.option(
+    "--kind",
+    type=click.Choice(["text", "image"]),
+    default="text",
+    show_default=True,
+    help="text: Choices on Text; image: RectangleLabels on Image.",
+)
 @click.option("--dir", "directory", default="plugins", show_default=True, help="Where to create the package.")
 def new(name: str, kind: str, directory: str) -> None:
     """Scaffold plugin NAME: the package, its tests and .env.example and, in the prelabel

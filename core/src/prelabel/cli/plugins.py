@@ -18,8 +18,13 @@ def list_plugins(as_json: bool) -> None:
     versions = plugin_versions()
     rows = []
     for bid, cls in sorted(registry.backends.items()):
-        rows.append({**_capabilities_in_force(cls), "plugin": registry.sources[bid],
-                     "version": versions.get(registry.sources[bid], "?")})
+        rows.append(
+            {
+                **_capabilities_in_force(cls),
+                "plugin": registry.sources[bid],
+                "version": versions.get(registry.sources[bid], "?"),
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -31,8 +36,15 @@ def list_plugins(as_json: bool) -> None:
 
     table = Table("plugin", "version", "port", "controls", "objects", "batch", "trainable")
     for r in rows:
-        table.add_row(r["backend_id"], r["version"], str(r["default_port"]), ", ".join(r["control_tags"]),
-                      ", ".join(r["object_tags"]), str(r["max_batch_size"]), "yes" if r["trainable"] else "no")
+        table.add_row(
+            r["backend_id"],
+            r["version"],
+            str(r["default_port"]),
+            ", ".join(r["control_tags"]),
+            ", ".join(r["object_tags"]),
+            str(r["max_batch_size"]),
+            "yes" if r["trainable"] else "no",
+        )
     Console().print(table)
 
 

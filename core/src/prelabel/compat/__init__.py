@@ -22,8 +22,16 @@ _EXPORTS = {
     "PredictionValue": "prelabel.compat.response",
 }
 
-__all__ = ["LabelStudioMLAdapter", "LabelStudioMLBase", "ModelResponse", "PredictionValue", "adapt", "init_app",
-           "is_model_class", "load_model_file"]
+__all__ = [
+    "LabelStudioMLAdapter",
+    "LabelStudioMLBase",
+    "ModelResponse",
+    "PredictionValue",
+    "adapt",
+    "init_app",
+    "is_model_class",
+    "load_model_file",
+]
 
 
 def __getattr__(name: str) -> object:

@@ -84,8 +84,9 @@ def is_model_class(obj: Any) -> bool:
 
 
 def _is_base(cls: type) -> bool:
-    return cls is LabelStudioMLBase or (cls.__name__ == "LabelStudioMLBase"
-                                        and cls.__module__.split(".")[0] == "label_studio_ml")
+    return cls is LabelStudioMLBase or (
+        cls.__name__ == "LabelStudioMLBase" and cls.__module__.split(".")[0] == "label_studio_ml"
+    )
 
 
 def _defined_by_base(model_class: type, name: str) -> bool:
@@ -120,8 +121,9 @@ class _Binding:
             media = media.bind(ls_host or media.ls_url, ls_access_token or media.token, media.login, media.password)
         return media
 
-    def local_path(self, url: str, task_id: int | None = None, ls_host: str | None = None,
-                   ls_access_token: str | None = None) -> str:
+    def local_path(
+        self, url: str, task_id: int | None = None, ls_host: str | None = None, ls_access_token: str | None = None
+    ) -> str:
         return str(self.media(ls_host, ls_access_token).fetch_path(url, task_id))
 
     def access_token(self) -> str | None:
@@ -134,10 +136,15 @@ class _Binding:
         instance.__dict__["_prelabel_binding"] = self
         if isinstance(instance, LabelStudioMLBase):
             return
+
+        def get_local_path(url, project_dir=None, ls_host=None, ls_access_token=None, task_id=None, *args, **kwargs):
+            return self.local_path(url, task_id, ls_host, ls_access_token)
+
         shadows = {
-            "get": self.get, "set": self.set, "has": self.has,
-            "get_local_path": lambda url, project_dir=None, ls_host=None, ls_access_token=None, task_id=None,
-            *args, **kwargs: self.local_path(url, task_id, ls_host, ls_access_token),
+            "get": self.get,
+            "set": self.set,
+            "has": self.has,
+            "get_local_path": get_local_path,
             "get_label_studio_access_token": self.access_token,
         }
         for name, function in shadows.items():
@@ -161,8 +168,11 @@ class CompatSettings(BackendSettings):
 
     model_instances_max: int = Field(32, ge=1, description="Model instances (projects) a process keeps.")
     model_instances_max_mb: float = Field(
-        1024, gt=0, description="Memory the kept instances may take, in MB (each measured by the RSS growth "
-                                "while it was built); the least recently used go first. One is always kept.")
+        1024,
+        gt=0,
+        description="Memory the kept instances may take, in MB (each measured by the RSS growth "
+        "while it was built); the least recently used go first. One is always kept.",
+    )
 
 
 @dataclass
@@ -251,8 +261,9 @@ class LabelStudioMLAdapter(Backend):
             entry = self._instances.get(project_id)
             if entry is None or (label_config is not None and entry.label_config != label_config):
                 if entry is not None:
-                    log.info("project %s: the label config changed; new %s instance", project_id,
-                             self.model_class.__name__)
+                    log.info(
+                        "project %s: the label config changed; new %s instance", project_id, self.model_class.__name__
+                    )
                 before = rss_bytes()
                 instance = self._create(store, project_id, label_config)
                 after = rss_bytes()
@@ -274,9 +285,15 @@ class LabelStudioMLAdapter(Backend):
         while len(self._instances) > 1 and (len(self._instances) > limit or total > budget):
             pid, old = self._instances.popitem(last=False)
             total -= self._cost(old)
-            log.info("project %s: dropped its %s instance (%.1f MB) to stay within MODEL_INSTANCES_MAX=%d and "
-                     "MODEL_INSTANCES_MAX_MB=%g; it is built again when the project comes back", pid,
-                     self.model_class.__name__, self._cost(old) / 1e6, limit, self.settings.model_instances_max_mb)
+            log.info(
+                "project %s: dropped its %s instance (%.1f MB) to stay within MODEL_INSTANCES_MAX=%d and "
+                "MODEL_INSTANCES_MAX_MB=%g; it is built again when the project comes back",
+                pid,
+                self.model_class.__name__,
+                self._cost(old) / 1e6,
+                limit,
+                self.settings.model_instances_max_mb,
+            )
 
     def _create(self, store: StateStore, project_id: str, label_config: str | None) -> Any:
         cls = self.model_class
@@ -301,8 +318,12 @@ class LabelStudioMLAdapter(Backend):
             return
         if before and after == binding.get(_SETUP_VERSION_KEY):
             binding.set("model_version", before)
-            log.info("project %s: keeping model_version %r from fit(); setup() set its unchanged %r",
-                     binding.project_id, before, after)
+            log.info(
+                "project %s: keeping model_version %r from fit(); setup() set its unchanged %r",
+                binding.project_id,
+                before,
+                after,
+            )
         else:
             binding.set(_SETUP_VERSION_KEY, after)
 
@@ -370,8 +391,10 @@ class LabelStudioMLAdapter(Backend):
             self._check_version(getattr(output, "model_version", None), ctx)
             output = output.predictions
         if not isinstance(output, (list, tuple)):
-            raise TypeError(f"{name}.predict returned {type(output).__name__}: return a ModelResponse or a list "
-                            "with one prediction per task")
+            raise TypeError(
+                f"{name}.predict returned {type(output).__name__}: return a ModelResponse or a list "
+                "with one prediction per task"
+            )
         return [self._one(item, ctx) for item in output]
 
     def _one(self, item: Any, ctx: PredictContext) -> Any:
@@ -382,9 +405,12 @@ class LabelStudioMLAdapter(Backend):
             if not predictions or len(predictions) != len(item):
                 return Prediction(list(item))  # a bare list of regions
             if len(predictions) > 1:
-                self._warn_once(("several", ctx.project.id),
-                                "%s.predict returned %d predictions for one task; prelabel keeps the first "
-                                "(one per task)", self.model_class.__name__, len(predictions))
+                self._warn_once(
+                    ("several", ctx.project.id),
+                    "%s.predict returned %d predictions for one task; prelabel keeps the first (one per task)",
+                    self.model_class.__name__,
+                    len(predictions),
+                )
             item = predictions[0]
         if type(item) is PredictionValue:
             # read, not dumped: model_dump copies every region through pydantic's serializer,
@@ -396,20 +422,27 @@ class LabelStudioMLAdapter(Backend):
         if not isinstance(item, dict) and hasattr(item, "model_dump"):
             item = item.model_dump()
         if not isinstance(item, dict) or "result" not in item:
-            return TaskError(f"{self.model_class.__name__}.predict returned {type(item).__name__} for a task: "
-                             "return a dict with 'result' (and 'score'), or a PredictionValue")
+            return TaskError(
+                f"{self.model_class.__name__}.predict returned {type(item).__name__} for a task: "
+                "return a dict with 'result' (and 'score'), or a PredictionValue"
+            )
         self._check_version(item.get("model_version"), ctx)
         score = item.get("score")
         return Prediction(list(item.get("result") or []), None if score is None else float(score))
 
     def _check_version(self, version: Any, ctx: PredictContext) -> None:
         if version and str(version) != ctx.model_version:
-            self._warn_once(("version", ctx.project.id, str(version)),
-                            "project %s: %s.predict says model_version %r but the project's get('model_version') "
-                            "is %r; predictions carry %r (what /setup reports), or Label Studio would predict the "
-                            "same tasks again. Set the version with self.set('model_version', ...) in setup() or fit()",
-                            ctx.project.id, self.model_class.__name__, str(version), ctx.model_version,
-                            ctx.model_version)
+            self._warn_once(
+                ("version", ctx.project.id, str(version)),
+                "project %s: %s.predict says model_version %r but the project's get('model_version') "
+                "is %r; predictions carry %r (what /setup reports), or Label Studio would predict the "
+                "same tasks again. Set the version with self.set('model_version', ...) in setup() or fit()",
+                ctx.project.id,
+                self.model_class.__name__,
+                str(version),
+                ctx.model_version,
+                ctx.model_version,
+            )
 
     def _warn_once(self, key: tuple, message: str, *args: Any) -> None:
         if key not in self._warned:
@@ -438,8 +471,10 @@ class LabelStudioMLAdapter(Backend):
         data = job.params.get("data")
         if data is None:
             pid: int | str = int(job.project) if str(job.project).isdigit() else job.project
-            data = {"project": {"id": pid, "label_config": label_config},
-                    "annotations": list(job.params.get("tasks") or [])}
+            data = {
+                "project": {"id": pid, "label_config": label_config},
+                "annotations": list(job.params.get("tasks") or []),
+            }
         before = self._version_of(entry.instance)
         job.progress(0.0, f"{self.model_class.__name__}.fit({event})")
         try:
@@ -452,11 +487,17 @@ class LabelStudioMLAdapter(Backend):
         after = self._version_of(entry.instance)
         self._record_version(state, after)
         entry.recorded_version = after
-        result: dict[str, Any] = {"event": event, "model_version": after, "previous_model_version": before,
-                                  "fit_result": _jsonable(output)}
+        result: dict[str, Any] = {
+            "event": event,
+            "model_version": after,
+            "previous_model_version": before,
+            "fit_result": _jsonable(output),
+        }
         if event == "START_TRAINING" and after == before:
-            result["warning"] = (f"fit() left model_version at {after!r}: Label Studio keeps the predictions it "
-                                 "has for it. Set a new version in fit(), e.g. self.bump_model_version()")
+            result["warning"] = (
+                f"fit() left model_version at {after!r}: Label Studio keeps the predictions it "
+                "has for it. Set a new version in fit(), e.g. self.bump_model_version()"
+            )
             job.log.warning(result["warning"])
         return result
 
@@ -510,5 +551,12 @@ def adapt(model_class: type, model_file: str | None = None) -> type[LabelStudioM
     return backend_class
 
 
-__all__ = ["ALL_CONTROL_TAGS", "ALL_OBJECT_TAGS", "CompatSettings", "LabelStudioMLAdapter", "adapt", "is_model_class",
-           "rss_bytes"]
+__all__ = [
+    "ALL_CONTROL_TAGS",
+    "ALL_OBJECT_TAGS",
+    "CompatSettings",
+    "LabelStudioMLAdapter",
+    "adapt",
+    "is_model_class",
+    "rss_bytes",
+]

@@ -29,10 +29,21 @@ from urllib.parse import urlencode
 
 from prelabel.compat.adapter import LabelStudioMLAdapter, adapt, is_model_class
 
-_REASONS = {200: "OK", 201: "CREATED", 204: "NO CONTENT", 400: "BAD REQUEST", 401: "UNAUTHORIZED",
-            403: "FORBIDDEN", 404: "NOT FOUND", 405: "METHOD NOT ALLOWED", 409: "CONFLICT",
-            413: "REQUEST ENTITY TOO LARGE", 422: "UNPROCESSABLE ENTITY", 500: "INTERNAL SERVER ERROR",
-            503: "SERVICE UNAVAILABLE"}
+_REASONS = {
+    200: "OK",
+    201: "CREATED",
+    204: "NO CONTENT",
+    400: "BAD REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT FOUND",
+    405: "METHOD NOT ALLOWED",
+    409: "CONFLICT",
+    413: "REQUEST ENTITY TOO LARGE",
+    422: "UNPROCESSABLE ENTITY",
+    500: "INTERNAL SERVER ERROR",
+    503: "SERVICE UNAVAILABLE",
+}
 
 
 class TestResponse:
@@ -125,8 +136,9 @@ class TestClient:
         client.__enter__()
         if not runtime.ready.wait(120):
             client.__exit__(None, None, None)
-            raise TimeoutError(f"{self.app.model_class.__name__} did not load in 120 s: "
-                               f"{runtime.setup_error or 'still loading'}")
+            raise TimeoutError(
+                f"{self.app.model_class.__name__} did not load in 120 s: {runtime.setup_error or 'still loading'}"
+            )
         self._client = client
         return client
 
@@ -138,9 +150,17 @@ class TestClient:
             shutil.rmtree(self._home, ignore_errors=True)
             self._home = None
 
-    def open(self, path: str = "/", method: str = "GET", data: Any = None, json: Any = None,
-             content_type: str | None = None, headers: dict[str, str] | None = None,
-             query_string: dict[str, Any] | str | None = None, **_: Any) -> TestResponse:
+    def open(
+        self,
+        path: str = "/",
+        method: str = "GET",
+        data: Any = None,
+        json: Any = None,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+        query_string: dict[str, Any] | str | None = None,
+        **_: Any,
+    ) -> TestResponse:
         """One request. ``data`` may be bytes or text (sent as it is, with ``content_type``) or
         a dict (form-encoded, as Flask does); ``json`` is serialized as JSON."""
         client = self._start()
@@ -217,8 +237,7 @@ class LabelStudioMLApp:
     def test_client(self, use_cookies: bool = True, **_: Any) -> TestClient:
         return TestClient(self)
 
-    def run(self, host: str | None = None, port: int | None = None, debug: bool | None = None,
-            **_: Any) -> None:
+    def run(self, host: str | None = None, port: int | None = None, debug: bool | None = None, **_: Any) -> None:
         """Serve the model until interrupted, as ``prelabel serve --model-file`` does (one
         process; ``debug`` is ignored: there is no reloader)."""
         import uvicorn
@@ -230,8 +249,15 @@ class LabelStudioMLApp:
         if not _logging_configured():  # _wsgi.py configures logging itself; keep what it set
             configure_logging(core.log_level, core.log_format)
         asgi, _runtime = self.build()
-        uvicorn.run(asgi, host=host or "127.0.0.1", port=port or 5000, log_config=None, access_log=False,
-                    timeout_graceful_shutdown=10, timeout_keep_alive=KEEP_ALIVE_SECONDS)
+        uvicorn.run(
+            asgi,
+            host=host or "127.0.0.1",
+            port=port or 5000,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         """ASGI: ``uvicorn _wsgi:app`` (the app is built on the first event)."""
@@ -257,16 +283,19 @@ def _logging_configured() -> bool:
     return bool(logging.getLogger().handlers)
 
 
-def init_app(model_class: type, basic_auth_user: str | None = None, basic_auth_pass: str | None = None,
-             **_: Any) -> LabelStudioMLApp:
+def init_app(
+    model_class: type, basic_auth_user: str | None = None, basic_auth_pass: str | None = None, **_: Any
+) -> LabelStudioMLApp:
     """Serve ``model_class`` (a LabelStudioMLBase subclass) with prelabel's server. Basic auth
     comes from the arguments, else BASIC_AUTH_USER/BASIC_AUTH_PASS, as upstream."""
     from prelabel.compat.distributions import refuse_two_label_studio_ml
 
     refuse_two_label_studio_ml()
     if not is_model_class(model_class):
-        raise ValueError(f"{model_class!r} is not a subclass of LabelStudioMLBase "
-                         "(from label_studio_ml.model import LabelStudioMLBase)")
+        raise ValueError(
+            f"{model_class!r} is not a subclass of LabelStudioMLBase "
+            "(from label_studio_ml.model import LabelStudioMLBase)"
+        )
     return LabelStudioMLApp(model_class, basic_auth_user, basic_auth_pass)
 
 

@@ -46,8 +46,9 @@ class _ProcessValues:
     def has(self, key: str) -> bool:
         return (self.project_id, key) in self._values
 
-    def local_path(self, url: str, task_id: int | None = None, ls_host: str | None = None,
-                   ls_access_token: str | None = None) -> str:
+    def local_path(
+        self, url: str, task_id: int | None = None, ls_host: str | None = None, ls_access_token: str | None = None
+    ) -> str:
         from prelabel.media import MediaFetcher
         from prelabel.settings import CoreSettings
 
@@ -148,14 +149,18 @@ class LabelStudioMLBase:
             return json.loads(params) if params else {}
         return params or {}
 
-    def get_first_tag_occurence(self, control_type: str | tuple, object_type: str | tuple,
-                                name_filter: Callable | None = None,
-                                to_name_filter: Callable | None = None) -> tuple[str, str, str]:
+    def get_first_tag_occurence(
+        self,
+        control_type: str | tuple,
+        object_type: str | tuple,
+        name_filter: Callable | None = None,
+        to_name_filter: Callable | None = None,
+    ) -> tuple[str, str, str]:
         """(from_name, to_name, data key) of the first control of ``control_type`` that labels
         an object of ``object_type``."""
         return self.label_interface.get_first_tag_occurence(
-            control_type=control_type, object_type=object_type, name_filter=name_filter,
-            to_name_filter=to_name_filter)
+            control_type=control_type, object_type=object_type, name_filter=name_filter, to_name_filter=to_name_filter
+        )
 
     def build_label_map(self, tag_name: str, names: list[str]) -> dict[str, str]:
         """Model class name -> project label for the control ``tag_name``: by each label's
@@ -193,10 +198,11 @@ class LabelStudioMLBase:
         current = self.model_version or self.INITIAL_MODEL_VERSION
         match = _SEMVER.search(current)
         if match is None:
-            raise ValueError(f"model_version {current!r} has no X.Y.Z part to bump; set one with "
-                             "self.set('model_version', ...)")
+            raise ValueError(
+                f"model_version {current!r} has no X.Y.Z part to bump; set one with self.set('model_version', ...)"
+            )
         bumped = f"{match.group(1)}.{int(match.group(2)) + 1}.0"
-        new = current[:match.start()] + bumped + current[match.end():]
+        new = current[: match.start()] + bumped + current[match.end() :]
         logger.debug("bumping model version from %s to %s", current, new)
         self.set("model_version", new)
         return new
@@ -206,9 +212,16 @@ class LabelStudioMLBase:
         """The token used for Label Studio: LABEL_STUDIO_API_KEY, else the one /setup sent."""
         return self._values().access_token()
 
-    def get_local_path(self, url: str, project_dir: str | None = None, ls_host: str | None = None,
-                       ls_access_token: str | None = None, task_id: int | None = None, *args: Any,
-                       **kwargs: Any) -> str:
+    def get_local_path(
+        self,
+        url: str,
+        project_dir: str | None = None,
+        ls_host: str | None = None,
+        ls_access_token: str | None = None,
+        task_id: int | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> str:
         """A local file with the content behind a task's data value (Label Studio uploads,
         local files, cloud storage through Label Studio, http(s), data: URIs)."""
         return self._values().local_path(url, task_id=task_id, ls_host=ls_host, ls_access_token=ls_access_token)

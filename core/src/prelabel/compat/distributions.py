@@ -23,10 +23,12 @@ def two_label_studio_ml_message() -> str | None:
     ours, theirs = _installed_version(COMPAT_DISTRIBUTION), _installed_version(UPSTREAM_DISTRIBUTION)
     if ours is None or theirs is None:
         return None
-    return (f"both {UPSTREAM_DISTRIBUTION} {theirs} (PyPI's, from 2023) and {COMPAT_DISTRIBUTION} {ours} "
-            f"(prelabel's) are installed, and both provide the label_studio_ml package: the files of one "
-            f"overwrote the other's. Keep one: pip uninstall -y {UPSTREAM_DISTRIBUTION} {COMPAT_DISTRIBUTION} && "
-            f'pip install "prelabel[compat]"')
+    return (
+        f"both {UPSTREAM_DISTRIBUTION} {theirs} (PyPI's, from 2023) and {COMPAT_DISTRIBUTION} {ours} "
+        f"(prelabel's) are installed, and both provide the label_studio_ml package: the files of one "
+        f"overwrote the other's. Keep one: pip uninstall -y {UPSTREAM_DISTRIBUTION} {COMPAT_DISTRIBUTION} && "
+        f'pip install "prelabel[compat]"'
+    )
 
 
 def refuse_two_label_studio_ml() -> None:

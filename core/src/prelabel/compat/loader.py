@@ -30,6 +30,8 @@ from prelabel.hookspecs import PluginError
 
 _SPEC = re.compile(r"^(?P<path>.+?\.py)(?::(?P<name>[A-Za-z_]\w*))?$")
 _ALIAS_MARK = "__prelabel_compat__"
+
+
 #: prelabel's distribution of the ``label_studio_ml`` package, and PyPI's stale one (1.0.9, 2023)
 def parse_model_spec(spec: str) -> tuple[Path, str | None]:
     """``path/to/model.py:ClassName`` -> (absolute path, "ClassName"); the class is optional."""
@@ -74,8 +76,15 @@ def install_upstream_alias() -> bool:
     setattr(package, _ALIAS_MARK, True)
     package.api, package.model, package.response, package.utils = api, base, response, utils
     package.LabelStudioMLBase = base.LabelStudioMLBase
-    sys.modules.update({"label_studio_ml": package, "label_studio_ml.api": api, "label_studio_ml.model": base,
-                        "label_studio_ml.response": response, "label_studio_ml.utils": utils})
+    sys.modules.update(
+        {
+            "label_studio_ml": package,
+            "label_studio_ml.api": api,
+            "label_studio_ml.model": base,
+            "label_studio_ml.response": response,
+            "label_studio_ml.utils": utils,
+        }
+    )
     return True
 
 
@@ -123,8 +132,11 @@ def load_model_module(path: Path) -> types.ModuleType:
         spec.loader.exec_module(module)
     except BaseException as exc:
         del sys.modules[name]
-        hint = (": install the model's requirements (pip install -r requirements.txt next to it)"
-                if isinstance(exc, ImportError) else "")
+        hint = (
+            ": install the model's requirements (pip install -r requirements.txt next to it)"
+            if isinstance(exc, ImportError)
+            else ""
+        )
         raise PluginError(f"could not import {path}: {type(exc).__name__}: {exc}{hint}") from exc
     return module
 
@@ -146,8 +158,9 @@ def find_model_class(module: types.ModuleType, name: str | None = None) -> type:
         raise PluginError(f"{where} defines no subclass of LabelStudioMLBase (from label_studio_ml.model)")
     if len(candidates) > 1:
         names = ", ".join(sorted(c.__name__ for c in candidates))
-        raise PluginError(f"{where} has several model classes ({names}): name one, "
-                          f"e.g. {where}:{candidates[0].__name__}")
+        raise PluginError(
+            f"{where} has several model classes ({names}): name one, e.g. {where}:{candidates[0].__name__}"
+        )
     return candidates[0]
 
 
@@ -158,6 +171,16 @@ def load_model_file(spec: str) -> type[LabelStudioMLAdapter]:
     return adapt(model_class, model_file=f"{path}:{model_class.__name__}")
 
 
-__all__ = ["COMPAT_DISTRIBUTION", "UPSTREAM_DISTRIBUTION", "example_folders", "find_model_class",
-           "install_upstream_alias", "load_model_file", "load_model_module", "parse_model_spec",
-           "refuse_two_label_studio_ml", "two_label_studio_ml_message", "upstream_installed"]
+__all__ = [
+    "COMPAT_DISTRIBUTION",
+    "UPSTREAM_DISTRIBUTION",
+    "example_folders",
+    "find_model_class",
+    "install_upstream_alias",
+    "load_model_file",
+    "load_model_module",
+    "parse_model_spec",
+    "refuse_two_label_studio_ml",
+    "two_label_studio_ml_message",
+    "upstream_installed",
+]

@@ -31,8 +31,13 @@ def is_preload_needed(url: Any) -> bool:
         return False
     if url.startswith(("upload", "/upload")):
         url = "/data" + ("" if url.startswith("/") else "/") + url
-    return (url.startswith("/data/upload") or (url.startswith("/data/") and "?d=" in url)
-            or url.startswith(_CLOUD_PREFIXES) or is_valid_url(url) or os.path.exists(url))
+    return (
+        url.startswith("/data/upload")
+        or (url.startswith("/data/") and "?d=" in url)
+        or url.startswith(_CLOUD_PREFIXES)
+        or is_valid_url(url)
+        or os.path.exists(url)
+    )
 
 
 def get_single_tag_keys(parsed_label_config: dict, control_type: str, object_type: str) -> tuple[str, str, str, list]:
@@ -41,14 +46,16 @@ def get_single_tag_keys(parsed_label_config: dict, control_type: str, object_typ
     assert len(parsed_label_config) == 1, "the label config must have exactly one control tag"
     from_name, info = next(iter(parsed_label_config.items()))
     assert info["type"] == control_type, (
-        f'label config has control tag "<{info["type"]}>" but "<{control_type}>" is expected for this model')
+        f'label config has control tag "<{info["type"]}>" but "<{control_type}>" is expected for this model'
+    )
     assert len(info["to_name"]) == 1 and len(info["inputs"]) == 1
     assert info["inputs"][0]["type"] == object_type
     return from_name, info["to_name"][0], info["inputs"][0]["value"], info["labels"]
 
 
-def get_first_tag_keys(parsed_label_config: dict, control_type: str,
-                       object_type: str) -> tuple[str, dict] | tuple[None, None]:
+def get_first_tag_keys(
+    parsed_label_config: dict, control_type: str, object_type: str
+) -> tuple[str, dict] | tuple[None, None]:
     """(from_name, its parsed entry) of the first control of ``control_type`` with an input of
     ``object_type``, in config order; (None, None) when there is none."""
     for from_name, info in parsed_label_config.items():
@@ -141,6 +148,16 @@ def compare_nested_structures(a: Any, b: Any, path: str = "", rel: float = 1e-4,
         assert a == b, f"Mismatch at {path}"
 
 
-__all__ = ["DATA_UNDEFINED_NAME", "InMemoryLRUDictCache", "compare_nested_structures", "get_choice",
-           "get_first_tag_keys", "get_image_size", "get_single_tag_keys", "is_preload_needed", "is_skipped",
-           "is_valid_url", "match_labels"]
+__all__ = [
+    "DATA_UNDEFINED_NAME",
+    "InMemoryLRUDictCache",
+    "compare_nested_structures",
+    "get_choice",
+    "get_first_tag_keys",
+    "get_image_size",
+    "get_single_tag_keys",
+    "is_preload_needed",
+    "is_skipped",
+    "is_valid_url",
+    "match_labels",
+]

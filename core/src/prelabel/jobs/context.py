@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("prelabel.jobs")
 
+
 class JobContext:
     """What a job function gets: its record, progress reporting, cancellation, runtime."""
 
@@ -112,5 +113,6 @@ def prefetch(iterable: Iterable[Any], depth: int) -> Iterator[Any]:
         if isinstance(item, BaseException):
             raise item
         yield item
+
 
 JobFunction = Callable[[JobContext], dict]

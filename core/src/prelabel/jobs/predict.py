@@ -52,8 +52,7 @@ class PredictJob:
         self.client = self.runtime.label_studio(self.pid)
         self.batch_size = int(ctx.params.get("batch_size") or self.runtime.backend.limits.max_batch_size)
         self.only_unlabeled = bool(ctx.params.get("only_unlabeled"))
-        self.counts = {"tasks": 0, "predicted": 0, "empty": 0, "skipped_existing": 0, "skipped_labeled": 0,
-                       "failed": 0}
+        self.counts = {"tasks": 0, "predicted": 0, "empty": 0, "skipped_existing": 0, "skipped_labeled": 0, "failed": 0}
         # an explicit batch_size is also the upload unit (what is stored when a cancel lands);
         # by default predictions go up in UPLOAD_BATCH chunks
         default_upload = self.batch_size if ctx.params.get("batch_size") else max(self.batch_size, UPLOAD_BATCH)
@@ -71,8 +70,10 @@ class PredictJob:
         project = self.runtime.project(self.pid)
         backend = self.runtime.backend
         if not backend.supported_controls(project.config):
-            raise ValueError(f"the {backend.backend_id} backend supports none of this project's controls "
-                             f"({project.config.describe()})")
+            raise ValueError(
+                f"the {backend.backend_id} backend supports none of this project's controls "
+                f"({project.config.describe()})"
+            )
         version = project.trained_version or backend.model_version()
         total = int(getattr(info, "task_number", 0) or 0)
         self.ctx.progress(0.0, f"{total} tasks; model version {version}")
@@ -89,12 +90,16 @@ class PredictJob:
             finally:
                 self.uploader.shutdown(wait=True)
         self.ctx.progress(1.0, self._message())
-        return {**self.counts, "model_version": version, "failures": self.failures,
-                "upload_sizes": self.upload_sizes, **({"usage": self.usage.as_dict()} if self.usage.answers else {})}
+        return {
+            **self.counts,
+            "model_version": version,
+            "failures": self.failures,
+            "upload_sizes": self.upload_sizes,
+            **({"usage": self.usage.as_dict()} if self.usage.answers else {}),
+        }
 
     def _predict_all(self, project: Project, version: str, total: int) -> None:
-        pages = self.client.tasks.list(project=int(self.pid), page_size=PAGE_SIZE, fields="all",
-                                       include=TASK_FIELDS)
+        pages = self.client.tasks.list(project=int(self.pid), page_size=PAGE_SIZE, fields="all", include=TASK_FIELDS)
         batch: list[Task] = []
         counts = self.counts
         # Label Studio said how many tasks the project has; a listing that goes on well past
@@ -103,8 +108,10 @@ class PredictJob:
         for raw in prefetch(pages, depth=2 * PAGE_SIZE):
             counts["tasks"] += 1
             if counts["tasks"] > limit:
-                raise RuntimeError(f"Label Studio listed more than {limit} tasks for a project of {total}: "
-                                   "stopped (is the Label Studio URL right?)")
+                raise RuntimeError(
+                    f"Label Studio listed more than {limit} tasks for a project of {total}: "
+                    "stopped (is the Label Studio URL right?)"
+                )
             if counts["tasks"] % PAGE_SIZE == 0:  # a cancel is seen even while every task is skipped
                 self.ctx.progress(counts["tasks"] / max(total, counts["tasks"]), self._message())
             if _version_in(getattr(raw, "predictions_model_versions", None), version):
@@ -137,8 +144,9 @@ class PredictJob:
                 self.counts["empty"] += 1
                 if not self.runtime.core.store_empty_predictions:
                     continue  # nothing to show: no empty tab on the task (a later run predicts it again)
-            uploads.append({"task": task.id, "result": item["result"], "score": item["score"],
-                            "model_version": version})
+            uploads.append(
+                {"task": task.id, "result": item["result"], "score": item["score"], "model_version": version}
+            )
         self.ready.extend(uploads)
         self._upload(final=False)
 
@@ -146,11 +154,12 @@ class PredictJob:
         """Hand full chunks (and with ``final`` the rest) to the uploader; at most
         MAX_UPLOADS_IN_FLIGHT run at once, overlapping the next batches' predictions."""
         while len(self.ready) >= self.upload_batch or (final and self.ready):
-            chunk, self.ready = self.ready[:self.upload_batch], self.ready[self.upload_batch:]
+            chunk, self.ready = self.ready[: self.upload_batch], self.ready[self.upload_batch :]
             self._wait_uploads(MAX_UPLOADS_IN_FLIGHT - 1)
             self.upload_sizes.append(len(chunk))
-            self.pending.append(self.uploader.submit(self.client.projects.import_predictions, id=int(self.pid),
-                                                     request=chunk))
+            self.pending.append(
+                self.uploader.submit(self.client.projects.import_predictions, id=int(self.pid), request=chunk)
+            )
 
     def _wait_uploads(self, keep: int) -> None:
         """Wait until at most ``keep`` uploads are in flight; an upload error fails the job."""
@@ -159,8 +168,10 @@ class PredictJob:
 
     def _message(self) -> str:
         c = self.counts
-        return (f"{c['tasks']} seen, {c['predicted']} predicted, {c['failed']} failed, "
-                f"{c['skipped_existing']} already had this version")
+        return (
+            f"{c['tasks']} seen, {c['predicted']} predicted, {c['failed']} failed, "
+            f"{c['skipped_existing']} already had this version"
+        )
 
 
 def run_predict_job(ctx: JobContext) -> dict[str, Any]:

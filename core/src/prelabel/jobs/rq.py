@@ -45,9 +45,15 @@ class RQRunner(JobRunner):
         self.queue = Queue(queue_name(runtime.backend.backend_id), connection=self.connection)
 
     def enqueue(self, job: Job) -> None:
-        self.queue.enqueue_call("prelabel.jobs.rq.run_job", args=(job.id,), job_id=f"prelabel-{job.id}",
-                                timeout=JOB_TIMEOUT_SECONDS, result_ttl=3600, failure_ttl=7 * 24 * 3600,
-                                description=f"{job.kind} project {job.project}")
+        self.queue.enqueue_call(
+            "prelabel.jobs.rq.run_job",
+            args=(job.id,),
+            job_id=f"prelabel-{job.id}",
+            timeout=JOB_TIMEOUT_SECONDS,
+            result_ttl=3600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"{job.kind} project {job.project}",
+        )
 
     def shutdown(self, wait: bool = False) -> None:
         self.connection.close()

@@ -186,8 +186,14 @@ class JobRunner(ABC):
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
 
-    def submit(self, kind: str, project: str, params: dict[str, Any] | None = None, coalesce: bool = False,
-               exclusive: bool = False) -> Job:
+    def submit(
+        self,
+        kind: str,
+        project: str,
+        params: dict[str, Any] | None = None,
+        coalesce: bool = False,
+        exclusive: bool = False,
+    ) -> Job:
         """Create and enqueue a job. With ``coalesce``, an already queued job of the same kind
         and project is returned instead of a second one (e.g. several START_TRAINING clicks).
         With ``exclusive``, JobConflict is raised while another job of the kind is active."""

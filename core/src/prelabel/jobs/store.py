@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("prelabel.jobs")
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = (
-    "queued", "running", "succeeded", "failed", "cancelled", "interrupted",
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "interrupted",
 )
 
 
@@ -158,8 +163,10 @@ class JobStore:
             return None
         tasks = self.state.get(JOB_TASKS_NS, job.id)
         if tasks is None:
-            raise RuntimeError(f"job {job.id}: the {job.params[BODY_TASKS]} annotated tasks of its /train body "
-                               "are no longer stored (the job already ran); send them again")
+            raise RuntimeError(
+                f"job {job.id}: the {job.params[BODY_TASKS]} annotated tasks of its /train body "
+                "are no longer stored (the job already ran); send them again"
+            )
         return [orjson.loads(task) for task in tasks]
 
     def drop_tasks(self, job: Job) -> None:
@@ -197,12 +204,13 @@ class JobStore:
     def prune(self) -> None:
         jobs = self.list()
         finished = [j for j in jobs if j.status in FINISHED]
-        for job in finished[self.keep:]:
+        for job in finished[self.keep :]:
             self.drop_tasks(job)
             self.state.delete(JOBS_NS, job.id)
 
-    def mark_orphans_interrupted(self, include_queued: bool = True, running: set[str] | None = None,
-                                 foreign: bool = True) -> list[Job]:
+    def mark_orphans_interrupted(
+        self, include_queued: bool = True, running: set[str] | None = None, foreign: bool = True
+    ) -> list[Job]:
         """Mark running (and, for in-process runners, queued) jobs whose process is gone as
         ``interrupted``. At start (``running`` is None) every active job of this process's name
         is an orphan of an earlier process with the same pid (a container's pid 1). While the
@@ -221,8 +229,13 @@ class JobStore:
             if own and running is not None:
                 if job.status == QUEUED or job.id in running:
                     continue
-                dead, reason = True, ("the job ended while the state store was unavailable, and its "
-                                      "outcome could not be recorded; run it again")
+                dead, reason = (
+                    True,
+                    (
+                        "the job ended while the state store was unavailable, and its "
+                        "outcome could not be recorded; run it again"
+                    ),
+                )
             elif job.status == QUEUED and not include_queued:
                 continue
             elif own:

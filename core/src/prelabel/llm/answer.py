@@ -134,8 +134,11 @@ def control_regions(spec: ControlSpec, value: Any, texts: dict[str, str]) -> tup
         if value is None or value == "":
             return out, problems
         number = _number(value)
-        if number is None or (spec.minimum is not None and number < spec.minimum) or \
-                (spec.maximum is not None and number > spec.maximum):
+        if (
+            number is None
+            or (spec.minimum is not None and number < spec.minimum)
+            or (spec.maximum is not None and number > spec.maximum)
+        ):
             problems.append(f"{c.name}: {value!r} is not a number in [{spec.minimum}, {spec.maximum}]")
         elif spec.kind == "rating":
             out.append(regions.rating(c, round(number)))

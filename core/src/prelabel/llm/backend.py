@@ -80,8 +80,13 @@ class LLMBackend(Backend):
         examples go here too). A change gives a new model_version, so Label Studio predicts
         again; nothing else changes it."""
         s = self.settings
-        return [s.model, s.llm_prompt or "", s.llm_system_prompt or DEFAULT_SYSTEM_PROMPT, DEFAULT_TEMPLATES,
-                PROMPT_FORMAT]
+        return [
+            s.model,
+            s.llm_prompt or "",
+            s.llm_system_prompt or DEFAULT_SYSTEM_PROMPT,
+            DEFAULT_TEMPLATES,
+            PROMPT_FORMAT,
+        ]
 
     def model_version(self) -> str:
         """``<model id>-<8 hex digits of version_inputs()>``: stable across restarts and replicas."""
@@ -136,8 +141,13 @@ class LLMBackend(Backend):
                 self._fewshot.popitem(last=False)
         return index
 
-    async def label(self, spec: TaskSpec, data: dict[str, Any], instruction: str | None,
-                    neighbours: list[tuple[Example, float]] | None = None) -> Labeled:
+    async def label(
+        self,
+        spec: TaskSpec,
+        data: dict[str, Any],
+        instruction: str | None,
+        neighbours: list[tuple[Example, float]] | None = None,
+    ) -> Labeled:
         """Ask for one task's answer (with ``neighbours`` as few-shot examples) and map it to
         regions; raises LLMError. Used by predict and by the training job's evaluation."""
         from prelabel.llm.fewshot import render_examples
@@ -148,8 +158,13 @@ class LLMBackend(Backend):
         messages = build_messages(spec, data, instruction, self.settings.llm_system_prompt, block)
         outcome = await self.engine.ask(messages, spec.schema, extract_json)
         u = outcome.usage
-        record_usage(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
-                     reasoning_tokens=u.reasoning_tokens, calls=outcome.attempts, cached=outcome.cached)
+        record_usage(
+            prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+            reasoning_tokens=u.reasoning_tokens,
+            calls=outcome.attempts,
+            cached=outcome.cached,
+        )
         result, problems = to_regions(spec, outcome.value, texts)
         return Labeled(result, problems, outcome, prediction_score(spec, result, outcome.logprobs, neighbours))
 
@@ -159,22 +174,38 @@ class LLMBackend(Backend):
         instruction, echo = self.instruction(spec, ctx)
         index = await asyncio.to_thread(self.fewshot_index, ctx.model_dir) if ctx.model_dir is not None else None
         # return_exceptions: an unexpected error stays that task's error; the others are kept
-        return list(await asyncio.gather(*(self.predict_task(t, spec, instruction, echo, ctx, index) for t in tasks),
-                                         return_exceptions=True))
+        return list(
+            await asyncio.gather(
+                *(self.predict_task(t, spec, instruction, echo, ctx, index) for t in tasks), return_exceptions=True
+            )
+        )
 
-    async def predict_task(self, task: Task, spec: TaskSpec, instruction: str | None, echo: list[dict],
-                           ctx: PredictContext, index: ExampleIndex | None = None) -> Prediction | TaskError:
+    async def predict_task(
+        self,
+        task: Task,
+        spec: TaskSpec,
+        instruction: str | None,
+        echo: list[dict],
+        ctx: PredictContext,
+        index: ExampleIndex | None = None,
+    ) -> Prediction | TaskError:
         texts = {o.name: task.data.get(o.data_key or "") for o in spec.objects}
         empty = [o.data_key for o in spec.objects if texts[o.name] is None or not str(texts[o.name]).strip()]
         if empty:
-            return TaskError(f"task {task.id}: no text to label: data field(s) {', '.join(map(repr, empty))} are "
-                             f"empty (the label config reads {[o.value for o in spec.objects]}; the task has "
-                             f"{sorted(task.data)})")
+            return TaskError(
+                f"task {task.id}: no text to label: data field(s) {', '.join(map(repr, empty))} are "
+                f"empty (the label config reads {[o.value for o in spec.objects]}; the task has "
+                f"{sorted(task.data)})"
+            )
         neighbours = None
         if index is not None:
             s = self.settings
-            neighbours = index.select(spec, "\n".join(str(task.data.get(o.data_key or "")) for o in spec.objects),
-                                      s.llm_fewshot_max_examples, s.llm_fewshot_token_budget)
+            neighbours = index.select(
+                spec,
+                "\n".join(str(task.data.get(o.data_key or "")) for o in spec.objects),
+                s.llm_fewshot_max_examples,
+                s.llm_fewshot_token_budget,
+            )
         try:
             labeled = await self.label(spec, task.data, instruction, neighbours)
         except errors.LLMError as exc:
@@ -183,14 +214,28 @@ class LLMBackend(Backend):
         for problem in problems:
             ctx.log.warning("task %s: dropped from the answer: %s", task.id, problem)
         u = outcome.usage
-        ctx.log.info("task %s: %s, %d regions, %d examples, tokens prompt=%d completion=%d (reasoning %d) "
-                     "total=%d%s", task.id, self.settings.model, len(result), len(neighbours or []), u.prompt_tokens,
-                     u.completion_tokens, u.reasoning_tokens, u.total_tokens, " (cached)" if outcome.cached else "",
-                     extra={"task_id": task.id, "prompt_tokens": u.prompt_tokens,
-                            "completion_tokens": u.completion_tokens, "reasoning_tokens": u.reasoning_tokens,
-                            "cached": outcome.cached})
-        return Prediction(result=[*result, *[{k: v for k, v in r.items() if k != "id"} for r in echo]],
-                          score=labeled.score)
+        ctx.log.info(
+            "task %s: %s, %d regions, %d examples, tokens prompt=%d completion=%d (reasoning %d) total=%d%s",
+            task.id,
+            self.settings.model,
+            len(result),
+            len(neighbours or []),
+            u.prompt_tokens,
+            u.completion_tokens,
+            u.reasoning_tokens,
+            u.total_tokens,
+            " (cached)" if outcome.cached else "",
+            extra={
+                "task_id": task.id,
+                "prompt_tokens": u.prompt_tokens,
+                "completion_tokens": u.completion_tokens,
+                "reasoning_tokens": u.reasoning_tokens,
+                "cached": outcome.cached,
+            },
+        )
+        return Prediction(
+            result=[*result, *[{k: v for k, v in r.items() if k != "id"} for r in echo]], score=labeled.score
+        )
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, job: JobContext) -> dict[str, Any]:

@@ -28,27 +28,31 @@ def _offered(models: list[str], settings: LLMSettings) -> tuple[bool, str]:
     shown = ", ".join(models[:30]) + (f" (and {len(models) - 30} more)" if len(models) > 30 else "")
     if model in models:
         return True, f"{model} is offered at {settings.base_url} ({len(models)} models)"
-    return False, (f"{var}={model!r} is not offered at {settings.base_url} (retired, misspelt, or not enabled for "
-                   f"this key); models on offer: {shown or 'none'}: set {var} to one of them")
+    return False, (
+        f"{var}={model!r} is not offered at {settings.base_url} (retired, misspelt, or not enabled for "
+        f"this key); models on offer: {shown or 'none'}: set {var} to one of them"
+    )
 
 
 async def _label(engine: LLMEngine) -> str:
     config = parse_label_config(CHECK_CONFIG)
     spec = task_spec(config)
-    messages = build_messages(spec, {"text": CHECK_TEXT}, engine.settings.llm_prompt,
-                              engine.settings.llm_system_prompt)
+    messages = build_messages(spec, {"text": CHECK_TEXT}, engine.settings.llm_prompt, engine.settings.llm_system_prompt)
     started = time.perf_counter()
     outcome = await engine.ask(messages, spec.schema, extract_json)
     seconds = time.perf_counter() - started
     result, problems = to_regions(spec, outcome.value, {"text": CHECK_TEXT})
     u = outcome.usage
-    how = (f"response_format {engine.response_format}, thinking {'on' if engine.thinking else 'off'}, "
-           f"tokens {u.prompt_tokens}+{u.completion_tokens} (reasoning {u.reasoning_tokens}), "
-           f"{seconds * 1000:.0f} ms")
+    how = (
+        f"response_format {engine.response_format}, thinking {'on' if engine.thinking else 'off'}, "
+        f"tokens {u.prompt_tokens}+{u.completion_tokens} (reasoning {u.reasoning_tokens}), "
+        f"{seconds * 1000:.0f} ms"
+    )
     if not result:
         why = "; ".join(problems) or f"the answer {outcome.value!r} fills no control"
-        raise errors.LLMError(f"{engine.settings.model} answered a sentiment task without a usable label ({why}; "
-                              f"{how})", "malformed")
+        raise errors.LLMError(
+            f"{engine.settings.model} answered a sentiment task without a usable label ({why}; {how})", "malformed"
+        )
     return f"{engine.settings.model} labeled a sentiment task {result[0]['value']['choices']} ({how})"
 
 
@@ -68,8 +72,13 @@ def run_checks(settings: LLMSettings) -> list[tuple[str, bool, str]]:
             except errors.LLMError as exc:
                 if exc.kind != "not_found":  # a server without GET /models: the call below tells
                     return [("model", False, str(exc))]
-                rows.append(("model", True, f"{settings.base_url} has no model list (GET /models: 404); "
-                                            "the labeling call checks the model"))
+                rows.append(
+                    (
+                        "model",
+                        True,
+                        f"{settings.base_url} has no model list (GET /models: 404); the labeling call checks the model",
+                    )
+                )
             if not rows[-1][1]:
                 return rows
             try:

@@ -55,15 +55,21 @@ class LLMMetrics:
     _by_registry: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def __init__(self, registry: CollectorRegistry):
-        self.calls = Counter("prelabel_llm_calls", "Provider calls by outcome (ok, error, retry, cached)",
-                             ["outcome"], registry=registry)
-        self.tokens = Counter("prelabel_llm_tokens", "Tokens used, by kind (prompt, completion, reasoning: the "
-                              "part of completion spent thinking)",
-                              ["model", "kind"], registry=registry)
-        self.retries = Counter("prelabel_llm_retries", "Retried provider calls, by reason", ["reason"],
-                               registry=registry)
-        self.seconds = Histogram("prelabel_llm_call_seconds", "Provider call latency", buckets=CALL_BUCKETS,
-                                 registry=registry)
+        self.calls = Counter(
+            "prelabel_llm_calls", "Provider calls by outcome (ok, error, retry, cached)", ["outcome"], registry=registry
+        )
+        self.tokens = Counter(
+            "prelabel_llm_tokens",
+            "Tokens used, by kind (prompt, completion, reasoning: the part of completion spent thinking)",
+            ["model", "kind"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "prelabel_llm_retries", "Retried provider calls, by reason", ["reason"], registry=registry
+        )
+        self.seconds = Histogram(
+            "prelabel_llm_call_seconds", "Provider call latency", buckets=CALL_BUCKETS, registry=registry
+        )
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry | None) -> LLMMetrics:
@@ -94,8 +100,9 @@ class Usage:
             details = getattr(usage, "completion_tokens_details", None)
             reasoning = getattr(details, "reasoning_tokens", None) if details is not None else None
             if reasoning is None:  # some servers report it at the top level
-                reasoning = getattr(usage, "reasoning_tokens", None) or (getattr(usage, "model_extra", None)
-                                                                         or {}).get("reasoning_tokens")
+                reasoning = getattr(usage, "reasoning_tokens", None) or (getattr(usage, "model_extra", None) or {}).get(
+                    "reasoning_tokens"
+                )
             self.reasoning_tokens += int(reasoning or 0)
 
 
@@ -169,15 +176,21 @@ def _logprobs(choice: Any) -> list[float] | None:
 def _reply(response: Any, usage: Usage) -> Reply:
     """The first choice's answer; MalformedAnswer when the response is not a chat completion."""
     if isinstance(response, BaseException):
-        raise MalformedAnswer(f"the response is not a chat completion ({type(response).__name__}: "
-                              f"{str(response)[:120]})")
+        raise MalformedAnswer(
+            f"the response is not a chat completion ({type(response).__name__}: {str(response)[:120]})"
+        )
     usage.add(getattr(response, "usage", None))
     choices = getattr(response, "choices", None) or []
     message = getattr(choices[0], "message", None) if choices else None
-    reasoning = getattr(message, "reasoning_content", None) or (getattr(message, "model_extra", None)
-                                                               or {}).get("reasoning_content")
-    return Reply(getattr(message, "content", None) or "", getattr(choices[0], "finish_reason", None) if choices
-                 else None, bool(reasoning), _logprobs(choices[0]) if choices else None)
+    reasoning = getattr(message, "reasoning_content", None) or (getattr(message, "model_extra", None) or {}).get(
+        "reasoning_content"
+    )
+    return Reply(
+        getattr(message, "content", None) or "",
+        getattr(choices[0], "finish_reason", None) if choices else None,
+        bool(reasoning),
+        _logprobs(choices[0]) if choices else None,
+    )
 
 
 class LLMEngine:
@@ -201,8 +214,13 @@ class LLMEngine:
         http2 = self.settings.llm_http2 and importlib.util.find_spec("h2") is not None
         http_client = openai.DefaultAsyncHttpxClient(http2=http2)
         # a server without authentication (openai_compatible) gets a placeholder: the SDK needs one
-        return openai.AsyncOpenAI(api_key=self.settings.api_key or "no-key", base_url=self.settings.base_url,
-                                  timeout=self.settings.timeout, max_retries=0, http_client=http_client)
+        return openai.AsyncOpenAI(
+            api_key=self.settings.api_key or "no-key",
+            base_url=self.settings.base_url,
+            timeout=self.settings.timeout,
+            max_retries=0,
+            http_client=http_client,
+        )
 
     def prepare(self) -> None:
         """Make the client now (setup, off the loop): loading TLS certificates takes a while,
@@ -243,13 +261,22 @@ class LLMEngine:
         """Whether answers come with thinking: the setting, where the model has a switch."""
         return self.rules.always_thinks or (self.settings.llm_thinking and self.rules.thinking_switch)
 
-    def request_body(self, messages: list[dict], schema: dict | None, fmt: str, max_tokens: int | None = None,
-                     ) -> dict[str, Any]:
+    def request_body(
+        self,
+        messages: list[dict],
+        schema: dict | None,
+        fmt: str,
+        max_tokens: int | None = None,
+    ) -> dict[str, Any]:
         """The body of one chat completion: only parameters the model accepts (its published
         rules, then the fixes learned from its 400s), thinking switched as set."""
         s = self.settings
-        body: dict[str, Any] = {"model": s.model, "messages": messages, "temperature": s.llm_temperature,
-                                "max_tokens": max_tokens or s.llm_max_tokens}
+        body: dict[str, Any] = {
+            "model": s.model,
+            "messages": messages,
+            "temperature": s.llm_temperature,
+            "max_tokens": max_tokens or s.llm_max_tokens,
+        }
         for name in self.rules.locked:
             body.pop(name, None)
         if self.rules.thinking is not None:
@@ -258,8 +285,10 @@ class LLMEngine:
             body["logprobs"] = True
         body.update(s.llm_extra_body)
         if fmt == "json_schema" and schema is not None:
-            body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "label_studio_result", "schema": schema, "strict": True}}
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "label_studio_result", "schema": schema, "strict": True},
+            }
         elif fmt in ("json_schema", "json_object"):
             body["response_format"] = {"type": "json_object"}
         return self.fixes.apply(body)
@@ -270,11 +299,18 @@ class LLMEngine:
         typed-parameter transform on every call, a fifth of its CPU time per call."""
         from openai.types.chat import ChatCompletion
 
-        return await state.client.post("/chat/completions", cast_to=ChatCompletion, body=body,
-                                       options={"timeout": timeout})
+        return await state.client.post(
+            "/chat/completions", cast_to=ChatCompletion, body=body, options={"timeout": timeout}
+        )
 
-    async def _create(self, state: _LoopState, messages: list[dict], schema: dict | None,
-                      strikes: dict[str, int] | None = None, max_tokens: int | None = None) -> Any:
+    async def _create(
+        self,
+        state: _LoopState,
+        messages: list[dict],
+        schema: dict | None,
+        strikes: dict[str, int] | None = None,
+        max_tokens: int | None = None,
+    ) -> Any:
         """One completion. A 400 that names a parameter we sent fixes it and retries once (see
         :mod:`prelabel.llm.params`). In ``auto`` mode the format steps down json_schema ->
         json_object -> prompt only on a 400/422, and on a 500/501 that persisted over this call's
@@ -283,7 +319,7 @@ class LLMEngine:
         format the provider accepts is kept for later calls (and shown in /health)."""
         openai = require_openai()
         auto = self.settings.llm_response_format == "auto"
-        order = FORMATS[FORMATS.index(self.response_format):] if auto else (self.response_format,)
+        order = FORMATS[FORMATS.index(self.response_format) :] if auto else (self.response_format,)
         i, stepped_for_5xx = 0, None
         strikes = strikes if strikes is not None else {}
         while True:
@@ -297,31 +333,50 @@ class LLMEngine:
                     continue  # the same format again, without the refused parameter
                 if i == len(order) - 1:
                     raise
-                log.info("%s refused response_format=%s (%s); trying the next format", self.settings.provider,
-                         fmt, text)
+                log.info(
+                    "%s refused response_format=%s (%s); trying the next format", self.settings.provider, fmt, text
+                )
                 i += 1
                 continue
             except openai.InternalServerError as exc:
                 status = errors.status_of(exc)
-                if (stepped_for_5xx is not None or i == len(order) - 1 or status not in FORMAT_5XX
-                        or fmt in self._format_worked):
+                if (
+                    stepped_for_5xx is not None
+                    or i == len(order) - 1
+                    or status not in FORMAT_5XX
+                    or fmt in self._format_worked
+                ):
                     raise  # a probe that fails too, or a real outage: retried and reported as such
                 # counted per call (the same request, retried after a backoff), not per process:
                 # two tasks that each meet one 500 of a storm are no evidence about the format
                 count = strikes[fmt] = strikes.get(fmt, 0) + 1
                 if count < FORMAT_5XX_STRIKES:
                     raise  # once may be a blip: the caller retries with backoff
-                log.info("%s answered response_format=%s with %s %d times in a row (%s); trying the next "
-                         "format", self.settings.provider, fmt, status, count, errors.error_text(exc))
+                log.info(
+                    "%s answered response_format=%s with %s %d times in a row (%s); trying the next format",
+                    self.settings.provider,
+                    fmt,
+                    status,
+                    count,
+                    errors.error_text(exc),
+                )
                 stepped_for_5xx = (fmt, status)
                 i += 1
                 continue
             self._format_worked.add(fmt)
             if fmt != self.response_format:
-                why = (f"answers it with HTTP {stepped_for_5xx[1]} every time while {fmt} works" if stepped_for_5xx
-                       else "refuses it")
-                log.warning("%s does not accept response_format=%s (it %s); using %s from now on",
-                            self.settings.provider, self.response_format, why, fmt)
+                why = (
+                    f"answers it with HTTP {stepped_for_5xx[1]} every time while {fmt} works"
+                    if stepped_for_5xx
+                    else "refuses it"
+                )
+                log.warning(
+                    "%s does not accept response_format=%s (it %s); using %s from now on",
+                    self.settings.provider,
+                    self.response_format,
+                    why,
+                    fmt,
+                )
                 self.response_format = fmt
             return response
 
@@ -335,8 +390,9 @@ class LLMEngine:
         step = min(s.llm_backoff_max, s.llm_backoff_base * 2 ** (attempt - 1))
         return step / 2 + random.uniform(0, step / 2)
 
-    async def _ask(self, state: _LoopState, messages: list[dict], schema: dict | None,
-                   parse: Callable[[str], T]) -> Outcome[T]:
+    async def _ask(
+        self, state: _LoopState, messages: list[dict], schema: dict | None, parse: Callable[[str], T]
+    ) -> Outcome[T]:
         openai = require_openai()
         s, usage, attempts, reasked = self.settings, Usage(), 0, False
         strikes: dict[str, int] = {}  # 500s per format over this call's attempts
@@ -357,8 +413,14 @@ class LLMEngine:
                     self.metrics.calls.labels(outcome="error").inc()
                     raise errors.describe(exc, s, attempts) from exc
                 reason = "timeout" if errors.is_timeout(exc) else str(errors.status_of(exc) or "connection")
-                log.warning("%s call failed (%s); retry %d/%d in %.2fs", s.provider, errors.error_text(exc),
-                            attempts, s.llm_max_retries, delay)
+                log.warning(
+                    "%s call failed (%s); retry %d/%d in %.2fs",
+                    s.provider,
+                    errors.error_text(exc),
+                    attempts,
+                    s.llm_max_retries,
+                    delay,
+                )
                 self.metrics.calls.labels(outcome="retry").inc()
                 self.metrics.retries.labels(reason=reason).inc()
                 await asyncio.sleep(delay)
@@ -375,8 +437,9 @@ class LLMEngine:
                 if reply is not None and reply.finish_reason == "length":
                     # cut off at max_tokens (thinking spends them too): asking again gets the same
                     self.metrics.calls.labels(outcome="error").inc()
-                    raise errors.truncated(s, usage, reply.reasoned or usage.reasoning_tokens > 0,
-                                           self.thinking) from exc
+                    raise errors.truncated(
+                        s, usage, reply.reasoned or usage.reasoning_tokens > 0, self.thinking
+                    ) from exc
                 if not reasked and attempts <= s.llm_max_retries:
                     reasked = True  # one more try: sampling may give well-formed JSON
                     log.warning("%s answer is not the JSON asked for (%s); asking again", s.provider, exc)
@@ -392,8 +455,7 @@ class LLMEngine:
             return Outcome(value, usage, attempts, logprobs=reply.logprobs)
 
     def cache_key(self, messages: list[dict], schema: dict | None) -> str:
-        blob = json.dumps([self.settings.model, messages, schema, self.thinking], sort_keys=True,
-                          ensure_ascii=False)
+        blob = json.dumps([self.settings.model, messages, schema, self.thinking], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     async def ask(self, messages: list[dict], schema: dict | None, parse: Callable[[str], T]) -> Outcome[T]:
@@ -441,8 +503,11 @@ class LLMEngine:
 
     def describe_health(self) -> dict[str, Any]:
         """What /health shows about the calls: the format in use, thinking, learned fixes."""
-        out: dict[str, Any] = {"response_format": self.response_format, "thinking": self.thinking,
-                               "model_family": self.rules.family}
+        out: dict[str, Any] = {
+            "response_format": self.response_format,
+            "thinking": self.thinking,
+            "model_family": self.rules.family,
+        }
         fixes = self.fixes.known()
         if fixes:
             out["parameter_fixes"] = fixes

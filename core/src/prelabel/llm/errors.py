@@ -52,9 +52,11 @@ def _allowance_used_up(exc: BaseException) -> bool:
     ``modelscope-ratelimit-requests-remaining: 0`` (free API-Inference calls per day, see
     https://modelscope.cn/docs/model-service/API-Inference/limits). Waiting seconds will not help."""
     headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-    return any(k.lower().endswith("ratelimit-requests-remaining") or
-               k.lower().endswith("ratelimit-model-requests-remaining") for k, v in headers.items()
-               if str(v).strip() == "0")
+    return any(
+        k.lower().endswith("ratelimit-requests-remaining") or k.lower().endswith("ratelimit-model-requests-remaining")
+        for k, v in headers.items()
+        if str(v).strip() == "0"
+    )
 
 
 def is_quota(exc: BaseException) -> bool:
@@ -120,28 +122,43 @@ def describe(exc: BaseException, settings: LLMSettings, attempts: int = 1) -> LL
     detail = error_text(exc)
     status = status_of(exc)
     if isinstance(exc, openai.APITimeoutError):
-        return LLMError(f"{p} did not answer within {settings.timeout:g}s{tries}: raise "
-                        f"{settings.env_name('timeout')}, send shorter texts, or retry later", "timeout")
+        return LLMError(
+            f"{p} did not answer within {settings.timeout:g}s{tries}: raise "
+            f"{settings.env_name('timeout')}, send shorter texts, or retry later",
+            "timeout",
+        )
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc
-        return LLMError(f"cannot reach {p} at {url}{tries} ({type(cause).__name__}: {cause}): check the network, "
-                        f"firewall and proxy settings, and {url_var}", "network")
+        return LLMError(
+            f"cannot reach {p} at {url}{tries} ({type(cause).__name__}: {cause}): check the network, "
+            f"firewall and proxy settings, and {url_var}",
+            "network",
+        )
     if is_quota(exc):
         where = f" ({settings.key_url})" if settings.key_url else ""
-        return LLMError(f"{p} quota or balance is used up ({status}: {detail}): top up or upgrade the account"
-                        f"{where}, wait for the quota to reset, or lower the call rate", "quota")
+        return LLMError(
+            f"{p} quota or balance is used up ({status}: {detail}): top up or upgrade the account"
+            f"{where}, wait for the quota to reset, or lower the call rate",
+            "quota",
+        )
     if status == 401:
-        return LLMError(f"{p} refused the API key (401: {detail}): check {key}; it may be wrong, revoked or "
-                        "expired", "auth")
+        return LLMError(
+            f"{p} refused the API key (401: {detail}): check {key}; it may be wrong, revoked or expired", "auth"
+        )
     if status == 403:
-        return LLMError(f"no access to model {model!r} (403: {detail}): enable the model for your {p} account, "
-                        f"or set {model_var} to a model you can use", "forbidden")
+        return LLMError(
+            f"no access to model {model!r} (403: {detail}): enable the model for your {p} account, "
+            f"or set {model_var} to a model you can use",
+            "forbidden",
+        )
     if status == 404:
-        return LLMError(f"{p} does not know model {model!r} at {url} (404: {detail}): check {model_var} (retired "
-                        f"or misspelt? `prelabel doctor` lists the models on offer) and {url_var}", "not_found")
+        return LLMError(
+            f"{p} does not know model {model!r} at {url} (404: {detail}): check {model_var} (retired "
+            f"or misspelt? `prelabel doctor` lists the models on offer) and {url_var}",
+            "not_found",
+        )
     if status == 429:
-        return LLMError(f"{p} rate limit hit{tries} (429: {detail}): lower MAX_CONCURRENT or retry later",
-                        "rate_limit")
+        return LLMError(f"{p} rate limit hit{tries} (429: {detail}): lower MAX_CONCURRENT or retry later", "rate_limit")
     if status is not None and status >= 500:
         return LLMError(f"{p} server error{tries} ({status}: {detail}): retry later", "server")
     if status is not None:
@@ -150,19 +167,26 @@ def describe(exc: BaseException, settings: LLMSettings, attempts: int = 1) -> LL
 
 
 def malformed(settings: LLMSettings, reason: Any, attempts: int) -> LLMError:
-    return LLMError(f"{settings.provider} answered{' ' + str(attempts) + ' times' if attempts > 1 else ''} without "
-                    f"the JSON asked for ({reason}): retry, or set {settings.env_name('model')} to a model that "
-                    "follows JSON instructions", "malformed")
+    return LLMError(
+        f"{settings.provider} answered{' ' + str(attempts) + ' times' if attempts > 1 else ''} without "
+        f"the JSON asked for ({reason}): retry, or set {settings.env_name('model')} to a model that "
+        "follows JSON instructions",
+        "malformed",
+    )
 
 
 def truncated(settings: LLMSettings, usage: Any, thought: bool, thinking_on: bool) -> LLMError:
     """The answer was cut off at max_tokens (``finish_reason: "length"``) before it was complete."""
-    spent = f"{usage.completion_tokens} tokens" + (f", {usage.reasoning_tokens} of them thinking"
-                                                   if usage.reasoning_tokens else "")
+    spent = f"{usage.completion_tokens} tokens" + (
+        f", {usage.reasoning_tokens} of them thinking" if usage.reasoning_tokens else ""
+    )
     hint = ""
     if thought and thinking_on:
         hint = ", or set LLM_THINKING=false: thinking spends the same budget"
     elif thought:
         hint = " (the model thought before answering: it cannot be switched off for this model)"
-    return LLMError(f"{settings.provider} stopped at LLM_MAX_TOKENS={settings.llm_max_tokens} before the answer "
-                    f"was complete (finish_reason \"length\", {spent}): raise LLM_MAX_TOKENS{hint}", "truncated")
+    return LLMError(
+        f"{settings.provider} stopped at LLM_MAX_TOKENS={settings.llm_max_tokens} before the answer "
+        f'was complete (finish_reason "length", {spent}): raise LLM_MAX_TOKENS{hint}',
+        "truncated",
+    )

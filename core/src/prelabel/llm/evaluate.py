@@ -81,8 +81,10 @@ def control_metrics(cs: ControlSpec, pairs: list[tuple[list[dict], list[dict] | 
             fp = sum(bool(p) and lab in p and lab not in t for t, p in zip(truths, preds, strict=True))
             fn = sum(lab in t and not (p and lab in p) for t, p in zip(truths, preds, strict=True))
             f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0)
-        return {"accuracy": sum(t == p for t, p in zip(truths, preds, strict=True)) / n,
-                "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0}
+        return {
+            "accuracy": sum(t == p for t, p in zip(truths, preds, strict=True)) / n,
+            "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
+        }
     if cs.kind == "spans":
         tp = sum(len(t & p) for t, p in zip(truths, preds, strict=True) if p is not None)
         n_pred = sum(len(p) for p in preds if p is not None)
@@ -92,9 +94,13 @@ def control_metrics(cs: ControlSpec, pairs: list[tuple[list[dict], list[dict] | 
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         return {"precision": precision, "recall": recall, "f1": f1}
     if cs.kind == "text":
-        return {"exact_match": sum(p is not None and t == p for t, p in zip(truths, preds, strict=True)) / n,
-                "normalized_match": sum(p is not None and normalize_text(t) == normalize_text(p)
-                                        for t, p in zip(truths, preds, strict=True)) / n}
+        return {
+            "exact_match": sum(p is not None and t == p for t, p in zip(truths, preds, strict=True)) / n,
+            "normalized_match": sum(
+                p is not None and normalize_text(t) == normalize_text(p) for t, p in zip(truths, preds, strict=True)
+            )
+            / n,
+        }
     return {"accuracy": sum(t == p for t, p in zip(truths, preds, strict=True)) / n}
 
 
@@ -104,7 +110,7 @@ def sign_test(wins: int, losses: int) -> float:
     if n == 0:
         return 1.0
     k = min(wins, losses)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)
 
 
@@ -128,19 +134,32 @@ class Arm:
     def report(self, spec: TaskSpec, truths: list[list[dict]]) -> dict[str, Any]:
         pairs = list(zip(truths, self.predictions, strict=True))
         n = len(pairs)
-        return {"score": sum(self.scores) / n if n else None,
-                "controls": {cs.name: control_metrics(cs, pairs) for cs in spec.controls} if n else {},
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "tokens": self.tokens, "calls": self.calls, "answers": self.answers, "cached": self.cached,
-                "failed": self.failed}
+        return {
+            "score": sum(self.scores) / n if n else None,
+            "controls": {cs.name: control_metrics(cs, pairs) for cs in spec.controls} if n else {},
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "tokens": self.tokens,
+            "calls": self.calls,
+            "answers": self.answers,
+            "cached": self.cached,
+            "failed": self.failed,
+        }
 
 
 #: labels one task: (texts, with examples?) -> (regions or None when the call failed, usage)
 Labeler = Callable[[Any, bool], Awaitable[tuple[list[dict] | None, Any]]]
 
 
-async def compare(spec: TaskSpec, heldout: list[Any], label: Labeler, *, concurrency: int, max_tokens: int,
-                  progress: Callable[[float, str], None]) -> dict[str, Any]:
+async def compare(
+    spec: TaskSpec,
+    heldout: list[Any],
+    label: Labeler,
+    *,
+    concurrency: int,
+    max_tokens: int,
+    progress: Callable[[float, str], None],
+) -> dict[str, Any]:
     """Label every held-out example zero-shot and with examples, ``concurrency`` tasks at a
     time (each call still passes the engine's MAX_CONCURRENT semaphore and 429 handling), and
     stop early once ``max_tokens`` are spent; the tasks done by then are the evaluation."""
@@ -148,7 +167,7 @@ async def compare(spec: TaskSpec, heldout: list[Any], label: Labeler, *, concurr
     done: list[Any] = []
     stopped = None
     for start in range(0, len(heldout), max(1, concurrency)):
-        chunk = heldout[start:start + concurrency]
+        chunk = heldout[start : start + concurrency]
         answers = await asyncio.gather(*(label(ex, with_examples) for ex in chunk for with_examples in (False, True)))
         for i, ex in enumerate(chunk):
             done.append(ex)
@@ -167,8 +186,13 @@ async def compare(spec: TaskSpec, heldout: list[Any], label: Labeler, *, concurr
             stopped = f"the token budget (LLM_FEWSHOT_EVAL_TOKENS={max_tokens}) was spent after {len(done)} tasks"
             break
     truths = [ex.result for ex in done]
-    return {"heldout_tasks": len(done), "zero_shot": zero.report(spec, truths), "few_shot": few.report(spec, truths),
-            "stopped_early": stopped, "_scores": (zero.scores, few.scores)}
+    return {
+        "heldout_tasks": len(done),
+        "zero_shot": zero.report(spec, truths),
+        "few_shot": few.report(spec, truths),
+        "stopped_early": stopped,
+        "_scores": (zero.scores, few.scores),
+    }
 
 
 def decide(zero_scores: list[float], few_scores: list[float], tolerance: float) -> dict[str, Any]:
@@ -181,10 +205,21 @@ def decide(zero_scores: list[float], few_scores: list[float], tolerance: float) 
     losses = sum(f < z for z, f in zip(zero_scores, few_scores, strict=True))
     promote = few >= zero - tolerance - 1e-12
     p = sign_test(wins, losses)
-    detail = (f"few-shot {few:.3f} vs zero-shot {zero:.3f} mean per-task score on {n} held-out tasks "
-              f"({wins} better, {losses} worse, {n - wins - losses} the same; sign test p={p:.3f})")
-    reason = (f"promoted: {detail}" if promote else
-              f"refused: {detail}; few-shot is worse by more than LLM_FEWSHOT_TOLERANCE={tolerance:g}, so the "
-              "project keeps the version it serves")
-    return {"promote": promote, "reason": reason, "mean_difference": few - zero, "better": wins, "worse": losses,
-            "sign_test_p": p}
+    detail = (
+        f"few-shot {few:.3f} vs zero-shot {zero:.3f} mean per-task score on {n} held-out tasks "
+        f"({wins} better, {losses} worse, {n - wins - losses} the same; sign test p={p:.3f})"
+    )
+    reason = (
+        f"promoted: {detail}"
+        if promote
+        else f"refused: {detail}; few-shot is worse by more than LLM_FEWSHOT_TOLERANCE={tolerance:g}, so the "
+        "project keeps the version it serves"
+    )
+    return {
+        "promote": promote,
+        "reason": reason,
+        "mean_difference": few - zero,
+        "better": wins,
+        "worse": losses,
+        "sign_test_p": p,
+    }

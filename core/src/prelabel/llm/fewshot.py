@@ -32,8 +32,7 @@ EXAMPLES_FILE = "examples.jsonl"
 INDEX_DIR = "bm25"
 #: bump when what an example looks like in the prompt changes
 EXAMPLES_FORMAT = 1
-HEADER = ("Examples labeled by this project's annotators (the most similar last). Label the data below the same "
-          "way:")
+HEADER = "Examples labeled by this project's annotators (the most similar last). Label the data below the same way:"
 
 _CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _SEGMENTS = re.compile(rf"[{_CJK}]+|[^{_CJK}\W_]+|\d+")
@@ -46,7 +45,7 @@ def tokens(text: str) -> list[str]:
     out: list[str] = []
     for seg in _SEGMENTS.findall(text.lower()):
         if _IS_CJK.match(seg):
-            out += list(seg) + [seg[i:i + 2] for i in range(len(seg) - 1)]
+            out += list(seg) + [seg[i : i + 2] for i in range(len(seg) - 1)]
         elif len(seg) > 1 or seg.isdigit():
             out.append(seg)
     return out
@@ -82,8 +81,11 @@ def answer_value(cs: ControlSpec, regions: list[dict]) -> Any:
         picked = [c for v in values for c in v.get("choices") or []]
         return picked if cs.control.is_multiple else (picked[0] if picked else None)
     if cs.kind == "spans":
-        return [{"label": (v.get("labels") or [""])[0], "text": v.get("text", "")} for v in values
-                if v.get("labels") and v.get("text")]
+        return [
+            {"label": (v.get("labels") or [""])[0], "text": v.get("text", "")}
+            for v in values
+            if v.get("labels") and v.get("text")
+        ]
     if cs.kind == "text":
         lines = [str(t) for v in values for t in v.get("text") or [] if str(t).strip()]
         return "\n".join(lines) if lines else None
@@ -111,7 +113,7 @@ def _with_span_text(regions: list[dict], texts: dict[str, str]) -> list[dict]:
         v = r.get("value") or {}
         if r.get("type") == "labels" and not v.get("text") and isinstance(v.get("start"), int):
             text = texts.get(r.get("to_name", ""), "")
-            r = {**r, "value": {**v, "text": text[v["start"]:v.get("end", v["start"])]}}
+            r = {**r, "value": {**v, "text": text[v["start"] : v.get("end", v["start"])]}}
         out.append(r)
     return out
 
@@ -132,16 +134,22 @@ def examples_from_tasks(tasks: list[dict], spec: TaskSpec) -> list[Example]:
             if not regions:
                 continue
             answer = {cs.name: answer_value(cs, regions) for cs in spec.controls}
-            example = Example(task.get("id"), texts, answer, regions,
-                              {cs.name: labels_of(cs, answer[cs.name]) for cs in spec.controls})
+            example = Example(
+                task.get("id"),
+                texts,
+                answer,
+                regions,
+                {cs.name: labels_of(cs, answer[cs.name]) for cs in spec.controls},
+            )
             example.tokens = estimate_tokens(render_one(spec, example, 1))
             out.append(example)
             break
     return out
 
 
-def split(examples: list[Example], holdout: float, max_heldout: int, seed: int = 0
-          ) -> tuple[list[Example], list[Example]]:
+def split(
+    examples: list[Example], holdout: float, max_heldout: int, seed: int = 0
+) -> tuple[list[Example], list[Example]]:
     """(train, held-out): a seeded shuffle of the examples in task order, the same split for
     the same annotations. At least one example on each side; at most ``max_heldout`` held out."""
     ordered = sorted(examples, key=lambda e: (e.task_id is None, e.task_id or 0))
@@ -152,8 +160,10 @@ def split(examples: list[Example], holdout: float, max_heldout: int, seed: int =
 
 def render_one(spec: TaskSpec, example: Example, number: int) -> str:
     answer = {cs.name: example.answer.get(cs.name) for cs in spec.controls}
-    return (f"Example {number}:\n{data_blocks(spec, example.data)}\n"
-            f"Answer: {json.dumps(answer, ensure_ascii=False, sort_keys=True)}")
+    return (
+        f"Example {number}:\n{data_blocks(spec, example.data)}\n"
+        f"Answer: {json.dumps(answer, ensure_ascii=False, sort_keys=True)}"
+    )
 
 
 def render_examples(spec: TaskSpec, examples: list[Example]) -> str:

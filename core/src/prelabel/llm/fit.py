@@ -56,35 +56,58 @@ def fit(backend: LLMBackend, job: JobContext) -> dict[str, Any]:
     job.progress(0.02, "fetching annotations")
     examples = examples_from_tasks(job.annotated_tasks(), spec)
     if len(examples) < s.llm_fewshot_min_examples:
-        raise ValueError(f"{len(examples)} annotated tasks with text and a result for {[c.name for c in spec.controls]}"
-                         f"; need at least LLM_FEWSHOT_MIN_EXAMPLES={s.llm_fewshot_min_examples} to train")
+        raise ValueError(
+            f"{len(examples)} annotated tasks with text and a result for {[c.name for c in spec.controls]}"
+            f"; need at least LLM_FEWSHOT_MIN_EXAMPLES={s.llm_fewshot_min_examples} to train"
+        )
     train, heldout = split(examples, s.llm_fewshot_holdout, s.llm_fewshot_eval_calls // 2)
     index = ExampleIndex.build(train)
     index.save(job.workdir / DIRNAME)
     instruction = backend.stored_prompt(job.runtime.project_state(job.project))
-    (job.workdir / DIRNAME / SETTINGS_FILE).write_text(json.dumps({
-        "format": EXAMPLES_FORMAT, "instruction": instruction, "system_prompt": s.llm_system_prompt,
-        "controls": [c.name for c in spec.controls], "examples": len(train), "model": s.model,
-        "max_examples": s.llm_fewshot_max_examples, "token_budget": s.llm_fewshot_token_budget,
-    }, ensure_ascii=False, indent=2))
+    (job.workdir / DIRNAME / SETTINGS_FILE).write_text(
+        json.dumps(
+            {
+                "format": EXAMPLES_FORMAT,
+                "instruction": instruction,
+                "system_prompt": s.llm_system_prompt,
+                "controls": [c.name for c in spec.controls],
+                "examples": len(train),
+                "model": s.model,
+                "max_examples": s.llm_fewshot_max_examples,
+                "token_budget": s.llm_fewshot_token_budget,
+            },
+            ensure_ascii=False,
+            indent=2,
+        )
+    )
     job.progress(0.1, f"{len(train)} examples indexed; evaluating on {len(heldout)} held-out tasks")
 
     async def label(example: Any, with_examples: bool) -> tuple[list[dict] | None, Any]:
-        neighbours = index.select(spec, example.text, s.llm_fewshot_max_examples,
-                                  s.llm_fewshot_token_budget) if with_examples else None
+        neighbours = (
+            index.select(spec, example.text, s.llm_fewshot_max_examples, s.llm_fewshot_token_budget)
+            if with_examples
+            else None
+        )
         data = example.data
         try:
             labeled = await backend.label(spec, data, instruction, neighbours)
         except errors.LLMError as exc:
-            job.log.warning("held-out task %s (%s): %s", example.task_id,
-                            "few-shot" if with_examples else "zero-shot", exc)
+            job.log.warning(
+                "held-out task %s (%s): %s", example.task_id, "few-shot" if with_examples else "zero-shot", exc
+            )
             return None, None
         return labeled.result, labeled.outcome
 
     async def run() -> dict[str, Any]:
         try:
-            return await compare(spec, heldout, label, concurrency=s.max_concurrent,
-                                 max_tokens=s.llm_fewshot_eval_tokens, progress=job.progress)
+            return await compare(
+                spec,
+                heldout,
+                label,
+                concurrency=s.max_concurrent,
+                max_tokens=s.llm_fewshot_eval_tokens,
+                progress=job.progress,
+            )
         finally:
             await backend.engine.aclose()  # this job's loop ends here: close its client with it
 
@@ -93,10 +116,15 @@ def fit(backend: LLMBackend, job: JobContext) -> dict[str, Any]:
     decision = decide(zero_scores, few_scores, s.llm_fewshot_tolerance)
     report.update(decision=decision, train_examples=len(train), answers_bound=2 * len(heldout))
     (job.workdir / "evaluation.json").write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str))
-    result = {"train_examples": len(train), "heldout_examples": report["heldout_tasks"],
-              **_flat_metrics(report), "tokens": report["zero_shot"]["tokens"] + report["few_shot"]["tokens"],
-              "calls": report["zero_shot"]["calls"] + report["few_shot"]["calls"], "evaluation": report,
-              "reason": decision["reason"]}
+    result = {
+        "train_examples": len(train),
+        "heldout_examples": report["heldout_tasks"],
+        **_flat_metrics(report),
+        "tokens": report["zero_shot"]["tokens"] + report["few_shot"]["tokens"],
+        "calls": report["zero_shot"]["calls"] + report["few_shot"]["calls"],
+        "evaluation": report,
+        "reason": decision["reason"],
+    }
     job.progress(0.97, decision["reason"][:200])
     if not decision["promote"]:
         raise NotPromoted(decision["reason"], result)

@@ -170,8 +170,11 @@ class ParameterFixes:
             if name in known:
                 return None
             known[name] = fix
-        what = "not sending it" if fix is DROP else (f"sending {fix[1]} instead" if isinstance(fix, tuple)
-                                                      else f"sending {name}={fix}")
+        what = (
+            "not sending it"
+            if fix is DROP
+            else (f"sending {fix[1]} instead" if isinstance(fix, tuple) else f"sending {name}={fix}")
+        )
         log.warning("model %s refused %s (%s); %s from now on", self.key[1], name, message[:200], what)
         return name
 
@@ -179,8 +182,10 @@ class ParameterFixes:
         """The fixes in force, for /health: parameter -> what is done instead."""
         with self._lock:
             fixes = dict(self._by_model.get(self.key, {}))
-        return {k: "dropped" if v is DROP else (f"renamed to {v[1]}" if isinstance(v, tuple) else f"set to {v:g}")
-                for k, v in fixes.items()}
+        return {
+            k: "dropped" if v is DROP else (f"renamed to {v[1]}" if isinstance(v, tuple) else f"set to {v:g}")
+            for k, v in fixes.items()
+        }
 
     @classmethod
     def forget_all(cls) -> None:

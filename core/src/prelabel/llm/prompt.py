@@ -30,12 +30,12 @@ DEFAULT_SYSTEM_PROMPT = (
 DEFAULT_TEMPLATES = {
     "choices": "Classify the $to_name: choose $how of these labels: $labels.",
     "spans": "Find every passage of the $to_name that is one of these entity types: $labels. Give each passage "
-             "with its label, copying the passage character for character from the $to_name.",
+    "with its label, copying the passage character for character from the $to_name.",
     "text": "Write the $name for the $to_name.",
     "rating": "Rate the $to_name on a scale from 1 to $maximum.",
     "number": "Give the number for $name$range.",
     "taxonomy": "Choose the categories of the $to_name from this taxonomy (each choice is a path, parent / child): "
-                "$labels.",
+    "$labels.",
 }
 
 
@@ -73,9 +73,15 @@ def control_line(spec: ControlSpec, data: dict[str, Any]) -> str:
         lo = f"{spec.minimum:g}" if spec.minimum is not None else "-inf"
         hi = f"{spec.maximum:g}" if spec.maximum is not None else "inf"
         rng = f" (from {lo} to {hi})"
-    values = {**data, "name": c.name, "to_name": c.to_name[0], "labels": _labels_text(spec),
-              "how": "one or more" if c.is_multiple else "exactly one", "maximum": f"{spec.maximum:g}"
-              if spec.maximum is not None else "", "range": rng}
+    values = {
+        **data,
+        "name": c.name,
+        "to_name": c.to_name[0],
+        "labels": _labels_text(spec),
+        "how": "one or more" if c.is_multiple else "exactly one",
+        "maximum": f"{spec.maximum:g}" if spec.maximum is not None else "",
+        "range": rng,
+    }
     template = c.attrs.get("llm_prompt") or DEFAULT_TEMPLATES[spec.kind]
     line = render(template, values)
     if spec.kind == "text" and c.attrs.get("placeholder") and "llm_prompt" not in c.attrs:
@@ -84,7 +90,7 @@ def control_line(spec: ControlSpec, data: dict[str, Any]) -> str:
 
 
 _ANSWER_SHAPE = {
-    "choices": lambda s: ("a list of labels" if s.control.is_multiple else "one label, or null if none fits"),
+    "choices": lambda s: "a list of labels" if s.control.is_multiple else "one label, or null if none fits",
     "spans": lambda s: 'a list of {"label": ..., "text": ...} objects (empty if none)',
     "text": lambda s: "a string",
     "rating": lambda s: f"an integer from 1 to {s.maximum:g}, or null",
@@ -93,8 +99,13 @@ _ANSWER_SHAPE = {
 }
 
 
-def build_messages(spec: TaskSpec, data: dict[str, Any], instruction: str | None = None,
-                   system_prompt: str | None = None, examples: str | None = None) -> list[dict[str, str]]:
+def build_messages(
+    spec: TaskSpec,
+    data: dict[str, Any],
+    instruction: str | None = None,
+    system_prompt: str | None = None,
+    examples: str | None = None,
+) -> list[dict[str, str]]:
     """The chat messages for one task; identical inputs give identical messages (the cache
     relies on it). ``examples``: the few-shot block (:func:`prelabel.llm.fewshot.render_examples`),
     put before the data; without it the messages are the zero-shot ones."""
@@ -116,8 +127,10 @@ def build_messages(spec: TaskSpec, data: dict[str, Any], instruction: str | None
     if shown:
         blocks = [f"<{o.name}>\n{_flat(texts[o.name])}\n</{o.name}>" for o in shown]
         parts.append("The data to label:\n" + "\n".join(blocks))
-    parts.append("Answer with one JSON object with exactly these keys, following this JSON schema:\n"
-                 + json.dumps(spec.schema, ensure_ascii=False, sort_keys=True))
+    parts.append(
+        "Answer with one JSON object with exactly these keys, following this JSON schema:\n"
+        + json.dumps(spec.schema, ensure_ascii=False, sort_keys=True)
+    )
     return [
         {"role": "system", "content": system_prompt or DEFAULT_SYSTEM_PROMPT},
         {"role": "user", "content": "\n\n".join(parts)},

@@ -17,8 +17,14 @@ from prelabel.labelconfig import ControlInfo, ObjectInfo, ParsedConfig
 log = logging.getLogger(__name__)
 
 #: control tag -> the kind of answer the model gives for it
-KINDS = {"Choices": "choices", "Labels": "spans", "TextArea": "text", "Rating": "rating",
-         "Number": "number", "Taxonomy": "taxonomy"}
+KINDS = {
+    "Choices": "choices",
+    "Labels": "spans",
+    "TextArea": "text",
+    "Rating": "rating",
+    "Number": "number",
+    "Taxonomy": "taxonomy",
+}
 CONTROL_TAGS = frozenset(KINDS)
 OBJECT_TAGS = frozenset({"Text", "HyperText"})
 #: objects whose regions can be character spans (HyperText spans need XPath offsets)
@@ -108,9 +114,15 @@ def control_spec(control: ControlInfo, xml: str) -> ControlSpec:
         schema = {"type": "array", "items": item} if control.is_multiple else _nullable(item)
         return ControlSpec(control, kind, schema)
     if kind == "spans":
-        span = {"type": "object", "additionalProperties": False, "required": ["label", "text"],
-                "properties": {"label": {"type": "string", "enum": labels},
-                               "text": {"type": "string", "description": "the span copied exactly from the text"}}}
+        span = {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["label", "text"],
+            "properties": {
+                "label": {"type": "string", "enum": labels},
+                "text": {"type": "string", "description": "the span copied exactly from the text"},
+            },
+        }
         return ControlSpec(control, kind, {"type": "array", "items": span})
     if kind == "text":
         return ControlSpec(control, kind, {"type": "string"})

@@ -54,8 +54,9 @@ def from_neighbours(spec: TaskSpec, result: list[dict], neighbours: list[tuple[E
     return sum(per_control) / len(per_control)
 
 
-def prediction_score(spec: TaskSpec, result: list[dict], logprobs: list[float] | None,
-                     neighbours: list[tuple[Example, float]] | None) -> float | None:
+def prediction_score(
+    spec: TaskSpec, result: list[dict], logprobs: list[float] | None, neighbours: list[tuple[Example, float]] | None
+) -> float | None:
     """The score of one prediction (see the module docstring); None when there is no basis."""
     if not result:
         return None

@@ -37,54 +37,122 @@ class LLMSettings(BackendSettings):
     key_required: ClassVar[bool] = True
 
     max_concurrent: int = Field(default=10, ge=1, description="Provider calls in flight per process.")
-    llm_max_retries: int = Field(default=3, ge=0, validation_alias=_env("llm_max_retries"),
-                                 description="Retries on 429, 5xx, timeouts and dropped connections.")
-    llm_backoff_base: float = Field(default=0.5, gt=0, validation_alias=_env("llm_backoff_base"),
-                                    description="First backoff in seconds; doubles per retry, with jitter.")
-    llm_backoff_max: float = Field(default=30.0, gt=0, validation_alias=_env("llm_backoff_max"),
-                                   description="Longest wait between retries, Retry-After included.")
-    llm_temperature: float = Field(default=0.0, ge=0, validation_alias=_env("llm_temperature"),
-                                   description="Sampling temperature; not sent to models that lock it.")
-    llm_max_tokens: int = Field(default=2000, ge=1, validation_alias=_env("llm_max_tokens"),
-                                description="Most tokens per answer, thinking included.")
-    llm_thinking: bool = Field(default=False, validation_alias=_env("llm_thinking"),
-                               description="Let models that can think before answering do so (slower, "
-                                           "several times the tokens; raise LLM_MAX_TOKENS with it).")
-    llm_extra_body: dict[str, Any] = Field(default_factory=dict, validation_alias=_env("llm_extra_body"),
-                                           description="JSON object merged into every request body "
-                                                       "(server-specific fields).")
+    llm_max_retries: int = Field(
+        default=3,
+        ge=0,
+        validation_alias=_env("llm_max_retries"),
+        description="Retries on 429, 5xx, timeouts and dropped connections.",
+    )
+    llm_backoff_base: float = Field(
+        default=0.5,
+        gt=0,
+        validation_alias=_env("llm_backoff_base"),
+        description="First backoff in seconds; doubles per retry, with jitter.",
+    )
+    llm_backoff_max: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=_env("llm_backoff_max"),
+        description="Longest wait between retries, Retry-After included.",
+    )
+    llm_temperature: float = Field(
+        default=0.0,
+        ge=0,
+        validation_alias=_env("llm_temperature"),
+        description="Sampling temperature; not sent to models that lock it.",
+    )
+    llm_max_tokens: int = Field(
+        default=2000,
+        ge=1,
+        validation_alias=_env("llm_max_tokens"),
+        description="Most tokens per answer, thinking included.",
+    )
+    llm_thinking: bool = Field(
+        default=False,
+        validation_alias=_env("llm_thinking"),
+        description="Let models that can think before answering do so (slower, "
+        "several times the tokens; raise LLM_MAX_TOKENS with it).",
+    )
+    llm_extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        validation_alias=_env("llm_extra_body"),
+        description="JSON object merged into every request body (server-specific fields).",
+    )
     llm_response_format: Literal["auto", "json_schema", "json_object", "none"] = Field(
-        default="auto", validation_alias=_env("llm_response_format"),
-        description="auto: json_schema, falling back to json_object, then to the prompt alone.")
-    llm_cache_size: int = Field(default=1024, ge=0, validation_alias=_env("llm_cache_size"),
-                                description="Answers kept per process for identical requests (0: off).")
-    llm_prompt: str | None = Field(default=None, validation_alias=_env("llm_prompt"),
-                                   description="Instruction put before every task ($field inserts task data).")
+        default="auto",
+        validation_alias=_env("llm_response_format"),
+        description="auto: json_schema, falling back to json_object, then to the prompt alone.",
+    )
+    llm_cache_size: int = Field(
+        default=1024,
+        ge=0,
+        validation_alias=_env("llm_cache_size"),
+        description="Answers kept per process for identical requests (0: off).",
+    )
+    llm_prompt: str | None = Field(
+        default=None,
+        validation_alias=_env("llm_prompt"),
+        description="Instruction put before every task ($field inserts task data).",
+    )
     llm_system_prompt: str | None = Field(default=None, validation_alias=_env("llm_system_prompt"))
-    llm_http2: bool = Field(default=True, validation_alias=_env("llm_http2"),
-                            description="Offer HTTP/2 (used where the provider supports it).")
+    llm_http2: bool = Field(
+        default=True,
+        validation_alias=_env("llm_http2"),
+        description="Offer HTTP/2 (used where the provider supports it).",
+    )
     llm_logprobs: Literal["auto", "on", "off"] = Field(
-        default="auto", validation_alias=_env("llm_logprobs"),
+        default="auto",
+        validation_alias=_env("llm_logprobs"),
         description="Ask for token log-probabilities (prediction scores): auto asks servers known to return "
-                    "them (vLLM, llama.cpp: openai_compatible), not Moonshot or ModelScope, whose APIs do not "
-                    "document them.")
+        "them (vLLM, llama.cpp: openai_compatible), not Moonshot or ModelScope, whose APIs do not "
+        "document them.",
+    )
     # -- few-shot training (see prelabel.llm.fewshot) --------------------------------------------
-    llm_fewshot_holdout: float = Field(default=0.25, gt=0, lt=1, validation_alias=_env("llm_fewshot_holdout"),
-                                       description="Share of annotated tasks held out to evaluate a version.")
-    llm_fewshot_min_examples: int = Field(default=4, ge=2, validation_alias=_env("llm_fewshot_min_examples"),
-                                          description="Fewest annotated tasks worth training on.")
-    llm_fewshot_max_examples: int = Field(default=8, ge=1, validation_alias=_env("llm_fewshot_max_examples"),
-                                          description="Most examples put in one prompt.")
-    llm_fewshot_token_budget: int = Field(default=1500, ge=50, validation_alias=_env("llm_fewshot_token_budget"),
-                                          description="Most (estimated) tokens the examples may add to one prompt.")
-    llm_fewshot_eval_calls: int = Field(default=100, ge=2, validation_alias=_env("llm_fewshot_eval_calls"),
-                                        description="Most answers a training job asks for to evaluate (zero-shot "
-                                                    "and few-shot on each held-out task: two per task).")
-    llm_fewshot_eval_tokens: int = Field(default=200_000, ge=100, validation_alias=_env("llm_fewshot_eval_tokens"),
-                                         description="Tokens after which evaluation stops (the tasks done count).")
-    llm_fewshot_tolerance: float = Field(default=0.0, ge=0, le=1, validation_alias=_env("llm_fewshot_tolerance"),
-                                         description="Promote when few-shot's mean per-task score is at least "
-                                                     "zero-shot's minus this.")
+    llm_fewshot_holdout: float = Field(
+        default=0.25,
+        gt=0,
+        lt=1,
+        validation_alias=_env("llm_fewshot_holdout"),
+        description="Share of annotated tasks held out to evaluate a version.",
+    )
+    llm_fewshot_min_examples: int = Field(
+        default=4,
+        ge=2,
+        validation_alias=_env("llm_fewshot_min_examples"),
+        description="Fewest annotated tasks worth training on.",
+    )
+    llm_fewshot_max_examples: int = Field(
+        default=8,
+        ge=1,
+        validation_alias=_env("llm_fewshot_max_examples"),
+        description="Most examples put in one prompt.",
+    )
+    llm_fewshot_token_budget: int = Field(
+        default=1500,
+        ge=50,
+        validation_alias=_env("llm_fewshot_token_budget"),
+        description="Most (estimated) tokens the examples may add to one prompt.",
+    )
+    llm_fewshot_eval_calls: int = Field(
+        default=100,
+        ge=2,
+        validation_alias=_env("llm_fewshot_eval_calls"),
+        description="Most answers a training job asks for to evaluate (zero-shot "
+        "and few-shot on each held-out task: two per task).",
+    )
+    llm_fewshot_eval_tokens: int = Field(
+        default=200_000,
+        ge=100,
+        validation_alias=_env("llm_fewshot_eval_tokens"),
+        description="Tokens after which evaluation stops (the tasks done count).",
+    )
+    llm_fewshot_tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        validation_alias=_env("llm_fewshot_tolerance"),
+        description="Promote when few-shot's mean per-task score is at least zero-shot's minus this.",
+    )
 
     def _role(self, role: str):
         try:

@@ -48,11 +48,23 @@ WARM_UP_CONFIG = '<View><Text name="text" value="$text"/></View>'
 ANNOTATION_EVENTS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"}
 # Label Studio's webhook actions (GET /api/webhooks/info, docs/label-studio-protocol.md section 6)
 # and START_TRAINING: the only values the webhook metric's label takes, besides "other".
-WEBHOOK_ACTIONS = frozenset({
-    "START_TRAINING", "PROJECT_CREATED", "PROJECT_UPDATED", "PROJECT_DELETED", "TASKS_CREATED", "TASKS_DELETED",
-    "ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED",
-    "LABEL_LINK_CREATED", "LABEL_LINK_UPDATED", "LABEL_LINK_DELETED",
-})
+WEBHOOK_ACTIONS = frozenset(
+    {
+        "START_TRAINING",
+        "PROJECT_CREATED",
+        "PROJECT_UPDATED",
+        "PROJECT_DELETED",
+        "TASKS_CREATED",
+        "TASKS_DELETED",
+        "ANNOTATION_CREATED",
+        "ANNOTATIONS_CREATED",
+        "ANNOTATION_UPDATED",
+        "ANNOTATIONS_DELETED",
+        "LABEL_LINK_CREATED",
+        "LABEL_LINK_UPDATED",
+        "LABEL_LINK_DELETED",
+    }
+)
 MAX_LOGGED_BAD_TASKS = 5  # per request; the rest are counted in one summary line
 # A /predict body this big is parsed, and its answer written, a slice of tasks at a time with
 # the event loop let in between, so /health and other requests are served meanwhile (a body of
@@ -90,9 +102,11 @@ def _format_errors(errors: list[dict]) -> str:
 def unsupported_message(runtime: Runtime, config: ParsedConfig) -> str:
     b = runtime.backend
     skipped = [c.name for c in config.controls if c.attr("model_skip", False, bool)]
-    return (f"the {b.backend_id} backend supports {describe_supports(b.supports)}; "
-            f"this label config has {config.describe()}"
-            + (f" (left to annotators with model_skip=\"true\": {', '.join(skipped)})" if skipped else ""))
+    return (
+        f"the {b.backend_id} backend supports {describe_supports(b.supports)}; "
+        f"this label config has {config.describe()}"
+        + (f' (left to annotators with model_skip="true": {", ".join(skipped)})' if skipped else "")
+    )
 
 
 class BodyTooDeep(HTTPException):
@@ -148,7 +162,7 @@ async def loads_cooperatively(raw: bytes) -> Any:
         items = _DECODE_ITEMS.decode(member)
         values = []
         for start in range(0, len(items), SLICE):
-            for item in items[start:start + SLICE]:
+            for item in items[start : start + SLICE]:
                 value = orjson.loads(memoryview(item))
                 if too_deep(value, MAX_JSON_DEPTH - 2):
                     raise BodyTooDeep()
@@ -256,8 +270,13 @@ class PredictEndpoint:
         if shape is not None:
             source = _BodyTasks(raw)
             tasks = [_LazyTask(t.id, t.data, source, i) for i, t in enumerate(shape.tasks)]
-            body = {"tasks": tasks, "bad": {}, "project": shape.project, "label_config": shape.label_config,
-                    "params": shape.params}
+            body = {
+                "tasks": tasks,
+                "bad": {},
+                "project": shape.project,
+                "label_config": shape.label_config,
+                "params": shape.params,
+            }
         else:
             if not raw.strip():
                 return None, self._fail(400, "the request has no body: send a JSON object")
@@ -268,8 +287,9 @@ class PredictEndpoint:
             if type(body) is not dict:
                 return None, self._fail(422, f"invalid request: the body must be a JSON object, got {_kind(body)}")
         tasks = body.get("tasks")
-        problems = _body_problems(tasks, "tasks" in body, body.get("project"), body.get("label_config"),
-                                  body.get("params"))
+        problems = _body_problems(
+            tasks, "tasks" in body, body.get("project"), body.get("label_config"), body.get("params")
+        )
         if problems:
             return None, self._fail(422, "invalid request: " + "; ".join(problems))
         if shape is None:
@@ -307,8 +327,13 @@ class PredictEndpoint:
                     tasks.append(_LazyTask(t.id, t.data, source, i))
             await asyncio.sleep(0)
         _log_bad(bad, len(items))
-        return {"tasks": tasks, "bad": bad, "project": shape.project, "label_config": shape.label_config,
-                "params": shape.params}, None
+        return {
+            "tasks": tasks,
+            "bad": bad,
+            "project": shape.project,
+            "label_config": shape.label_config,
+            "params": shape.params,
+        }, None
 
     async def handle(self, raw: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         runtime = self.runtime
@@ -316,15 +341,18 @@ class PredictEndpoint:
             return self._fail(503, f"the model failed to load: {runtime.setup_error}")
         if not runtime.ready.is_set():
             return self._fail(503, "the model is still loading", [(b"retry-after", b"5")])
-        body, refused = (self._parse(raw) if len(raw) <= COOPERATIVE_BODY_BYTES
-                         else await self._parse_cooperatively(raw))
+        body, refused = self._parse(raw) if len(raw) <= COOPERATIVE_BODY_BYTES else await self._parse_cooperatively(raw)
         if refused is not None:
             return refused
         metrics = runtime.metrics
         if runtime.inflight >= runtime.core.max_inflight:
             metrics.rejected.inc()
-            return self._fail(503, f"overloaded: {runtime.inflight} predictions in flight "
-                                   f"(MAX_INFLIGHT={runtime.core.max_inflight}); retry later", [(b"retry-after", b"1")])
+            return self._fail(
+                503,
+                f"overloaded: {runtime.inflight} predictions in flight "
+                f"(MAX_INFLIGHT={runtime.core.max_inflight}); retry later",
+                [(b"retry-after", b"1")],
+            )
         project_key = body.get("project")
         try:
             await warm_label_config(body.get("label_config"))
@@ -348,8 +376,10 @@ class PredictEndpoint:
                 gauge.dec()
         if bad:
             merged = iter(results)
-            results = [{"result": [], "score": None, "model_version": version, "error": bad[i]} if i in bad
-                       else next(merged) for i in range(len(tasks) + len(bad))]
+            results = [
+                {"result": [], "score": None, "model_version": version, "error": bad[i]} if i in bad else next(merged)
+                for i in range(len(tasks) + len(bad))
+            ]
         tail = b"}"
         params = body.get("params")
         interactive = type(params) is dict and params.get("context") is not None
@@ -362,14 +392,18 @@ class PredictEndpoint:
         # byte for byte what dumps_json writes for the whole, a slice at a time
         parts = []
         for start in range(0, len(results), SLICE):
-            parts.append(dumps_json(results[start:start + SLICE])[1:-1])
+            parts.append(dumps_json(results[start : start + SLICE])[1:-1])
             await asyncio.sleep(0)
-        return 200, b"".join((b'{"results":[', b",".join(parts), b'],"model_version":', dumps_json(version),
-                              tail)), JSON_HEADERS
+        return (
+            200,
+            b"".join((b'{"results":[', b",".join(parts), b'],"model_version":', dumps_json(version), tail)),
+            JSON_HEADERS,
+        )
 
 
-def _without_empty_predictions(results: list[dict], tasks: list[Task],
-                               bad: dict[int, str]) -> tuple[list[list[dict]], list[dict]]:
+def _without_empty_predictions(
+    results: list[dict], tasks: list[Task], bad: dict[int, str]
+) -> tuple[list[list[dict]], list[dict]]:
     """A batch answer in which Label Studio stores nothing for a task with nothing: a list of
     predictions per task, empty for those (Label Studio 1.23 stores each item of a task's list,
     docs/label-studio-protocol.md section 7), and each task's error, which an empty entry
@@ -393,9 +427,16 @@ def _body_problems(tasks: Any, has_tasks: bool, project: Any, config: Any, param
     """What is wrong with a /predict body's top level, as messages."""
     problems = []
     if type(tasks) is not list or not tasks:
-        problems.append("tasks: " + ("field required" if tasks is None and not has_tasks else
-                                     "must be a non-empty list of tasks" if type(tasks) is list else
-                                     f"must be a list of tasks, got {_kind(tasks)}"))
+        problems.append(
+            "tasks: "
+            + (
+                "field required"
+                if tasks is None and not has_tasks
+                else "must be a non-empty list of tasks"
+                if type(tasks) is list
+                else f"must be a list of tasks, got {_kind(tasks)}"
+            )
+        )
     if project is not None and (problem := project_key_problem(project)):
         problems.append(f"project: the project id {problem}")
     if config is not None and type(config) is not str:
@@ -407,7 +448,8 @@ def _body_problems(tasks: Any, has_tasks: bool, project: Any, config: Any, param
 
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", type(None): "null", bool: "a boolean"}.get(
-        type(value), "a number")
+        type(value), "a number"
+    )
 
 
 class _TaskShape(msgspec.Struct, gc=False):
@@ -529,8 +571,13 @@ def _log_bad(bad: dict[int, str], total: int) -> None:
     if bad:
         first = list(bad.values())[:MAX_LOGGED_BAD_TASKS]
         more = len(bad) - len(first)
-        log.error("%d of %d tasks are malformed and got an empty result: %s%s", len(bad), total,
-                  "; ".join(first), f"; and {more} more" if more else "")
+        log.error(
+            "%d of %d tasks are malformed and got an empty result: %s%s",
+            len(bad),
+            total,
+            "; ".join(first),
+            f"; and {more} more" if more else "",
+        )
 
 
 def job_view(job: Job) -> dict[str, Any]:
@@ -543,11 +590,18 @@ def job_view(job: Job) -> dict[str, Any]:
         return view
     except (TypeError, ValueError, RecursionError) as exc:
         log.warning("job %s: stored record cannot be shown: %s", job.id, exc)
-        return {"id": job.id, "kind": job.kind, "project": job.project, "status": job.status,
-                "progress": job.progress if isinstance(job.progress, (int, float)) else 0.0,
-                "error": f"this job's stored record cannot be shown ({type(exc).__name__}); "
-                         "its params or result are not plain JSON",
-                "params": {}, "result": None, "created_at": job.created_at}
+        return {
+            "id": job.id,
+            "kind": job.kind,
+            "project": job.project,
+            "status": job.status,
+            "progress": job.progress if isinstance(job.progress, (int, float)) else 0.0,
+            "error": f"this job's stored record cannot be shown ({type(exc).__name__}); "
+            "its params or result are not plain JSON",
+            "params": {},
+            "result": None,
+            "created_at": job.created_at,
+        }
 
 
 def summarize_params(params: Any) -> Any:
@@ -628,8 +682,11 @@ def create_app(runtime: Runtime, start_setup: bool = True, gc_tuning: bool = Fal
         if any(e.get("type") == "json_invalid" for e in errors):
             ctx = errors[0].get("ctx", {})
             return _error(400, f"malformed JSON body: {ctx.get('error', 'cannot parse')}")
-        return _error(422, f"invalid request: {_format_errors(errors)}",
-                      detail=[{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errors])
+        return _error(
+            422,
+            f"invalid request: {_format_errors(errors)}",
+            detail=[{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errors],
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -660,8 +717,12 @@ def create_app(runtime: Runtime, start_setup: bool = True, gc_tuning: bool = Fal
             return _json({"status": "ERROR", "error": runtime.setup_error}, 503)
         if not runtime.ready.is_set():
             return _json({"status": "LOADING", "plugin": backend.backend_id}, 503)
-        body = {"status": "UP", "model_class": type(backend).__name__, "plugin": backend.backend_id,
-                "model_version": backend.model_version()}
+        body = {
+            "status": "UP",
+            "model_class": type(backend).__name__,
+            "plugin": backend.backend_id,
+            "model_version": backend.model_version(),
+        }
         if backend.trainable:
             trained = runtime.trained_projects()
             body.update(trained=bool(trained), trained_projects=trained)
@@ -684,19 +745,44 @@ def create_app(runtime: Runtime, start_setup: bool = True, gc_tuning: bool = Fal
         project = runtime.remember_project(str(body.project), body.label_config, body.hostname, body.access_token)
         return JSONResponse({"model_version": runtime.model_version(project.id)})
 
-    @app.post("/predict", summary="Predict tasks (batch or interactive): one result per task, in order",
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                  "schema": PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
-              responses={200: {"description": "One result per task, in order", "content": {"application/json": {
-                  "schema": {"type": "object", "required": ["results", "model_version"], "properties": {
-                      "results": {"type": "array", "items": {"type": "object"}},
-                      "model_version": {"type": "string"}}}}}}})
+    @app.post(
+        "/predict",
+        summary="Predict tasks (batch or interactive): one result per task, in order",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+                    }
+                },
+            }
+        },
+        responses={
+            200: {
+                "description": "One result per task, in order",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["results", "model_version"],
+                            "properties": {
+                                "results": {"type": "array", "items": {"type": "object"}},
+                                "model_version": {"type": "string"},
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    )
     async def predict(request: Request) -> Response:
         # The middleware serves POST /predict itself; this route documents it, and serves it
         # where the app runs without that middleware in front.
         status, raw, headers = await predict_endpoint(await request.body())
-        return Response(raw, status_code=status, media_type="application/json",
-                        headers={k.decode(): v.decode() for k, v in headers})
+        return Response(
+            raw, status_code=status, media_type="application/json", headers={k.decode(): v.decode() for k, v in headers}
+        )
 
     @app.post("/webhook", summary="Label Studio events: START_TRAINING and annotation events")
     async def webhook(body: WebhookRequest) -> JSONResponse:
@@ -712,8 +798,11 @@ def create_app(runtime: Runtime, start_setup: bool = True, gc_tuning: bool = Fal
                 runtime.remember_project(pid, project["label_config"])
             except LabelConfigError:
                 pass
-        params = (backend.train_on_event(action, body.model_dump(exclude={"action"}))
-                  if backend.trainable and isinstance(backend, TrainsOnEvents) else None)
+        params = (
+            backend.train_on_event(action, body.model_dump(exclude={"action"}))
+            if backend.trainable and isinstance(backend, TrainsOnEvents)
+            else None
+        )
         if params is not None:
             job = runtime.runner.submit("train", pid, params, coalesce=action == "START_TRAINING")
             runtime.metrics.jobs.labels(kind="train").inc()
@@ -750,21 +839,30 @@ def create_app(runtime: Runtime, start_setup: bool = True, gc_tuning: bool = Fal
         for start in range(0, len(tasks), SLICE):
             for i in range(start, min(start + SLICE, len(tasks))):
                 if type(tasks[i]) is not dict:
-                    return _error(422, f"invalid request: annotations.{i}: must be an annotated task "
-                                       f"(an object), got {_kind(tasks[i])}")
+                    return _error(
+                        422,
+                        f"invalid request: annotations.{i}: must be an annotated task "
+                        f"(an object), got {_kind(tasks[i])}",
+                    )
             if len(tasks) > SLICE:
                 await asyncio.sleep(0)
         params = {"tasks": tasks} if tasks else {}
         # in a worker thread: storing a big body's tasks is many short steps the loop runs between
-        job = (await anyio.to_thread.run_sync(runtime.runner.submit, "train", pid, params) if len(tasks) > SLICE
-               else runtime.runner.submit("train", pid, params))
+        job = (
+            await anyio.to_thread.run_sync(runtime.runner.submit, "train", pid, params)
+            if len(tasks) > SLICE
+            else runtime.runner.submit("train", pid, params)
+        )
         runtime.metrics.jobs.labels(kind="train").inc()
         return JSONResponse({"status": "queued", "job": job.id}, status_code=201)
 
     @app.get("/versions", summary="Model versions: the base version and every trained one")
     async def versions() -> dict:
-        return {"versions": runtime.versions(), "model_version": backend.model_version(),
-                "projects": runtime.version_records()}
+        return {
+            "versions": runtime.versions(),
+            "model_version": backend.model_version(),
+            "projects": runtime.version_records(),
+        }
 
     @app.get("/jobs", summary="Jobs, newest first")
     async def list_jobs(project: str | None = Query(default=None), kind: str | None = Query(default=None)) -> Response:
@@ -774,11 +872,15 @@ def create_app(runtime: Runtime, start_setup: bool = True, gc_tuning: bool = Fal
     @app.post("/jobs", status_code=201, summary="Start a job (kind: train, ...)")
     async def create_job(body: JobRequest) -> Response:
         if body.kind not in runtime.job_handlers:
-            return _error(400, f"unknown job kind {body.kind!r} for {backend.backend_id}; "
-                               f"known: {sorted(runtime.job_handlers) or 'none'}")
+            return _error(
+                400,
+                f"unknown job kind {body.kind!r} for {backend.backend_id}; "
+                f"known: {sorted(runtime.job_handlers) or 'none'}",
+            )
         try:
-            job = runtime.runner.submit(body.kind, project_id_of(str(body.project)), body.params,
-                                        exclusive=body.kind in EXCLUSIVE_KINDS)
+            job = runtime.runner.submit(
+                body.kind, project_id_of(str(body.project)), body.params, exclusive=body.kind in EXCLUSIVE_KINDS
+            )
         except JobConflict as exc:
             return _error(409, str(exc), job=exc.job.id)
         runtime.metrics.jobs.labels(kind=body.kind).inc()
@@ -826,8 +928,10 @@ def mount_backend_routes(app: FastAPI, runtime: Runtime) -> None:
     core_roots = {_root(route.path) for route in app.routes}
     clashes = sorted(route.path for route in router.routes if _root(route.path) in core_roots)
     if clashes:
-        raise ValueError(f"backend {runtime.backend.backend_id} adds {', '.join(clashes)}, under paths core "
-                         f"serves ({', '.join(sorted(core_roots))}): use its own prefix, e.g. /v1/...")
+        raise ValueError(
+            f"backend {runtime.backend.backend_id} adds {', '.join(clashes)}, under paths core "
+            f"serves ({', '.join(sorted(core_roots))}): use its own prefix, e.g. /v1/..."
+        )
     app.include_router(router)
 
 
@@ -847,4 +951,3 @@ def app_from_env() -> FastAPI:
     spec = os.environ["PRELABEL_SERVE_BACKEND"]
     runtime = Runtime(load_backend_class(spec), core)
     return create_app(runtime, gc_tuning=True)
-

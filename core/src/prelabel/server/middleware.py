@@ -28,8 +28,18 @@ if TYPE_CHECKING:
 
 access_log = AccessLog("prelabel.access")
 
-KNOWN = ("/health", "/setup", "/predict", "/webhook", "/train", "/versions", "/metrics", "/jobs",
-         "/openapi.json", "/docs")
+KNOWN = (
+    "/health",
+    "/setup",
+    "/predict",
+    "/webhook",
+    "/train",
+    "/versions",
+    "/metrics",
+    "/jobs",
+    "/openapi.json",
+    "/docs",
+)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _RID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 QUIET = {"/health", "/metrics"}
@@ -187,21 +197,33 @@ class PrelabelMiddleware:
 
         try:
             if self.auth is not None and not self._authorized(auth or b""):
-                await send_json(send_wrapper, 401, b'{"error":"authentication required: this backend uses HTTP '
-                                b'Basic auth (BASIC_AUTH_USER/BASIC_AUTH_PASS)"}',
-                                [(b"www-authenticate", b'Basic realm="prelabel"')])
+                await send_json(
+                    send_wrapper,
+                    401,
+                    b'{"error":"authentication required: this backend uses HTTP '
+                    b'Basic auth (BASIC_AUTH_USER/BASIC_AUTH_PASS)"}',
+                    [(b"www-authenticate", b'Basic realm="prelabel"')],
+                )
                 return
             if length is not None and length.isdigit() and int(length) > self.max_body:
-                await send_json(send_wrapper, 413, orjson.dumps(
-                    {"error": f"request body of {int(length)} bytes is larger than MAX_BODY_BYTES={self.max_body}"}))
+                await send_json(
+                    send_wrapper,
+                    413,
+                    orjson.dumps(
+                        {"error": f"request body of {int(length)} bytes is larger than MAX_BODY_BYTES={self.max_body}"}
+                    ),
+                )
                 return
             handler = self.fast.get((method, path))
             if handler is not None:
                 try:
                     body = await read_body(receive, self.max_body)
                 except BodyTooLarge:
-                    await send_json(send_wrapper, 413, orjson.dumps(
-                        {"error": f"request body is larger than MAX_BODY_BYTES={self.max_body}"}))
+                    await send_json(
+                        send_wrapper,
+                        413,
+                        orjson.dumps({"error": f"request body is larger than MAX_BODY_BYTES={self.max_body}"}),
+                    )
                     return
                 except ClientGone:
                     return
@@ -214,14 +236,18 @@ class PrelabelMiddleware:
                 try:
                     receive = await self._buffered(receive)
                 except BodyTooLarge:
-                    await send_json(send_wrapper, 413, orjson.dumps(
-                        {"error": f"request body is larger than MAX_BODY_BYTES={self.max_body}"}))
+                    await send_json(
+                        send_wrapper,
+                        413,
+                        orjson.dumps({"error": f"request body is larger than MAX_BODY_BYTES={self.max_body}"}),
+                    )
                     return
             await self.app(scope, receive, send_wrapper)
         except BaseException:
             failed = True
             raise
         finally:
-            self._record(endpoint, method, 500 if failed and status is None else status,
-                         time.perf_counter() - started, path)
+            self._record(
+                endpoint, method, 500 if failed and status is None else status, time.perf_counter() - started, path
+            )
             request_id_var.reset(token)

@@ -72,9 +72,17 @@ class PredictRequest(BaseModel):
 
     # Items are checked one by one in the endpoint (a malformed task fails alone, and
     # validating hundreds of nested dicts here would cost more than the model call).
-    tasks: list[Any] = Field(min_length=1, description="Tasks to predict, each with a data object.",
-                             json_schema_extra={"items": {"type": "object", "required": ["data"], "properties": {
-                                 "id": {"type": "integer"}, "data": {"type": "object"}}}})
+    tasks: list[Any] = Field(
+        min_length=1,
+        description="Tasks to predict, each with a data object.",
+        json_schema_extra={
+            "items": {
+                "type": "object",
+                "required": ["data"],
+                "properties": {"id": {"type": "integer"}, "data": {"type": "object"}},
+            }
+        },
+    )
     project: str | int | None = None
     label_config: str | None = None
     params: dict[str, Any] | None = Field(default=None, description="login, password and the interactive context.")
@@ -111,8 +119,9 @@ class WebhookRequest(BaseModel):
             _check_project(pid)
         config = value.get("label_config")
         if config is not None and type(config) is not str:
-            raise ValueError(f"project.label_config must be a string (the label config XML), "
-                             f"got {type(config).__name__}")
+            raise ValueError(
+                f"project.label_config must be a string (the label config XML), got {type(config).__name__}"
+            )
         return value
 
 

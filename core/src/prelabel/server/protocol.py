@@ -30,8 +30,12 @@ BODY_TIMEOUT = float(os.environ.get("PRELABEL_BODY_TIMEOUT") or 15.0)
 
 def _response_408(message: str) -> bytes:
     body = orjson.dumps({"error": message})
-    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: "
-            + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\nconnection: close\r\n\r\n"
+        + body
+    )
 
 
 class CoalescingTransport:
@@ -116,8 +120,11 @@ class TimeoutHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self._began:
-            log.info("closed a connection from %s: its request headers took longer than %.0fs",
-                     self.client and self.client[0], self.header_timeout)
+            log.info(
+                "closed a connection from %s: its request headers took longer than %.0fs",
+                self.client and self.client[0],
+                self.header_timeout,
+            )
             self.transport.write(_response_408(f"the request headers took longer than {self.header_timeout:g} s"))
         self.transport.close()
 
@@ -126,8 +133,11 @@ class TimeoutHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         cycle = self.cycle
-        log.info("closed a connection from %s: its request body paused for more than %.0fs",
-                 self.client and self.client[0], self.body_timeout)
+        log.info(
+            "closed a connection from %s: its request body paused for more than %.0fs",
+            self.client and self.client[0],
+            self.body_timeout,
+        )
         if cycle is not None and not cycle.response_started:
             self.transport.write(_response_408(f"the request body paused for more than {self.body_timeout:g} s"))
         if cycle is not None:
@@ -136,8 +146,12 @@ class TimeoutHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def protocol_with_timeouts(header_timeout: float = HEADER_TIMEOUT,
-                           body_timeout: float = BODY_TIMEOUT) -> type[TimeoutHttpToolsProtocol]:
+def protocol_with_timeouts(
+    header_timeout: float = HEADER_TIMEOUT, body_timeout: float = BODY_TIMEOUT
+) -> type[TimeoutHttpToolsProtocol]:
     """A protocol class for ``uvicorn.run(http=...)`` with these timeouts (seconds)."""
-    return type("TimeoutHttpToolsProtocol", (TimeoutHttpToolsProtocol,),
-                {"header_timeout": float(header_timeout), "body_timeout": float(body_timeout)})
+    return type(
+        "TimeoutHttpToolsProtocol",
+        (TimeoutHttpToolsProtocol,),
+        {"header_timeout": float(header_timeout), "body_timeout": float(body_timeout)},
+    )

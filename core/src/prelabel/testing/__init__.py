@@ -6,5 +6,12 @@ from prelabel.testing.client import make_runtime, per_task_results, serve_in_pro
 from prelabel.testing.conformance import BackendConformanceTests
 from prelabel.testing.images import data_uri, png_bytes
 
-__all__ = ["BackendConformanceTests", "configs", "data_uri", "make_runtime", "per_task_results", "png_bytes",
-           "serve_in_process"]
+__all__ = [
+    "BackendConformanceTests",
+    "configs",
+    "data_uri",
+    "make_runtime",
+    "per_task_results",
+    "png_bytes",
+    "serve_in_process",
+]

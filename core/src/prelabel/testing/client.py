@@ -28,8 +28,9 @@ def patched_env(env: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def make_runtime(backend_class: type[Backend], home: Path, settings: dict[str, Any] | None = None,
-                 **core: Any) -> Runtime:
+def make_runtime(
+    backend_class: type[Backend], home: Path, settings: dict[str, Any] | None = None, **core: Any
+) -> Runtime:
     """A Runtime with its state under ``home``; ``core`` overrides CoreSettings fields."""
     core_settings = CoreSettings(prelabel_home=home, log_format="text", **core)
     backend_settings = backend_class.Settings(**(settings or {}))
@@ -47,8 +48,10 @@ def serve_in_process(runtime: Runtime, wait_ready: float | None = 120.0) -> Iter
     with TestClient(app, raise_server_exceptions=False) as client:
         if wait_ready:
             if not runtime.ready.wait(wait_ready):
-                raise TimeoutError(f"{runtime.backend.backend_id} did not load within {wait_ready}s: "
-                                   f"{runtime.setup_error or 'still loading'}")
+                raise TimeoutError(
+                    f"{runtime.backend.backend_id} did not load within {wait_ready}s: "
+                    f"{runtime.setup_error or 'still loading'}"
+                )
         yield client
 
 
@@ -86,4 +89,3 @@ def per_task_results(answer: dict[str, Any]) -> list[dict[str, Any]]:
             empty["error"] = errors[i]
         out.append(empty)
     return out
-

@@ -138,12 +138,21 @@ def annotated_text_tasks(label_config: str, texts: list[str]) -> list[dict]:
                 result.append({**base, "value": {"choices": [c.labels[i % len(c.labels)]]}})
             elif c.tag == "Labels" and c.labels:
                 word = text.split()[0]
-                result.append({**base, "value": {"start": 0, "end": len(word), "text": word,
-                                                 "labels": [c.labels[i % len(c.labels)]]}})
+                result.append(
+                    {
+                        **base,
+                        "value": {"start": 0, "end": len(word), "text": word, "labels": [c.labels[i % len(c.labels)]]},
+                    }
+                )
             elif c.tag == "TextArea":
                 result.append({**base, "value": {"text": [f"about {text.split()[-1]}"]}})
             elif c.tag == "Rating":
                 result.append({**base, "value": {"rating": 1 + i % 3}})
-        out.append({"id": i + 1, "data": {config.controls[0].objects[0].data_key: text},
-                    "annotations": [{"id": i + 1, "result": result}]})
+        out.append(
+            {
+                "id": i + 1,
+                "data": {config.controls[0].objects[0].data_key: text},
+                "annotations": [{"id": i + 1, "result": result}],
+            }
+        )
     return out

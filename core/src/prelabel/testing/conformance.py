@@ -65,16 +65,28 @@ class BackendConformanceTests:
             yield c
 
     def _setup(self, client) -> str:
-        resp = client.post("/setup", json={"project": self.project, "schema": self.label_config,
-                                           "hostname": "http://127.0.0.1:9", "access_token": "x" * 40})
+        resp = client.post(
+            "/setup",
+            json={
+                "project": self.project,
+                "schema": self.label_config,
+                "hostname": "http://127.0.0.1:9",
+                "access_token": "x" * 40,
+            },
+        )
         assert resp.status_code == 200, resp.text
         return resp.json()["model_version"]
 
     def _predict(self, client, tasks: list[dict], context: dict | None = None):
-        return client.post("/predict", json={
-            "tasks": tasks, "project": self.project, "label_config": self.label_config,
-            "params": {"login": None, "password": None, "context": context},
-        })
+        return client.post(
+            "/predict",
+            json={
+                "tasks": tasks,
+                "project": self.project,
+                "label_config": self.label_config,
+                "params": {"login": None, "password": None, "context": context},
+            },
+        )
 
     # -- declaration ------------------------------------------------------------------------
     def test_declaration_is_valid(self):
@@ -88,8 +100,7 @@ class BackendConformanceTests:
         """Importing the plugin must not import torch/paddle/ultralytics: move heavy imports
         into setup() or predict(), so `prelabel plugins` stays fast and robust."""
         module = self.backend_class.__module__
-        code = (f"import sys, {module}; "
-                f"print(','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))")
+        code = f"import sys, {module}; print(','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "", f"importing {module} imported {out.stdout.strip()}"
@@ -104,7 +115,10 @@ class BackendConformanceTests:
         cls = self.backend_class
         found = load_backend_class(self.serve_as or cls.backend_id)
         assert (found.__module__, found.__qualname__, found.backend_id) == (
-            cls.__module__, cls.__qualname__, cls.backend_id), f"{self.serve_as or cls.backend_id!r} is {found}"
+            cls.__module__,
+            cls.__qualname__,
+            cls.backend_id,
+        ), f"{self.serve_as or cls.backend_id!r} is {found}"
 
     def test_unknown_settings_are_refused(self):
         """A misspelt setting must fail loudly, not be ignored: keep ``extra="forbid"`` in the
@@ -254,15 +268,24 @@ class BackendConformanceTests:
         """Label Studio waits 1 s for a webhook: record the event, never train in the request."""
         project = {"id": int(self.project.split(".")[0]), "label_config": self.label_config}
         started = time.perf_counter()
-        resp = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": project,
-                                             "annotation": {"id": 1, "result": []}, "task": self.tasks[0]})
+        resp = client.post(
+            "/webhook",
+            json={
+                "action": "ANNOTATION_CREATED",
+                "project": project,
+                "annotation": {"id": 1, "result": []},
+                "task": self.tasks[0],
+            },
+        )
         assert resp.status_code < 300, resp.text
         assert time.perf_counter() - started < 1.0
         assert client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": project}).status_code == 200
 
     def test_webhook_bad_bodies_are_4xx(self, client):
-        for resp in (client.post("/webhook", json={"project": {"id": 1}}),
-                     client.post("/webhook", content=b"[", headers={"content-type": "application/json"})):
+        for resp in (
+            client.post("/webhook", json={"project": {"id": 1}}),
+            client.post("/webhook", content=b"[", headers={"content-type": "application/json"}),
+        ):
             assert 400 <= resp.status_code < 500, resp.text
 
     def test_training(self, client):
@@ -275,8 +298,10 @@ class BackendConformanceTests:
             assert resp.status_code == 400 and "not trainable" in resp.json()["error"]
             return
         assert self.training_tasks, "set training_tasks (annotated tasks) for a trainable backend"
-        resp = client.post("/train", json={"annotations": self.training_tasks, "project": self.project,
-                                           "label_config": self.label_config})
+        resp = client.post(
+            "/train",
+            json={"annotations": self.training_tasks, "project": self.project, "label_config": self.label_config},
+        )
         assert resp.status_code == 201, resp.text
         job = wait_job(client, resp.json()["job"])
         assert job["status"] == "succeeded", job
@@ -311,14 +336,26 @@ class BackendConformanceTests:
 
     def test_basic_auth_on_every_endpoint(self, tmp_path):
         """With BASIC_AUTH_USER/PASS set, every endpoint refuses requests without them."""
-        rt = make_runtime(self.backend_class, tmp_path / "auth", self.settings,
-                          **{**self.core_settings, "basic_auth_user": "ml", "basic_auth_pass": "secret"})
+        rt = make_runtime(
+            self.backend_class,
+            tmp_path / "auth",
+            self.settings,
+            **{**self.core_settings, "basic_auth_user": "ml", "basic_auth_pass": "secret"},
+        )
         good = {"Authorization": "Basic " + base64.b64encode(b"ml:secret").decode()}
         bad = {"Authorization": "Basic " + base64.b64encode(b"ml:wrong").decode()}
         with serve_in_process(rt, wait_ready=self.ready_timeout) as c:
-            for method, path in [("GET", "/health"), ("POST", "/setup"), ("POST", "/predict"),
-                                 ("POST", "/webhook"), ("POST", "/train"), ("GET", "/versions"),
-                                 ("GET", "/jobs"), ("GET", "/metrics"), ("GET", "/openapi.json")]:
+            for method, path in [
+                ("GET", "/health"),
+                ("POST", "/setup"),
+                ("POST", "/predict"),
+                ("POST", "/webhook"),
+                ("POST", "/train"),
+                ("GET", "/versions"),
+                ("GET", "/jobs"),
+                ("GET", "/metrics"),
+                ("GET", "/openapi.json"),
+            ]:
                 assert c.request(method, path).status_code == 401, path
                 assert c.request(method, path, headers=bad).status_code == 401, path
             assert c.get("/health", headers=good).status_code == 200
@@ -343,7 +380,6 @@ class BackendConformanceTests:
                 continue
             problems.append(name)
         assert not problems, f"standard tests removed or overridden without xfail(reason=...): {problems}"
-
 
 
 def _comparable(value: Any) -> Any:

@@ -132,8 +132,14 @@ class Reply:
 
     @classmethod
     def quota_exhausted(cls) -> Reply:
-        return cls(429, error={"message": "You exceeded your current quota, please check your plan and billing "
-                               "details", "type": "insufficient_quota", "code": "insufficient_quota"})
+        return cls(
+            429,
+            error={
+                "message": "You exceeded your current quota, please check your plan and billing details",
+                "type": "insufficient_quota",
+                "code": "insufficient_quota",
+            },
+        )
 
     @classmethod
     def bad_request(cls, message: str = "invalid request") -> Reply:
@@ -174,9 +180,16 @@ class FakeOpenAI:
     HTTP/1.1 with keep-alive on asyncio streams, in a thread of its own: light enough that
     a benchmark measures the client, not the fake."""
 
-    def __init__(self, latency: float = 0.0, api_key: str | None = None, models: list[str] | None = None,
-                 responder: Callable[[FakeRequest], str | dict | Reply] | None = None, port: int = 0,
-                 profile: ProviderProfile | str | None = None, daily_limit: int | None = None):
+    def __init__(
+        self,
+        latency: float = 0.0,
+        api_key: str | None = None,
+        models: list[str] | None = None,
+        responder: Callable[[FakeRequest], str | dict | Reply] | None = None,
+        port: int = 0,
+        profile: ProviderProfile | str | None = None,
+        daily_limit: int | None = None,
+    ):
         self.latency = latency
         self.api_key = api_key
         self.profile = PROFILES[profile] if isinstance(profile, str) else profile
@@ -211,7 +224,8 @@ class FakeOpenAI:
             try:
                 self._stopping = asyncio.Event()
                 server = loop.run_until_complete(
-                    asyncio.start_server(self._connection, "127.0.0.1", self._port, backlog=512))
+                    asyncio.start_server(self._connection, "127.0.0.1", self._port, backlog=512)
+                )
                 self._bound_port = server.sockets[0].getsockname()[1]
             except BaseException as exc:
                 failure.append(exc)
@@ -297,8 +311,12 @@ class FakeOpenAI:
                 length = int(headers.get("content-length") or 0)
                 payload = await reader.readexactly(length) if length else b""
                 status, body, extra = await self._dispatch(method, path, headers, payload, client_port)
-                head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json",
-                        f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in extra.items())]
+                head = [
+                    f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+                    "Content-Type: application/json",
+                    f"Content-Length: {len(body)}",
+                    *(f"{k}: {v}" for k, v in extra.items()),
+                ]
                 writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":
@@ -308,8 +326,9 @@ class FakeOpenAI:
         finally:
             writer.close()
 
-    async def _dispatch(self, method: str, path: str, headers: dict[str, str], payload: bytes,
-                        client_port: int) -> tuple[int, bytes, dict[str, str]]:
+    async def _dispatch(
+        self, method: str, path: str, headers: dict[str, str], payload: bytes, client_port: int
+    ) -> tuple[int, bytes, dict[str, str]]:
         try:
             body = json.loads(payload) if payload else None
         except ValueError:
@@ -375,8 +394,14 @@ class FakeOpenAI:
         if reply is None and self.daily_limit is not None and self.chat_calls > self.daily_limit:
             # https://modelscope.cn/docs/model-service/API-Inference/limits: past the daily allowance, 429
             # with the rate-limit headers at 0 (the message wording is ours)
-            reply = Reply(429, headers=headers, error={"message": "Request limit exceeded for today, please try "
-                                                       "again tomorrow", "type": "rate_limit_error"})
+            reply = Reply(
+                429,
+                headers=headers,
+                error={
+                    "message": "Request limit exceeded for today, please try again tomorrow",
+                    "type": "rate_limit_error",
+                },
+            )
         if reply is None and self.profile is not None:
             refused = self.profile.refuse(body)
             if refused is not None:
@@ -420,15 +445,26 @@ class FakeOpenAI:
                 message["content"] = text
         prompt_tokens = max(1, len(req.prompt) // 4)
         completion_tokens = max(1, len(text) // 4) + reasoning_tokens
-        usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                 "total_tokens": prompt_tokens + completion_tokens}
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
         if reasoning_tokens:
             usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
         payload = {
-            "id": f"chatcmpl-fake-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "id": f"chatcmpl-fake-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": body.get("model", self.models[0]),
-            "choices": [{"index": 0, "message": message, "finish_reason": finish,
-                         **({"logprobs": choice_logprobs} if choice_logprobs else {})}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": finish,
+                    **({"logprobs": choice_logprobs} if choice_logprobs else {}),
+                }
+            ],
             "usage": usage,
         }
         return 200, json.dumps(payload, ensure_ascii=False).encode(), reply.headers
@@ -440,10 +476,9 @@ def _token_logprobs(text: str, total: float | None) -> dict[str, Any]:
     (``choices[].logprobs.content``) that vLLM's OpenAI-compatible server
     (https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html) and llama.cpp's
     server return for ``logprobs: true``."""
-    chunks = [text[i:i + 4] for i in range(0, len(text), 4)] or [""]
+    chunks = [text[i : i + 4] for i in range(0, len(text), 4)] or [""]
     each = (total / len(chunks)) if total is not None else -0.01
-    return {"content": [{"token": c, "logprob": each, "bytes": list(c.encode()), "top_logprobs": []}
-                        for c in chunks]}
+    return {"content": [{"token": c, "logprob": each, "bytes": list(c.encode()), "top_logprobs": []} for c in chunks]}
 
 
 def main(argv: list[str] | None = None) -> int:

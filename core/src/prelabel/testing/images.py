@@ -11,9 +11,15 @@ from pathlib import Path
 from typing import Any
 
 
-def png_bytes(width: int = 64, height: int = 48, color: tuple[int, int, int] = (40, 120, 200),
-              box: tuple[int, int, int, int] | None = None, box_color: tuple[int, int, int] = (250, 250, 250),
-              noise: int = 0, seed: int = 0) -> bytes:
+def png_bytes(
+    width: int = 64,
+    height: int = 48,
+    color: tuple[int, int, int] = (40, 120, 200),
+    box: tuple[int, int, int, int] | None = None,
+    box_color: tuple[int, int, int] = (250, 250, 250),
+    noise: int = 0,
+    seed: int = 0,
+) -> bytes:
     """An RGB PNG filled with ``color``, optionally with a filled ``box`` (x1, y1, x2, y2)."""
     rng = random.Random(seed)
     rows = []
@@ -50,7 +56,7 @@ def write_video(path: Path, frames: int = 8, width: int = 96, height: int = 64) 
     assert writer.isOpened(), "OpenCV cannot write mp4v here"
     for f in range(frames):
         image = np.full((height, width, 3), (160, 90, 30), np.uint8)
-        image[16:48, 10 + 4 * f:40 + 4 * f] = 250
+        image[16:48, 10 + 4 * f : 40 + 4 * f] = 250
         writer.write(image)
     writer.release()
     return path
@@ -62,9 +68,14 @@ def write_video(path: Path, frames: int = 8, width: int = 96, height: int = 64) 
 _STORE_AS = {3: "ROTATE_180", 6: "ROTATE_90", 8: "ROTATE_270"}
 
 
-def exif_rotated_jpeg(width: int = 96, height: int = 64, box: tuple[int, int, int, int] = (8, 8, 40, 32),
-                      orientation: int = 6, color: tuple[int, int, int] = (40, 120, 200),
-                      box_color: tuple[int, int, int] = (250, 250, 250)) -> bytes:
+def exif_rotated_jpeg(
+    width: int = 96,
+    height: int = 64,
+    box: tuple[int, int, int, int] = (8, 8, 40, 32),
+    orientation: int = 6,
+    color: tuple[int, int, int] = (40, 120, 200),
+    box_color: tuple[int, int, int] = (250, 250, 250),
+) -> bytes:
     """A JPEG a browser displays as ``width`` x ``height`` with a filled ``box`` (x1, y1, x2, y2
     in displayed pixels), whose pixels are stored turned and tagged with EXIF ``orientation``
     (3, 6 or 8), as phone cameras write portrait photos. Needs Pillow."""

@@ -23,11 +23,38 @@ __all__ = ["CODES", "CONFIG", "LABELS", "annotated", "code_of", "examples_help",
 CONFIG = TEXT_CHOICES
 CONTROL = "sentiment"
 LABELS = ("positive", "negative", "neutral")
-CODES = ("zorblat", "quinmor", "vexandi", "prulok", "ambrith", "soltrev", "kimbaro", "draxul", "felnoc",
-         "yurmid", "ostrak", "belvune")
+CODES = (
+    "zorblat",
+    "quinmor",
+    "vexandi",
+    "prulok",
+    "ambrith",
+    "soltrev",
+    "kimbaro",
+    "draxul",
+    "felnoc",
+    "yurmid",
+    "ostrak",
+    "belvune",
+)
 _MAPPING = {code: LABELS[i % 3] for i, code in enumerate(CODES)}
-_FILLER = ("the", "customer", "wrote", "about", "order", "yesterday", "and", "asked", "again", "today", "ticket",
-           "note", "mentioned", "before", "lunch")
+_FILLER = (
+    "the",
+    "customer",
+    "wrote",
+    "about",
+    "order",
+    "yesterday",
+    "and",
+    "asked",
+    "again",
+    "today",
+    "ticket",
+    "note",
+    "mentioned",
+    "before",
+    "lunch",
+)
 _CODE = re.compile("|".join(CODES))
 MARKER = "The data to label:"  # what build_messages puts before the task's texts
 
@@ -50,9 +77,21 @@ def keyword_tasks(n: int, seed: int = 0, start_id: int = 1) -> list[tuple[int, s
 
 def annotated(tasks: list[tuple[int, str, str]]) -> list[dict]:
     """The tasks as Label Studio exports them, each with one annotation of its label."""
-    return [{"id": tid, "data": {"text": text}, "annotations": [{"id": tid, "result": [
-        {"from_name": CONTROL, "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}]}
-        for tid, text, label in tasks]
+    return [
+        {
+            "id": tid,
+            "data": {"text": text},
+            "annotations": [
+                {
+                    "id": tid,
+                    "result": [
+                        {"from_name": CONTROL, "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                    ],
+                }
+            ],
+        }
+        for tid, text, label in tasks
+    ]
 
 
 def code_of(text: str) -> str | None:

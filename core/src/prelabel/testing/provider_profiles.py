@@ -64,15 +64,16 @@ class ProviderProfile:
             # ModelScope: "the model ID may be incorrect, the model may have been retired"
             # (https://docs.cherry-ai.com/pre-basic/providers/modelscope, from its API-Inference docs).
             # The message wording is ours; the tests match the status and the model id only.
-            return 404, {"message": f"Not found the model {model} or Permission denied",
-                         "type": self.not_found_type}
+            return 404, {"message": f"Not found the model {model} or Permission denied", "type": self.not_found_type}
         rules = self._prefixed(self.locked, model) or {}
         thinking = self.thinks(body)
         for name, (plain, with_thinking) in rules.items():
             allowed = with_thinking if thinking else plain
             if name in body and body[name] != allowed:
-                return 400, {"message": f"invalid {name}: only {allowed:g} is allowed for this model",
-                             "type": "invalid_request_error"}
+                return 400, {
+                    "message": f"invalid {name}: only {allowed:g} is allowed for this model",
+                    "type": "invalid_request_error",
+                }
         return None
 
 
@@ -82,20 +83,43 @@ MOONSHOT = ProviderProfile(
     # https://www.promptfoo.dev/docs/providers/moonshot/ (the live set, as GET /v1/models lists it:
     # kimi-k2.6, kimi-k2.5, kimi-k2.7-code, moonshot-v1-*), and kimi-k3 per
     # https://dev.to/aihubmix/kimi-k31-pro-migration-guide-five-400s-one-404-and-the-claude-code-codex-config-13k
-    models=("kimi-k2.6", "kimi-k2.5", "kimi-k3", "kimi-k2.7-code", "moonshot-v1-8k", "moonshot-v1-32k",
-            "moonshot-v1-128k", "moonshot-v1-auto"),
+    models=(
+        "kimi-k2.6",
+        "kimi-k2.5",
+        "kimi-k3",
+        "kimi-k2.7-code",
+        "moonshot-v1-8k",
+        "moonshot-v1-32k",
+        "moonshot-v1-128k",
+        "moonshot-v1-auto",
+    ),
     # https://www.promptfoo.dev/docs/providers/moonshot/ ("kimi-k2-0711-preview, kimi-k2-0905-preview,
     # kimi-k2-turbo-preview, kimi-k2-thinking, kimi-k2-thinking-turbo, and kimi-latest ids were
     # discontinued in 2026"); https://platform.kimi.com/docs/models (kimi-latest, kimi-thinking-preview)
-    retired=("kimi-k2-0711-preview", "kimi-k2-0905-preview", "kimi-k2-turbo-preview", "kimi-k2-thinking",
-             "kimi-k2-thinking-turbo", "kimi-latest", "kimi-thinking-preview"),
+    retired=(
+        "kimi-k2-0711-preview",
+        "kimi-k2-0905-preview",
+        "kimi-k2-turbo-preview",
+        "kimi-k2-thinking",
+        "kimi-k2-thinking-turbo",
+        "kimi-latest",
+        "kimi-thinking-preview",
+    ),
     # https://platform.kimi.ai/docs/api/models-overview ("Model Parameter Reference": for kimi-k2.6
     # temperature, top_p 0.95, n 1, presence_penalty 0, frequency_penalty 0 "cannot be modified");
     # the fixed temperature is 1.0 with thinking and 0.6 without
     # (https://intl.cloud.tencent.com/ind/document/product/1300/80635), and another value is
     # "400 invalid temperature: only 1 is allowed for this model" (the dev.to page above)
-    locked={prefix: {"temperature": (0.6, 1.0), "top_p": (0.95, 0.95), "n": (1, 1), "presence_penalty": (0, 0),
-                     "frequency_penalty": (0, 0)} for prefix in ("kimi-k2.6", "kimi-k2.5", "kimi-k3")},
+    locked={
+        prefix: {
+            "temperature": (0.6, 1.0),
+            "top_p": (0.95, 0.95),
+            "n": (1, 1),
+            "presence_penalty": (0, 0),
+            "frequency_penalty": (0, 0),
+        }
+        for prefix in ("kimi-k2.6", "kimi-k2.5", "kimi-k3")
+    },
     # https://platform.kimi.ai/docs/guide/use-kimi-k2-thinking-model ("kimi-k2.6: ... enabled by
     # default. You can disable thinking by using {"type": "disabled"}"); kimi-k2.7-code always thinks
     # (https://docs.openclaw.ai/providers/moonshot)
@@ -109,18 +133,26 @@ MODELSCOPE = ProviderProfile(
     # model ids as the API takes them, "<org>/<name>": https://mastra.ai/en/models/providers/modelscope
     # (Qwen/Qwen3-Coder-30B-A3B-Instruct, Qwen/Qwen3-235B-A22B-Instruct-2507 ...) and the
     # Qwen3-Coder-480B-A35B-Instruct model page's API-Inference example
-    models=("Qwen/Qwen3-Coder-480B-A35B-Instruct", "Qwen/Qwen3-Coder-30B-A3B-Instruct",
-            "Qwen/Qwen3-235B-A22B-Instruct-2507", "Qwen/Qwen3-235B-A22B-Thinking-2507",
-            "Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3-32B"),
+    models=(
+        "Qwen/Qwen3-Coder-480B-A35B-Instruct",
+        "Qwen/Qwen3-Coder-30B-A3B-Instruct",
+        "Qwen/Qwen3-235B-A22B-Instruct-2507",
+        "Qwen/Qwen3-235B-A22B-Thinking-2507",
+        "Qwen/Qwen3-30B-A3B-Instruct-2507",
+        "Qwen/Qwen3-32B",
+    ),
     # https://qwen.readthedocs.io/en/latest/getting_started/quickstart.html (hybrid Qwen3 think by
     # default and switch with enable_thinking; -Instruct-2507 and Coder never think)
     thinking_default={"Qwen/Qwen3-32B": True, "Qwen/Qwen3-235B-A22B-Thinking-2507": True},
     thinking_field="enable_thinking",
     # https://modelscope.cn/docs/model-service/API-Inference/limits (2,000 free calls per user per day,
     # about 200 per model; these headers carry what is left)
-    rate_headers={"modelscope-ratelimit-requests-limit": "2000", "modelscope-ratelimit-requests-remaining": "1999",
-                  "modelscope-ratelimit-model-requests-limit": "200",
-                  "modelscope-ratelimit-model-requests-remaining": "199"},
+    rate_headers={
+        "modelscope-ratelimit-requests-limit": "2000",
+        "modelscope-ratelimit-requests-remaining": "1999",
+        "modelscope-ratelimit-model-requests-limit": "200",
+        "modelscope-ratelimit-model-requests-remaining": "199",
+    },
 )
 
 PROFILES = {p.name: p for p in (MOONSHOT, MODELSCOPE)}

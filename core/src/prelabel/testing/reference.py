@@ -87,8 +87,12 @@ class ReferenceBackend(Backend):
         tasks = job.annotations()
         for i, (task, anns) in enumerate(tasks):
             for ann in anns[:1]:
-                labels = [c for r in ann["result"] if r.get("from_name") == control.name
-                          for c in r.get("value", {}).get("choices", [])]
+                labels = [
+                    c
+                    for r in ann["result"]
+                    if r.get("from_name") == control.name
+                    for c in r.get("value", {}).get("choices", [])
+                ]
                 for w in {w.lower() for w in WORD.findall(str(task.get("data", {}).get(key, "")))}:
                     for label in labels:
                         counts[w][label] += 1

@@ -48,8 +48,15 @@ def served_backend(backend_cls: type, home: Path, wait_ready: float = 300) -> It
 
 def post_event(client: Any, context: dict, config: str, data: dict, task_id: int = 21, project: str = "5.1") -> dict:
     """One task's ``/predict`` with this ``params.context``; its result item (maybe with "error")."""
-    resp = client.post("/predict", json={"tasks": [{"id": task_id, "data": data}], "project": project,
-                                         "label_config": config, "params": {"context": context}})
+    resp = client.post(
+        "/predict",
+        json={
+            "tasks": [{"id": task_id, "data": data}],
+            "project": project,
+            "label_config": config,
+            "params": {"context": context},
+        },
+    )
     assert resp.status_code == 200, resp.text
     (item,) = per_task_results(resp.json())
     return item
@@ -78,16 +85,21 @@ def bitmask_pixels(value: dict) -> np.ndarray:
     return np.array(Image.open(io.BytesIO(base64.b64decode(value["imageDataURL"].split(",", 1)[1]))))
 
 
-def track_to_the_end(client: Any, context: dict, config: str, data: dict, from_name: str = "box",
-                     polls: int = 300) -> tuple[dict, list[dict]]:
+def track_to_the_end(
+    client: Any, context: dict, config: str, data: dict, from_name: str = "box", polls: int = 300
+) -> tuple[dict, list[dict]]:
     """Start a ``track``, poll ``track_progress`` until done; (the ``track_started`` value, every
     frame produced, in the order they came)."""
     started = event_value(send_event(client, context, config, data), "track_started", from_name)
     frames: list[dict] = []
     for _ in range(polls):
-        progress = event_value(send_event(client, {**SAM_EVENT_CONTEXTS["track_progress"],
-                                                   "session_id": started["session_id"]}, config, data),
-                               "track_progress", from_name)
+        progress = event_value(
+            send_event(
+                client, {**SAM_EVENT_CONTEXTS["track_progress"], "session_id": started["session_id"]}, config, data
+            ),
+            "track_progress",
+            from_name,
+        )
         assert progress["error"] is None, progress["error"]
         assert progress["total"] == started["total_frames"]
         frames += progress["frames"]

@@ -32,7 +32,7 @@ class NaiveBayesText:
         total = sum(self.class_counts.values())
         rows = []
         for text in X:
-            tokens = WORD.findall(str(text or '').lower())
+            tokens = WORD.findall(str(text or "").lower())
             logs = []
             for c in self.classes_:
                 counts = self.word_counts[c]

@@ -6,11 +6,11 @@ import re
 from dataclasses import dataclass
 
 GAZETTEER = {
-    'PER': ['Ada Lovelace', 'Alan Turing', 'Grace Hopper'],
-    'ORG': ['Acme Corp', 'United Nations', 'Analytical Society'],
-    'GPE': ['London', 'Paris', 'Berlin'],
+    "PER": ["Ada Lovelace", "Alan Turing", "Grace Hopper"],
+    "ORG": ["Acme Corp", "United Nations", "Analytical Society"],
+    "GPE": ["London", "Paris", "Berlin"],
 }
-DATE = re.compile(r'\b(1[89]\d\d|20\d\d)\b')
+DATE = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 
 
 @dataclass
@@ -30,14 +30,14 @@ class Doc:
 class Language:
     def __init__(self, name):
         self.name = name
-        self.labels = (*GAZETTEER, 'DATE')
+        self.labels = (*GAZETTEER, "DATE")
         names = sorted(((n, label) for label, ns in GAZETTEER.items() for n in ns), key=lambda p: -len(p[0]))
-        self._pattern = re.compile('|'.join(rf'\b{re.escape(n)}\b' for n, _ in names))
+        self._pattern = re.compile("|".join(rf"\b{re.escape(n)}\b" for n, _ in names))
         self._label = dict(names)
 
     def __call__(self, text):
         ents = [Span(m.group(), m.start(), m.end(), self._label[m.group()]) for m in self._pattern.finditer(text)]
-        ents += [Span(m.group(), m.start(), m.end(), 'DATE') for m in DATE.finditer(text)]
+        ents += [Span(m.group(), m.start(), m.end(), "DATE") for m in DATE.finditer(text)]
         return Doc(text, sorted(ents, key=lambda e: e.start_char))
 
 

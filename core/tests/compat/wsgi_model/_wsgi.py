@@ -12,8 +12,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="KeywordSentiment")
     parser.add_argument("-p", "--port", type=int, default=9090)
     parser.add_argument("--host", default="0.0.0.0")
-    parser.add_argument("--kwargs", "--with", nargs="+", metavar="KEY=VAL", type=lambda kv: kv.split("=", 1),
-                        help="model init kwargs, checked with --check")
+    parser.add_argument(
+        "--kwargs",
+        "--with",
+        nargs="+",
+        metavar="KEY=VAL",
+        type=lambda kv: kv.split("=", 1),
+        help="model init kwargs, checked with --check",
+    )
     parser.add_argument("-d", "--debug", action="store_true")
     parser.add_argument("--log-level", default=None)
     parser.add_argument("--check", action="store_true")
@@ -24,8 +30,9 @@ if __name__ == "__main__":
     kwargs = dict(args.kwargs or [])
     if args.check:
         print("check:", json.dumps(kwargs), KeywordSentiment(**kwargs).get("model_version"))
-    app = init_app(model_class=KeywordSentiment, basic_auth_user=args.basic_auth_user,
-                   basic_auth_pass=args.basic_auth_pass)
+    app = init_app(
+        model_class=KeywordSentiment, basic_auth_user=args.basic_auth_user, basic_auth_pass=args.basic_auth_pass
+    )
     app.run(host=args.host, port=args.port, debug=args.debug)
 else:
     app = init_app(model_class=KeywordSentiment)

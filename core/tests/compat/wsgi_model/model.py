@@ -30,8 +30,14 @@ class KeywordSentiment(LabelStudioMLBase):
             label = self.LABELS[0] if share > 0 else self.LABELS[1]
             if context and context.get("result"):  # interactive: echo the annotator's choice
                 label = context["result"][0]["value"]["choices"][0]
-            predictions.append(PredictionValue(score=round(share, 3), result=[{
-                "from_name": from_name, "to_name": to_name, "type": "choices", "value": {"choices": [label]}}]))
+            predictions.append(
+                PredictionValue(
+                    score=round(share, 3),
+                    result=[
+                        {"from_name": from_name, "to_name": to_name, "type": "choices", "value": {"choices": [label]}}
+                    ],
+                )
+            )
         return ModelResponse(predictions=predictions, model_version=self.get("model_version"))
 
     def fit(self, event, data, **kwargs):

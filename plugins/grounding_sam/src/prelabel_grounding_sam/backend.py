@@ -39,8 +39,10 @@ PROMPT_KEY = "grounding_sam.prompt"
 class GroundingSamBackend(Backend):
     backend_id = "grounding_sam"
     title = "Grounding DINO + SAM 2 (text-prompted detection and segmentation)"
-    description = ("Boxes (RectangleLabels) and masks (BrushLabels/PolygonLabels) for the project's labels, or for "
-                   "a TextArea prompt, from Grounding DINO and SAM 2; every region carries a project label.")
+    description = (
+        "Boxes (RectangleLabels) and masks (BrushLabels/PolygonLabels) for the project's labels, or for "
+        "a TextArea prompt, from Grounding DINO and SAM 2; every region carries a project label."
+    )
     supports = {tag: frozenset({"Image"}) for tag in OUTPUT_TAGS}
     max_batch_size = 4  # the default of GROUNDING_MAX_BATCH_SIZE: images per Grounding DINO pass
     default_port = 9092
@@ -73,8 +75,9 @@ class GroundingSamBackend(Backend):
         if self.settings.use_sam:
             check_installed()
             self.sam = load_model(check_model_files(self.settings, self.core), device, self.settings.sam2_image_size)
-            self.embeddings = LruCache(self.settings.sam2_embedding_cache_size,
-                                       lookup_counter(self.metrics, self.backend_id))
+            self.embeddings = LruCache(
+                self.settings.sam2_embedding_cache_size, lookup_counter(self.metrics, self.backend_id)
+            )
         self.log.info("Grounding DINO %s%s on %s", source, f" + SAM 2 {self.sam.name}" if self.sam else "", device)
 
     def model_version(self) -> str:
@@ -90,8 +93,9 @@ class GroundingSamBackend(Backend):
         return info
 
     def supported_controls(self, config: ParsedConfig) -> list[ControlInfo]:
-        return [c for c in config.controls
-                if c.tag in OUTPUT_TAGS and c.labels and any(o.tag == "Image" for o in c.objects)]
+        return [
+            c for c in config.controls if c.tag in OUTPUT_TAGS and c.labels and any(o.tag == "Image" for o in c.objects)
+        ]
 
     # -- prompts --------------------------------------------------------------------------
     def phrases(self, ctx: PredictContext, controls: list[ControlInfo]) -> list[Phrase]:
@@ -100,8 +104,12 @@ class GroundingSamBackend(Backend):
         prompt, else the project's labels and their predicted_values/hint phrases."""
         regions = ctx.context_regions("textarea")
         if regions:
-            typed = "\n".join(text for region in regions for text in (region.get("value") or {}).get("text") or []
-                              if isinstance(text, str)).strip()
+            typed = "\n".join(
+                text
+                for region in regions
+                for text in (region.get("value") or {}).get("text") or []
+                if isinstance(text, str)
+            ).strip()
             if typed:
                 ctx.state.set(PROMPT_KEY, typed)
             else:
@@ -129,8 +137,9 @@ class GroundingSamBackend(Backend):
             box = control.score_threshold if control.score_threshold is not None else self.settings.box_threshold
         return box, control.attr("text_threshold", self.settings.text_threshold, float)
 
-    def _predict_object(self, tasks: list[Task], ctx: PredictContext, controls: list[ControlInfo],
-                        phrases: list[Phrase], outputs: list) -> None:
+    def _predict_object(
+        self, tasks: list[Task], ctx: PredictContext, controls: list[ControlInfo], phrases: list[Phrase], outputs: list
+    ) -> None:
         obj = controls[0].object
         images: list[tuple[int, bytes, np.ndarray]] = []
         for i, task in enumerate(tasks):
@@ -147,9 +156,13 @@ class GroundingSamBackend(Backend):
         thresholds = {c.name: self._thresholds(c) for c in controls}
         started = time.perf_counter()
         detections = self.detector.detect(
-            [img for _, _, img in images], phrases, min(b for b, _ in thresholds.values()),
-            min(t for _, t in thresholds.values()), self.settings.grounding_nms_iou,
-            self.settings.grounding_max_detections)
+            [img for _, _, img in images],
+            phrases,
+            min(b for b, _ in thresholds.values()),
+            min(t for _, t in thresholds.values()),
+            self.settings.grounding_nms_iou,
+            self.settings.grounding_max_detections,
+        )
         detected = time.perf_counter()
         masks = self._masks(images, detections) if any(c.tag in MASK_TAGS for c in controls) else {}
         self.timings["images"] += len(images)
@@ -171,9 +184,14 @@ class GroundingSamBackend(Backend):
                         mask = masks.get((i, k))
                         if mask is None:  # USE_SAM=false: the box itself as the shape
                             mask = np.zeros((height, width), bool)
-                            mask[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = True
-                        region = mask_region(control, label, mask, score=det.score, tolerance=control.attr(
-                            "polygon_tolerance", self.settings.sam2_polygon_tolerance, float))
+                            mask[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))] = True
+                        region = mask_region(
+                            control,
+                            label,
+                            mask,
+                            score=det.score,
+                            tolerance=control.attr("polygon_tolerance", self.settings.sam2_polygon_tolerance, float),
+                        )
                     if region is not None:
                         outputs[i].append(region)
 

@@ -50,8 +50,15 @@ class GroundingDino:
             self._tokens[text] = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return self._tokens[text]
 
-    def detect(self, images: list[np.ndarray], phrases: list[Phrase], box_threshold: float, text_threshold: float,
-               nms_iou: float = 0.7, max_detections: int = 100) -> list[list[Detection]]:
+    def detect(
+        self,
+        images: list[np.ndarray],
+        phrases: list[Phrase],
+        box_threshold: float,
+        text_threshold: float,
+        nms_iou: float = 0.7,
+        max_detections: int = 100,
+    ) -> list[list[Detection]]:
         """One list of detections per image (RGB HxWx3 arrays), best first. Phrases beyond
         the model's 256 text tokens are split over several passes."""
         found: list[list[Detection]] = [[] for _ in images]
@@ -66,8 +73,10 @@ class GroundingDino:
             batch = {
                 "pixel_values": pixels["pixel_values"].to(self.device),
                 "pixel_mask": pixels["pixel_mask"].to(self.device),
-                **{key: torch.tensor([encoded[key]] * len(images), device=self.device)
-                   for key in ("input_ids", "attention_mask", "token_type_ids")},
+                **{
+                    key: torch.tensor([encoded[key]] * len(images), device=self.device)
+                    for key in ("input_ids", "attention_mask", "token_type_ids")
+                },
             }
             with torch.inference_mode():
                 out = self.model(**batch)
@@ -78,13 +87,20 @@ class GroundingDino:
                 height, width = image.shape[:2]
                 for match in match_phrases(probs[i], spans, box_threshold, text_threshold):
                     cx, cy, w, h = boxes[i, match.query]
-                    box = (max(0.0, (cx - w / 2) * width), max(0.0, (cy - h / 2) * height),
-                           min(float(width), (cx + w / 2) * width), min(float(height), (cy + h / 2) * height))
+                    box = (
+                        max(0.0, (cx - w / 2) * width),
+                        max(0.0, (cy - h / 2) * height),
+                        min(float(width), (cx + w / 2) * width),
+                        min(float(height), (cy + h / 2) * height),
+                    )
                     if box[2] - box[0] < 1 or box[3] - box[1] < 1:
                         continue
                     phrase = chunk[match.phrase]
-                    found[i].append(Detection(tuple(float(v) for v in box), phrase.label, phrase.text, match.score,
-                                              match.phrase_score))
+                    found[i].append(
+                        Detection(
+                            tuple(float(v) for v in box), phrase.label, phrase.text, match.score, match.phrase_score
+                        )
+                    )
         return [suppress(dets, nms_iou, max_detections) for dets in found]
 
 

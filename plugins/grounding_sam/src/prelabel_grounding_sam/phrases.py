@@ -52,8 +52,10 @@ def label_for_text(text: str, controls: Sequence[ControlInfo]) -> str:
         mapped = control.map_label(text)
         if mapped:
             return mapped
-    candidates = sorted(((clean(h), label) for c in controls for label in c.labels for h in c.hints(label)),
-                        key=lambda item: -len(item[0]))
+    candidates = sorted(
+        ((clean(h), label) for c in controls for label in c.labels for h in c.hints(label)),
+        key=lambda item: -len(item[0]),
+    )
     for hint, label in candidates:
         if hint and re.search(rf"(^|\s){re.escape(hint)}(s|es)?(\s|$)", text):
             return label
@@ -121,8 +123,9 @@ class Match:
     phrase_score: float
 
 
-def match_phrases(probs: np.ndarray, spans: Sequence[Sequence[int]], box_threshold: float,
-                  text_threshold: float) -> list[Match]:
+def match_phrases(
+    probs: np.ndarray, spans: Sequence[Sequence[int]], box_threshold: float, text_threshold: float
+) -> list[Match]:
     """``probs``: queries x tokens (sigmoid of the logits). A box's confidence is its best
     token of any phrase (as upstream's); a phrase's score is the mean over its tokens, so
     'red truck' needs both words. A box takes the phrase with the best score (ties: the

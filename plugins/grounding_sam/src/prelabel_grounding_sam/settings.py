@@ -19,19 +19,26 @@ class GroundingSamSettings(Sam2Settings):
     masks, sam2's MODEL_CONFIG, MODEL_CHECKPOINT, MODEL_ROOT, DEVICE, SAM2_* (see README)."""
 
     grounding_dino_model: str = Field(
-        DEFAULT_DINO, description="A Hugging Face model id, or a directory (absolute, or relative to MODEL_ROOT) "
-                                  "holding a saved GroundingDinoForObjectDetection and its processor.")
+        DEFAULT_DINO,
+        description="A Hugging Face model id, or a directory (absolute, or relative to MODEL_ROOT) "
+        "holding a saved GroundingDinoForObjectDetection and its processor.",
+    )
     use_sam: bool = Field(True, description="SAM 2 masks for the detected boxes (BrushLabels/PolygonLabels).")
     box_threshold: float = Field(0.3, ge=0, le=1, description="Least box confidence kept.")
     text_threshold: float = Field(0.25, ge=0, le=1, description="Least confidence of the phrase a box is given.")
     # core reads max_batch_size (Backend.limits); GROUNDING_MAX_BATCH_SIZE is its environment name
-    max_batch_size: int = Field(4, ge=1, validation_alias=AliasChoices("grounding_max_batch_size", "max_batch_size"),
-                                description="Images per Grounding DINO forward pass (GROUNDING_MAX_BATCH_SIZE).")
+    max_batch_size: int = Field(
+        4,
+        ge=1,
+        validation_alias=AliasChoices("grounding_max_batch_size", "max_batch_size"),
+        description="Images per Grounding DINO forward pass (GROUNDING_MAX_BATCH_SIZE).",
+    )
     # sam2's SAM2_MAX_CONCURRENCY is not this backend's: one request at a time unless MAX_CONCURRENCY says
     max_concurrency: int | None = Field(None, ge=1, description="Requests predicted at once per process.")
     grounding_max_detections: int = Field(100, ge=1, description="Most regions per image and control.")
     grounding_nms_iou: float = Field(
-        0.7, gt=0, le=1, description="Boxes of one label overlapping more than this are merged (1: off).")
+        0.7, gt=0, le=1, description="Boxes of one label overlapping more than this are merged (1: off)."
+    )
 
 
 def dino_source(settings: GroundingSamSettings, core: CoreSettings) -> str:
@@ -40,8 +47,10 @@ def dino_source(settings: GroundingSamSettings, core: CoreSettings) -> str:
     path = Path(raw).expanduser()
     if path.is_absolute():
         if not (path / "config.json").is_file():
-            raise ValueError(f"GROUNDING_DINO_MODEL={raw}: no config.json there; save the model with "
-                             "save_pretrained() (and its processor) into that directory, or give a model id")
+            raise ValueError(
+                f"GROUNDING_DINO_MODEL={raw}: no config.json there; save the model with "
+                "save_pretrained() (and its processor) into that directory, or give a model id"
+            )
         return str(path)
     root = settings.checkpoint_root(core)
     try:
@@ -52,5 +61,7 @@ def dino_source(settings: GroundingSamSettings, core: CoreSettings) -> str:
         return str(local)
     if _HUB_ID.match(raw):
         return raw  # downloaded into the Hugging Face cache on first start
-    raise ValueError(f"GROUNDING_DINO_MODEL={raw!r} is neither a directory with config.json (absolute, or under "
-                     f"MODEL_ROOT {root}) nor a Hugging Face model id such as {DEFAULT_DINO}")
+    raise ValueError(
+        f"GROUNDING_DINO_MODEL={raw!r} is neither a directory with config.json (absolute, or under "
+        f"MODEL_ROOT {root}) nor a Hugging Face model id such as {DEFAULT_DINO}"
+    )

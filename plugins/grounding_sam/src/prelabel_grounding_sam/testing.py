@@ -27,6 +27,7 @@ def bert_uncased_vocab() -> list[str]:
 
     model = blingfire.load_model(os.path.join(os.path.dirname(blingfire.__file__), "bert_base_tok.i2w"))
     try:
+
         def text(ids: list[int]) -> str:
             return blingfire.ids_to_text(model, np.array(ids, dtype=np.int32), False)
 
@@ -60,24 +61,36 @@ def save_grounding_dino(path: Path, config: Any, seed: int = 0, image_size: dict
     torch.manual_seed(seed)
     GroundingDinoForObjectDetection(config).eval().save_pretrained(path)
     image_processor = GroundingDinoImageProcessor(**({"size": image_size} if image_size else {}))
-    processor = GroundingDinoProcessor(image_processor=image_processor,
-                                       tokenizer=BertTokenizerFast(str(vocab), do_lower_case=True))
+    processor = GroundingDinoProcessor(
+        image_processor=image_processor, tokenizer=BertTokenizerFast(str(vocab), do_lower_case=True)
+    )
     processor.save_pretrained(path)
     return path
 
 
-def write_tiny_grounding_dino(path: Path, seed: int = 0, shortest_edge: int = 128, longest_edge: int = 192,
-                              num_queries: int = 30) -> Path:
+def write_tiny_grounding_dino(
+    path: Path, seed: int = 0, shortest_edge: int = 128, longest_edge: int = 192, num_queries: int = 30
+) -> Path:
     """Save a randomly initialised, tiny GroundingDinoForObjectDetection (Swin + BERT of a
     few layers, full BERT vocabulary) with its processor into ``path``."""
     from transformers import BertConfig, GroundingDinoConfig, SwinConfig
 
-    backbone = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4,
-                          out_indices=[2, 3, 4])
-    text = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                      vocab_size=BERT_VOCAB_SIZE)
-    config = GroundingDinoConfig(backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1,
-                                 decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_attention_heads=2,
-                                 decoder_attention_heads=2, num_queries=num_queries)
-    return save_grounding_dino(path, config, seed,
-                               {"shortest_edge": shortest_edge, "longest_edge": longest_edge})
+    backbone = SwinConfig(
+        embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4, out_indices=[2, 3, 4]
+    )
+    text = BertConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=BERT_VOCAB_SIZE
+    )
+    config = GroundingDinoConfig(
+        backbone_config=backbone,
+        text_config=text,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_queries=num_queries,
+    )
+    return save_grounding_dino(path, config, seed, {"shortest_edge": shortest_edge, "longest_edge": longest_edge})

@@ -23,8 +23,12 @@ class Settings(LLMSettings):
     (kimi-k2-0905-preview...) were retired in 2026. Its sampling parameters are locked and
     thinking is on unless switched off: prelabel.llm.params knows both."""
 
-    field_roles = {"api_key": "moonshot_api_key", "model": "moonshot_model", "base_url": "moonshot_base_url",
-                   "timeout": "kimi_api_timeout"}
+    field_roles = {
+        "api_key": "moonshot_api_key",
+        "model": "moonshot_model",
+        "base_url": "moonshot_base_url",
+        "timeout": "kimi_api_timeout",
+    }
     provider = "Moonshot"
     provider_id = "moonshot"
     key_url = "https://platform.moonshot.cn/console/api-keys"

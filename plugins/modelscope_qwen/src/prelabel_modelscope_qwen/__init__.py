@@ -17,8 +17,12 @@ class Settings(LLMSettings):
     not retried. Qwen3-Coder does not think; hybrid Qwen3 models get enable_thinking from
     LLM_THINKING (prelabel.llm.params)."""
 
-    field_roles = {"api_key": "modelscope_api_key", "model": "modelscope_model",
-                   "base_url": "modelscope_api_url", "timeout": "modelscope_api_timeout"}
+    field_roles = {
+        "api_key": "modelscope_api_key",
+        "model": "modelscope_model",
+        "base_url": "modelscope_api_url",
+        "timeout": "modelscope_api_timeout",
+    }
     provider = "ModelScope"
     provider_id = "modelscope"
     key_url = "https://modelscope.cn/my/myaccesstoken"

@@ -19,8 +19,7 @@ class Settings(LLMSettings):
     drops or fixes it for the process, and the response format steps down json_schema ->
     json_object -> prompt only as the server allows (llama.cpp's answers json_schema with 500)."""
 
-    field_roles = {"api_key": "llm_api_key", "model": "llm_model", "base_url": "llm_base_url",
-                   "timeout": "llm_timeout"}
+    field_roles = {"api_key": "llm_api_key", "model": "llm_model", "base_url": "llm_base_url", "timeout": "llm_timeout"}
     provider = "the model server"
     key_required = False
 

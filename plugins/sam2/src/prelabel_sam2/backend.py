@@ -31,10 +31,15 @@ OUTPUT_TAGS = ("BrushLabels", "PolygonLabels")
 class Sam2Backend(Sam2Events, Backend):
     backend_id = "sam2"
     title = "SAM 2 (interactive segmentation)"
-    description = ("Segment Anything 2: clicks (KeyPointLabels) and a box (RectangleLabels) -> a mask as "
-                   "BrushLabels or PolygonLabels; VideoRectangle boxes propagated through the next frames.")
-    supports = {"BrushLabels": frozenset({"Image"}), "PolygonLabels": frozenset({"Image"}),
-                "VideoRectangle": frozenset({"Video"})}
+    description = (
+        "Segment Anything 2: clicks (KeyPointLabels) and a box (RectangleLabels) -> a mask as "
+        "BrushLabels or PolygonLabels; VideoRectangle boxes propagated through the next frames."
+    )
+    supports = {
+        "BrushLabels": frozenset({"Image"}),
+        "PolygonLabels": frozenset({"Image"}),
+        "VideoRectangle": frozenset({"Video"}),
+    }
     max_batch_size = 4
     max_concurrency = 2  # the default of SAM2_MAX_CONCURRENCY
     default_port = 9091
@@ -60,15 +65,23 @@ class Sam2Backend(Sam2Events, Backend):
         check_installed()
         files = check_model_files(self.settings, self.core)
         self.model = load_model(files, device or "cpu", self.settings.sam2_image_size)
-        self.embeddings = LruCache(self.settings.sam2_embedding_cache_size,
-                                   lookup_counter(self.metrics, self.backend_id))
+        self.embeddings = LruCache(
+            self.settings.sam2_embedding_cache_size, lookup_counter(self.metrics, self.backend_id)
+        )
         if self.settings.sam2_embedding_disk_mb > 0:
-            self.store = EmbeddingStore(self.settings.embedding_root(self.core, self.backend_id),
-                                        self.settings.sam2_embedding_disk_mb * 1024 * 1024,
-                                        lookup_counter(self.metrics, self.backend_id, "embedding_disk"))
+            self.store = EmbeddingStore(
+                self.settings.embedding_root(self.core, self.backend_id),
+                self.settings.sam2_embedding_disk_mb * 1024 * 1024,
+                lookup_counter(self.metrics, self.backend_id, "embedding_disk"),
+            )
             self.store_key = model_key(self.model_version(), self.model)
-        self.log.info("SAM 2 %s on %s, embedding cache of %d%s", self.model.name, self.model.device,
-                      self.embeddings.capacity, f", on disk in {self.store.root}" if self.store else "")
+        self.log.info(
+            "SAM 2 %s on %s, embedding cache of %d%s",
+            self.model.name,
+            self.model.device,
+            self.embeddings.capacity,
+            f", on disk in {self.store.root}" if self.store else "",
+        )
 
     def job_handlers(self) -> dict[str, Callable[[JobContext], dict]]:
         from prelabel_sam2.embedjob import run_embed_job
@@ -109,15 +122,18 @@ class Sam2Backend(Sam2Events, Backend):
                 out.append(exc)
         return out
 
-    def _predict_task(self, task: Task, ctx: PredictContext, controls: list[ControlInfo],
-                      regions: list[dict]) -> Prediction | None:
+    def _predict_task(
+        self, task: Task, ctx: PredictContext, controls: list[ControlInfo], regions: list[dict]
+    ) -> Prediction | None:
         result: list[dict] = []
         scores: list[float] = []
         prompts = image_prompts(regions)
         if not prompts and any(r.get("type") == "keypointlabels" for r in regions):
-            ctx.log.info("task %s: only negative (or Background) clicks, nothing to segment: the labeling UI sends "
-                         "clicks of one label at a time, so mark negatives with Alt+click on the object's label",
-                         task.id)
+            ctx.log.info(
+                "task %s: only negative (or Background) clicks, nothing to segment: the labeling UI sends "
+                "clicks of one label at a time, so mark negatives with Alt+click on the object's label",
+                task.id,
+            )
         for to_name, prompt in prompts.items():
             control = output_control(controls, to_name, prompt.labels)
             if control is None:
@@ -177,8 +193,15 @@ class Sam2Backend(Sam2Events, Backend):
         value = task.data.get(obj.data_key) if obj.data_key else obj.value
         path = ctx.media.fetch_path(value, task.id)
         frames = control.attr("max_frames_to_track", self.settings.max_frames_to_track, int)
-        return propagate(self.model, control, objects, path, max(1, frames), self.core.prelabel_home / "tmp",
-                         self.core.media_max_pixels)
+        return propagate(
+            self.model,
+            control,
+            objects,
+            path,
+            max(1, frames),
+            self.core.prelabel_home / "tmp",
+            self.core.media_max_pixels,
+        )
 
 
 def output_control(controls: list[ControlInfo], to_name: str, labels: list[str]) -> ControlInfo | None:

@@ -30,7 +30,7 @@ def project_tasks(ctx: JobContext) -> Iterator[Task]:
     """``params.tasks`` when given, else every task of the project in Label Studio."""
     if ctx.params.get("tasks") is not None:
         if not isinstance(ctx.params["tasks"], list):
-            raise ValueError("params.tasks must be a list of tasks ({\"id\": ..., \"data\": {...}})")
+            raise ValueError('params.tasks must be a list of tasks ({"id": ..., "data": {...}})')
         for raw in ctx.params["tasks"]:
             yield Task.from_dict(raw)
         return
@@ -58,8 +58,9 @@ def image_keys(backend: Sam2Backend, ctx: JobContext) -> list[tuple[str, str | N
         if obj.tag == "Image" and (obj.data_key, obj.value) not in keys:
             keys.append((obj.data_key, obj.value))
     if not keys:
-        raise ValueError(f"the project has no BrushLabels/PolygonLabels on an Image to embed images for "
-                         f"({config.describe()})")
+        raise ValueError(
+            f"the project has no BrushLabels/PolygonLabels on an Image to embed images for ({config.describe()})"
+        )
     return keys
 
 
@@ -138,11 +139,18 @@ def run_embed_job(backend: Sam2Backend, ctx: JobContext) -> dict[str, Any]:
         flush(batch)
     elapsed = time.perf_counter() - started
     ctx.progress(1.0, _message(counts))
-    return {**counts, "model_key": backend.store_key, "failures": failures, "seconds": round(elapsed, 3),
-            "images_per_second": round(counts["embedded"] / elapsed, 3) if elapsed else None,
-            "encoder_images_per_second": round(counts["embedded"] / encode_seconds, 3) if encode_seconds else None}
+    return {
+        **counts,
+        "model_key": backend.store_key,
+        "failures": failures,
+        "seconds": round(elapsed, 3),
+        "images_per_second": round(counts["embedded"] / elapsed, 3) if elapsed else None,
+        "encoder_images_per_second": round(counts["embedded"] / encode_seconds, 3) if encode_seconds else None,
+    }
 
 
 def _message(counts: dict[str, int]) -> str:
-    return (f"{counts['tasks']} tasks, {counts['embedded']} images embedded, {counts['already_cached']} already "
-            f"cached, {counts['failed']} failed")
+    return (
+        f"{counts['tasks']} tasks, {counts['embedded']} images embedded, {counts['already_cached']} already "
+        f"cached, {counts['failed']} failed"
+    )

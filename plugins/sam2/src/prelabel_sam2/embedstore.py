@@ -58,8 +58,12 @@ def model_key(version: str, model: Any) -> str:
     """The directory name of one model's embeddings: its version and a fingerprint of the
     checkpoint's content, the config, the input size and the device kind (CUDA runs the
     encoder in bfloat16, so its embeddings are not the CPU's)."""
-    parts = [file_digest(model.files.checkpoint), model.files.config, str(model.image_size),
-             str(model.device).split(":", 1)[0]]
+    parts = [
+        file_digest(model.files.checkpoint),
+        model.files.config,
+        str(model.image_size),
+        str(model.device).split(":", 1)[0],
+    ]
     fingerprint = hashlib.blake2b("|".join(parts).encode(), digest_size=6).hexdigest()
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in version)
     return f"{safe}-{fingerprint}"
@@ -90,8 +94,11 @@ class EmbeddingStore:
         path = self.path(key, digest)
         try:
             raw = torch.load(path, map_location=device, weights_only=True)
-            embedding = Embedding({"image_embed": raw["image_embed"], "high_res_feats": list(raw["high_res_feats"])},
-                                  int(raw["height"]), int(raw["width"]))
+            embedding = Embedding(
+                {"image_embed": raw["image_embed"], "high_res_feats": list(raw["high_res_feats"])},
+                int(raw["height"]),
+                int(raw["width"]),
+            )
         except FileNotFoundError:
             return self._miss()
         except Exception as exc:  # a truncated or foreign file: drop it, encode again
@@ -120,9 +127,12 @@ class EmbeddingStore:
         import torch
 
         features = embedding.features
-        payload = {"image_embed": features["image_embed"].detach().clone().cpu(),  # clone: a batch slice
-                   "high_res_feats": [f.detach().clone().cpu() for f in features["high_res_feats"]],  # is a view
-                   "height": int(embedding.height), "width": int(embedding.width)}
+        payload = {
+            "image_embed": features["image_embed"].detach().clone().cpu(),  # clone: a batch slice
+            "high_res_feats": [f.detach().clone().cpu() for f in features["high_res_feats"]],  # is a view
+            "height": int(embedding.height),
+            "width": int(embedding.width),
+        }
         path = self.path(key, digest)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{digest}.{uuid.uuid4().hex}.tmp"
@@ -137,8 +147,11 @@ class EmbeddingStore:
             self._writes_since_scan += 1
             if self._approx_bytes is not None:
                 self._approx_bytes += size
-            rescan = (self._approx_bytes is None or self._approx_bytes > self.max_bytes
-                      or self._writes_since_scan >= RESCAN_EVERY)
+            rescan = (
+                self._approx_bytes is None
+                or self._approx_bytes > self.max_bytes
+                or self._writes_since_scan >= RESCAN_EVERY
+            )
         if rescan:
             self.evict()
         return path
@@ -178,5 +191,11 @@ class EmbeddingStore:
         return sum(size for _, size, _ in self._files())
 
     def stats(self) -> dict[str, Any]:
-        return {"dir": str(self.root), "max_bytes": self.max_bytes, "hits": self.hits, "misses": self.misses,
-                "writes": self.writes, "evicted": self.evicted}
+        return {
+            "dir": str(self.root),
+            "max_bytes": self.max_bytes,
+            "hits": self.hits,
+            "misses": self.misses,
+            "writes": self.writes,
+            "evicted": self.evicted,
+        }

@@ -97,7 +97,9 @@ class Sam2Events:
     # -- the events -----------------------------------------------------------------------------
     def sam_capabilities(self, config: ParsedConfig) -> dict[str, Any]:
         return capabilities_value(
-            self.supported_controls(config), ["point", "box"], {"name": "SAM2", "version": self.model_version()},
+            self.supported_controls(config),
+            ["point", "box"],
+            {"name": "SAM2", "version": self.model_version()},
             track=True,
         )
 
@@ -108,7 +110,8 @@ class Sam2Events:
         if not request.is_video:
             self._image_embedding(data, digest)
             kept = (self.model.key, digest) in self.embeddings or (
-                self.store is not None and (self.store_key, digest) in self.store)
+                self.store is not None and (self.store_key, digest) in self.store
+            )
             return {"status": "ok", "cached": [0] if kept else [], "pending": []}
         # a window larger than the cache would evict its own first frames
         most = max(0, min(PREWARM_MAX_WINDOW, self.embeddings.capacity - 1))
@@ -124,7 +127,7 @@ class Sam2Events:
             frames = read_frames(path, min(missing), max(missing), self.core.media_max_pixels)
             todo = [i for i in missing if i in frames]
             for n in range(0, len(todo), ENCODE_BATCH):
-                chunk = todo[n:n + ENCODE_BATCH]
+                chunk = todo[n : n + ENCODE_BATCH]
                 for index, embedding in zip(chunk, self.model.embed_batch([frames[i] for i in chunk]), strict=True):
                     self.embeddings.put(self._frame_key(digest, index), embedding)
         cached = [i for i in range(start, stop + 1) if self._frame_key(digest, i) in self.embeddings]
@@ -172,8 +175,9 @@ class Sam2Events:
                 if start - lo >= written:
                     raise TaskError(f"the video has no frame {start + 1} (it has {lo + written} frames)")
                 points, labels, box = prompt_arrays(prompts, width, height)
-                for index, mask in self.model.follow(Path(tmp), written, start - lo, points, labels, box, passes,
-                                                     cancelled):
+                for index, mask in self.model.follow(
+                    Path(tmp), written, start - lo, points, labels, box, passes, cancelled
+                ):
                     frame = lo + index
                     yield {"frame": frame, "time_ms": frame * 1000.0 / fps if fps else 0.0, **bitmask_value(mask)}
 

@@ -24,8 +24,9 @@ def mask_polygon(mask: np.ndarray, tolerance: float = 1.5) -> list[tuple[float, 
     point of the outline is more than ``tolerance`` pixels away; None when nothing is left."""
     import cv2
 
-    contours, _ = cv2.findContours(np.ascontiguousarray(mask, dtype=np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(
+        np.ascontiguousarray(mask, dtype=np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
     if not contours:
         return None
     largest = max(contours, key=cv2.contourArea)
@@ -42,8 +43,13 @@ def mask_polygon(mask: np.ndarray, tolerance: float = 1.5) -> list[tuple[float, 
     return points
 
 
-def mask_region(control: ControlInfo, labels: str | Sequence[str], mask: np.ndarray, score: float | None = None,
-                tolerance: float = 1.5) -> dict | None:
+def mask_region(
+    control: ControlInfo,
+    labels: str | Sequence[str],
+    mask: np.ndarray,
+    score: float | None = None,
+    tolerance: float = 1.5,
+) -> dict | None:
     """The region ``control`` takes for a mask: BrushLabels -> RLE, PolygonLabels -> polygon,
     RectangleLabels -> box. None for an empty mask."""
     mask = np.asarray(mask, dtype=bool)

@@ -69,8 +69,9 @@ class Sam2Model:
         overrides = [f"++model.image_size={image_size}"] if image_size else []
         self.files = files
         self.device = device
-        self.net = build_sam2_video_predictor(files.config, str(files.checkpoint), device=device,
-                                              hydra_overrides_extra=overrides)
+        self.net = build_sam2_video_predictor(
+            files.config, str(files.checkpoint), device=device, hydra_overrides_extra=overrides
+        )
         self.net.memory_attention.register_forward_pre_hook(_memory_dtype_hook, with_kwargs=True)
         self.image_size = int(self.net.image_size)
         self._proto = SAM2ImagePredictor(self.net)
@@ -124,20 +125,32 @@ class Sam2Model:
         self.encoder_calls += 1
         feats = predictor._features
         return [
-            Embedding({"image_embed": feats["image_embed"][i:i + 1],
-                       "high_res_feats": [f[i:i + 1] for f in feats["high_res_feats"]]},
-                      int(img.shape[0]), int(img.shape[1]))
+            Embedding(
+                {
+                    "image_embed": feats["image_embed"][i : i + 1],
+                    "high_res_feats": [f[i : i + 1] for f in feats["high_res_feats"]],
+                },
+                int(img.shape[0]),
+                int(img.shape[1]),
+            )
             for i, img in enumerate(images)
         ]
 
-    def segment(self, embedding: Embedding, points: np.ndarray | None = None, labels: np.ndarray | None = None,
-                box: np.ndarray | None = None, multimask: bool = True) -> tuple[np.ndarray, float]:
+    def segment(
+        self,
+        embedding: Embedding,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> tuple[np.ndarray, float]:
         """Clicks (pixel x, y; label 1 positive, 0 negative) and/or a box (x1, y1, x2, y2) ->
         the best mask (H x W bool) and its predicted IoU."""
         predictor = self._predictor(embedding)
         with self._inference():
-            masks, scores, _ = predictor.predict(point_coords=points, point_labels=labels, box=box,
-                                                 multimask_output=multimask)
+            masks, scores, _ = predictor.predict(
+                point_coords=points, point_labels=labels, box=box, multimask_output=multimask
+            )
         best = int(np.argmax(scores))
         return masks[best] > 0, float(scores[best])
 
@@ -153,8 +166,9 @@ class Sam2Model:
         return masks > 0, np.asarray(scores, np.float32).reshape(len(boxes), -1)[:, 0]
 
     # -- video ------------------------------------------------------------------------------
-    def track(self, frames_dir: Path, prompts: dict[int, tuple[int, np.ndarray]], frames: int
-              ) -> list[tuple[int, dict[int, np.ndarray]]]:
+    def track(
+        self, frames_dir: Path, prompts: dict[int, tuple[int, np.ndarray]], frames: int
+    ) -> list[tuple[int, dict[int, np.ndarray]]]:
         """Propagate boxes through a folder of JPEG frames (``0.jpg``, ``1.jpg``...).
 
         ``prompts``: object id -> (frame index in the folder, box x1 y1 x2 y2 in pixels).
@@ -166,17 +180,27 @@ class Sam2Model:
         with self._inference():
             state = self.net.init_state(video_path=str(frames_dir), offload_video_to_cpu=True)
             for obj_id, (frame_idx, box) in prompts.items():
-                self.net.add_new_points_or_box(state, frame_idx=frame_idx, obj_id=obj_id,
-                                               box=np.asarray(box, dtype=np.float32))
+                self.net.add_new_points_or_box(
+                    state, frame_idx=frame_idx, obj_id=obj_id, box=np.asarray(box, dtype=np.float32)
+                )
             for frame_idx, obj_ids, logits in self.net.propagate_in_video(
-                    state, start_frame_idx=first, max_frame_num_to_track=last + frames - first):
+                state, start_frame_idx=first, max_frame_num_to_track=last + frames - first
+            ):
                 masks = (logits[:, 0] > 0).cpu().numpy()
                 out.append((int(frame_idx), {int(o): masks[i] for i, o in enumerate(obj_ids)}))
         return out
 
-    def follow(self, frames_dir: Path, count: int, prompt: int, points: np.ndarray | None, labels: np.ndarray | None,
-               box: np.ndarray | None, passes: list[tuple[bool, int]], cancelled: Callable[[], bool]
-               ) -> Iterator[tuple[int, np.ndarray]]:
+    def follow(
+        self,
+        frames_dir: Path,
+        count: int,
+        prompt: int,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        box: np.ndarray | None,
+        passes: list[tuple[bool, int]],
+        cancelled: Callable[[], bool],
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """Follow one object, prompted on frame ``prompt`` of a folder of ``count`` JPEG frames,
         with SAM 2's video propagation: (frame index in the folder, H x W bool mask) as each
         frame is done. ``passes`` are (reverse, frames) propagations from the prompt frame on
@@ -198,8 +222,9 @@ class Sam2Model:
             self.net.add_new_points_or_box(state, frame_idx=prompt, obj_id=1, points=points, labels=labels, box=box)
         try:
             for n, (reverse, frames) in enumerate(passes):
-                steps = self.net.propagate_in_video(state, start_frame_idx=prompt, max_frame_num_to_track=frames,
-                                                    reverse=reverse)
+                steps = self.net.propagate_in_video(
+                    state, start_frame_idx=prompt, max_frame_num_to_track=frames, reverse=reverse
+                )
                 try:
                     while not cancelled():
                         with self._inference():

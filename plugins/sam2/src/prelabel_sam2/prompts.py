@@ -92,8 +92,9 @@ class ImagePrompt:
             labels = np.array(self.point_labels, dtype=np.int32)
         if self.box is not None:
             x, y, w, h = self.box
-            box = np.array([x * width / 100, y * height / 100, (x + w) * width / 100, (y + h) * height / 100],
-                           dtype=np.float32)
+            box = np.array(
+                [x * width / 100, y * height / 100, (x + w) * width / 100, (y + h) * height / 100], dtype=np.float32
+            )
         return points, labels, box
 
 
@@ -105,8 +106,9 @@ def image_prompts(regions: list[dict]) -> dict[str, ImagePrompt]:
     prompts: dict[str, ImagePrompt] = {}
     for region in regions:
         kind = region.get("type")
-        if kind not in ("keypointlabels", "rectanglelabels") or (kind == "keypointlabels" and from_ui
-                                                                 and not has_flag(region)):
+        if kind not in ("keypointlabels", "rectanglelabels") or (
+            kind == "keypointlabels" and from_ui and not has_flag(region)
+        ):
             continue
         value = region.get("value") or {}
         prompt = prompts.setdefault(str(region.get("to_name") or ""), ImagePrompt(str(region.get("to_name") or "")))
@@ -148,12 +150,16 @@ def video_objects(regions: list[dict]) -> list[VideoObject]:
         last = sequence[-1]
         frames_count = value.get("framesCount")
         duration = value.get("duration")
-        objects.append(VideoObject(
-            region_id=str(region.get("id") or f"obj{len(objects) + 1}"), to_name=str(region.get("to_name") or ""),
-            labels=[str(x) for x in value.get("labels") or []], frame=int(last["frame"]),
-            box=(_number(last, "x"), _number(last, "y"), _number(last, "width"), _number(last, "height")),
-            keyframes=sequence,
-            frames_count=int(frames_count) if isinstance(frames_count, (int, float)) and frames_count > 0 else None,
-            duration=float(duration) if isinstance(duration, (int, float)) and duration > 0 else None,
-        ))
+        objects.append(
+            VideoObject(
+                region_id=str(region.get("id") or f"obj{len(objects) + 1}"),
+                to_name=str(region.get("to_name") or ""),
+                labels=[str(x) for x in value.get("labels") or []],
+                frame=int(last["frame"]),
+                box=(_number(last, "x"), _number(last, "y"), _number(last, "width"), _number(last, "height")),
+                keyframes=sequence,
+                frames_count=int(frames_count) if isinstance(frames_count, (int, float)) and frames_count > 0 else None,
+                duration=float(duration) if isinstance(duration, (int, float)) and duration > 0 else None,
+            )
+        )
     return objects

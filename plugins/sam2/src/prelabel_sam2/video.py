@@ -93,8 +93,15 @@ def video_frame_count(path: Path) -> int:
         capture.release()
 
 
-def propagate(model: Sam2Model, control: ControlInfo, objects: list[VideoObject], video: Path, frames: int,
-              tmp_root: Path, max_pixels: int) -> list[dict]:
+def propagate(
+    model: Sam2Model,
+    control: ControlInfo,
+    objects: list[VideoObject],
+    video: Path,
+    frames: int,
+    tmp_root: Path,
+    max_pixels: int,
+) -> list[dict]:
     """Track each object ``frames`` frames past its latest keyframe; one region per object."""
     start = min(o.frame for o in objects) - 1
     stop = max(o.frame for o in objects) - 1 + frames
@@ -107,8 +114,10 @@ def propagate(model: Sam2Model, control: ControlInfo, objects: list[VideoObject]
             if index >= written:
                 raise TaskError(f"object {obj.region_id}: frame {obj.frame} is past the end of the video")
             x, y, w, h = obj.box
-            prompts[obj_id] = (index, [x * width / 100, y * height / 100, (x + w) * width / 100,
-                                       (y + h) * height / 100])
+            prompts[obj_id] = (
+                index,
+                [x * width / 100, y * height / 100, (x + w) * width / 100, (y + h) * height / 100],
+            )
         tracked = model.track(Path(tmp), prompts, frames)
     total = video_frame_count(video) or start + written
     regions = []

@@ -44,8 +44,12 @@ class Sam3Backend(Sam3Events, Backend):
         "the prompt) as BrushLabels, PolygonLabels or RectangleLabels; smart boxes refine a label by "
         "exemplar, smart clicks segment one object; VideoRectangle tracks each label's objects."
     )
-    supports = {"BrushLabels": frozenset({"Image"}), "PolygonLabels": frozenset({"Image"}),
-                "RectangleLabels": frozenset({"Image"}), "VideoRectangle": frozenset({"Video"})}
+    supports = {
+        "BrushLabels": frozenset({"Image"}),
+        "PolygonLabels": frozenset({"Image"}),
+        "RectangleLabels": frozenset({"Image"}),
+        "VideoRectangle": frozenset({"Video"}),
+    }
     max_batch_size = 4
     max_concurrency = 2  # the default of SAM3_MAX_CONCURRENCY
     default_port = 9097
@@ -68,9 +72,7 @@ class Sam3Backend(Sam3Events, Backend):
 
         check_installed()
         path = check_model_dir(self.settings, self.core)
-        self.network = load_network(
-            path, device or "cpu", self.settings.sam3_text_cache_size
-        )
+        self.network = load_network(path, device or "cpu", self.settings.sam3_text_cache_size)
         self.embeddings = LruCache(
             self.settings.sam3_embedding_cache_size, lookup_counter(self.metrics, self.backend_id)
         )

@@ -47,8 +47,12 @@ class Sam3Settings(BackendSettings):
         1.5, ge=0, description="PolygonLabels: largest distance in pixels between the mask outline and the polygon."
     )
     # core reads max_concurrency (Backend.limits); SAM3_MAX_CONCURRENCY is its environment name
-    max_concurrency: int = Field(2, ge=1, validation_alias=AliasChoices("sam3_max_concurrency", "max_concurrency"),
-                                 description="Requests predicted at once per process (SAM3_MAX_CONCURRENCY).")
+    max_concurrency: int = Field(
+        2,
+        ge=1,
+        validation_alias=AliasChoices("sam3_max_concurrency", "max_concurrency"),
+        description="Requests predicted at once per process (SAM3_MAX_CONCURRENCY).",
+    )
     max_frames_to_track: int = Field(10, ge=1, description="Video: frames tracked after the first one.")
     sam3_track_max_frames: int = Field(
         300, ge=1, description="SAM events: most frames one track event follows the object through."

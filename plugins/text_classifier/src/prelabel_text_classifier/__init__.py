@@ -111,10 +111,13 @@ class TextClassifier(Backend):
         metrics = self._evaluate(texts, targets, control.is_multiple)
         job.progress(0.7, "fitting the final model on all annotations")
         pipeline, labels = build_model(texts, targets, control.is_multiple, self.settings)
-        joblib.dump({"pipeline": pipeline, "labels": labels, "multiple": control.is_multiple,
-                     "control": control.name}, job.workdir / "model.joblib")
-        (job.workdir / "train_data.json").write_text(json.dumps(
-            [{"text": t, "labels": y} for t, y in zip(texts, targets, strict=True)], ensure_ascii=False))
+        joblib.dump(
+            {"pipeline": pipeline, "labels": labels, "multiple": control.is_multiple, "control": control.name},
+            job.workdir / "model.joblib",
+        )
+        (job.workdir / "train_data.json").write_text(
+            json.dumps([{"text": t, "labels": y} for t, y in zip(texts, targets, strict=True)], ensure_ascii=False)
+        )
         info = {"count": len(texts), "labels": dict(counts), "control": control.name}
         (job.workdir / "train_data_info.json").write_text(json.dumps(info, ensure_ascii=False))
         job.progress(0.95, "saved")
@@ -145,12 +148,16 @@ class TextClassifier(Backend):
         else:
             truth = [y[0] for y in y_te]
             pred = [labels[i] for i in proba.argmax(axis=1)]
-        return {"holdout_examples": len(x_te), "accuracy": float(accuracy_score(truth, pred)),
-                "macro_f1": float(f1_score(truth, pred, average="macro", zero_division=0))}
+        return {
+            "holdout_examples": len(x_te),
+            "accuracy": float(accuracy_score(truth, pred)),
+            "macro_f1": float(f1_score(truth, pred, average="macro", zero_division=0)),
+        }
 
 
-def examples(annotated: list[tuple[dict, list[dict]]], control_name: str,
-             data_key: str) -> tuple[list[str], list[list[str]]]:
+def examples(
+    annotated: list[tuple[dict, list[dict]]], control_name: str, data_key: str
+) -> tuple[list[str], list[list[str]]]:
     """(text, choices) pairs from ``job.annotations()``: one per task, ground truth first."""
     texts, targets = [], []
     for task, anns in annotated:
@@ -158,8 +165,12 @@ def examples(annotated: list[tuple[dict, list[dict]]], control_name: str,
         if not isinstance(text, str) or not text.strip():
             continue
         for ann in anns:
-            labels = [c for r in ann["result"] if r.get("from_name") == control_name
-                      for c in (r.get("value") or {}).get("choices", [])]
+            labels = [
+                c
+                for r in ann["result"]
+                if r.get("from_name") == control_name
+                for c in (r.get("value") or {}).get("choices", [])
+            ]
             if labels:
                 texts.append(text)
                 targets.append(labels)

@@ -18,9 +18,11 @@ from prelabel_uie_x.settings import UieSettings
 class UieBackend(Backend):
     backend_id = "uie_x"
     title = "PaddleNLP UIE / UIE-X"
-    description = ("Universal information extraction: Labels spans on Text and RectangleLabels boxes (with a "
-                   "per-region TextArea transcription) on document images, prompted with the project's labels; "
-                   "fine-tunes on the project's annotations. POST /v1/extract serves it outside Label Studio.")
+    description = (
+        "Universal information extraction: Labels spans on Text and RectangleLabels boxes (with a "
+        "per-region TextArea transcription) on document images, prompted with the project's labels; "
+        "fine-tunes on the project's annotations. POST /v1/extract serves it outside Label Studio."
+    )
     supports = {"Labels": frozenset({"Text"}), "RectangleLabels": frozenset({"Image"})}
     max_batch_size = 8
     trainable = True
@@ -54,8 +56,11 @@ class UieBackend(Backend):
         return self.settings.uie_cpu_threads or os.cpu_count() or 1
 
     def health(self) -> dict[str, Any]:
-        return {"model": str(self.settings.uie_task_path or self.settings.uie_model), "device": self.device,
-                "cpu_threads": self.cpu_threads}
+        return {
+            "model": str(self.settings.uie_task_path or self.settings.uie_model),
+            "device": self.device,
+            "cpu_threads": self.cpu_threads,
+        }
 
     # -- loading ----------------------------------------------------------------------------
     def setup(self, device: str | None) -> None:
@@ -83,11 +88,25 @@ class UieBackend(Backend):
         s = self.settings
 
         def load() -> UieEngine:
-            return load_engine(s.uie_model, model_dir or self._base_path(), self.device, s.uie_max_seq_len,
-                               s.uie_batch_size, s.uie_position_prob, self.cpu_threads)
+            return load_engine(
+                s.uie_model,
+                model_dir or self._base_path(),
+                self.device,
+                s.uie_max_seq_len,
+                s.uie_batch_size,
+                s.uie_position_prob,
+                self.cpu_threads,
+            )
 
-        key = (str(model_dir or self._base_path() or s.uie_model), s.uie_model, self.device, s.uie_max_seq_len,
-               s.uie_batch_size, s.uie_position_prob, self.cpu_threads)
+        key = (
+            str(model_dir or self._base_path() or s.uie_model),
+            s.uie_model,
+            self.device,
+            s.uie_max_seq_len,
+            s.uie_batch_size,
+            s.uie_position_prob,
+            self.cpu_threads,
+        )
         return ENGINES.get(repr(key), load)
 
     # -- extraction -------------------------------------------------------------------------
@@ -123,8 +142,9 @@ class UieBackend(Backend):
                 segments, doc = self.read_document(image)
                 if doc is not None:
                     found = engine.extract([doc], prompts)[0]
-                    outputs[i] += results.document_regions(control, textarea, found, segments, image.width,
-                                                           image.height, threshold)
+                    outputs[i] += results.document_regions(
+                        control, textarea, found, segments, image.width, image.height, threshold
+                    )
         return [out if isinstance(out, TaskError) else Prediction(out) for out in outputs]
 
     # -- training ---------------------------------------------------------------------------

@@ -37,8 +37,14 @@ def _examples(text: str, spans: dict[str, list[dict]], control: ControlInfo, ext
     out = []
     for label in control.labels:
         found = sorted({(s["start"], s["end"]) for s in spans.get(label, [])})
-        out.append({"content": text, "prompt": label,
-                    "result_list": [{"text": text[s:e], "start": s, "end": e} for s, e in found], **extra})
+        out.append(
+            {
+                "content": text,
+                "prompt": label,
+                "result_list": [{"text": text[s:e], "start": s, "end": e} for s, e in found],
+                **extra,
+            }
+        )
     return out
 
 
@@ -66,8 +72,9 @@ def rectangle_pixels(value: dict, width: int, height: int) -> tuple[float, float
     return x, y, x + float(value.get("width", 0)) * width / 100, y + float(value.get("height", 0)) * height / 100
 
 
-def chars_inside(boxes: list[tuple[float, float, float, float]], rect: tuple[float, float, float, float]
-                 ) -> list[tuple[int, int]]:
+def chars_inside(
+    boxes: list[tuple[float, float, float, float]], rect: tuple[float, float, float, float]
+) -> list[tuple[int, int]]:
     """Runs [start, end) of characters whose box centre lies inside ``rect``."""
     runs: list[tuple[int, int]] = []
     for i, (x1, y1, x2, y2) in enumerate(boxes):
@@ -80,8 +87,9 @@ def chars_inside(boxes: list[tuple[float, float, float, float]], rect: tuple[flo
     return runs
 
 
-def document_examples(task: dict, control: ControlInfo, segments: list[Segment], width: int, height: int,
-                      image: str) -> list[dict]:
+def document_examples(
+    task: dict, control: ControlInfo, segments: list[Segment], width: int, height: int, image: str
+) -> list[dict]:
     """Examples from ``RectangleLabels`` boxes on a document image: each box selects the OCR
     characters whose centres it contains; [] for an unannotated task or an image without text."""
     regions = annotated_regions(task, control)
@@ -95,8 +103,12 @@ def document_examples(task: dict, control: ControlInfo, segments: list[Segment],
         for label in _labels_of(region, control):
             for start, end in chars_inside(boxes, rect):
                 spans.setdefault(label, []).append({"start": start, "end": end})
-    extra = {"task_id": task.get("id"), "layout": [[seg.box, seg.text] for seg in segments],
-             "image_size": [width, height], "image": image}
+    extra = {
+        "task_id": task.get("id"),
+        "layout": [[seg.box, seg.text] for seg in segments],
+        "image_size": [width, height],
+        "image": image,
+    }
     return _examples(text, spans, control, extra)
 
 

@@ -188,13 +188,24 @@ class EngineCache:
 ENGINES = EngineCache(2)
 
 
-def load_engine(model: str, task_path: Path | None, device: str, max_seq_len: int, batch_size: int,
-                position_prob: float, cpu_threads: int | None = None) -> UieEngine:
+def load_engine(
+    model: str,
+    task_path: Path | None,
+    device: str,
+    max_seq_len: int,
+    batch_size: int,
+    position_prob: float,
+    cpu_threads: int | None = None,
+) -> UieEngine:
     """A Taskflow for ``task_path`` (a local model) or ``model`` (downloaded into PPNLP_HOME).
     ``cpu_threads``: Paddle Inference's math threads on the CPU (Taskflow's default is half
     the cores)."""
-    kwargs: dict[str, Any] = {"max_seq_len": max_seq_len, "batch_size": batch_size, "position_prob": position_prob,
-                              "device_id": -1 if device == "cpu" else int(device.partition(":")[2] or 0)}
+    kwargs: dict[str, Any] = {
+        "max_seq_len": max_seq_len,
+        "batch_size": batch_size,
+        "position_prob": position_prob,
+        "device_id": -1 if device == "cpu" else int(device.partition(":")[2] or 0),
+    }
     if device == "cpu" and cpu_threads:
         kwargs["num_threads"] = cpu_threads
 
@@ -205,8 +216,11 @@ def load_engine(model: str, task_path: Path | None, device: str, max_seq_len: in
             family = model_family(task_path)
             # the name decides which tokenizer files Taskflow expects in task_path
             name = model if model in _family_names(family) else FAMILY_MODELS[family]
-            return Taskflow("information_extraction", model=name, task_path=str(task_path), **kwargs), family, \
-                Path(task_path)
+            return (
+                Taskflow("information_extraction", model=name, task_path=str(task_path), **kwargs),
+                family,
+                Path(task_path),
+            )
         taskflow = Taskflow("information_extraction", model=model, **kwargs)
         path = Path(taskflow.task_instance._task_path)
         return taskflow, model_family(path), path
@@ -245,5 +259,13 @@ def _family_names(family: str) -> set[str]:
         return {"uie-x-base"}
     if family == "UIEM":
         return {"uie-m-base", "uie-m-large"}
-    return {"uie-base", "uie-medium", "uie-mini", "uie-micro", "uie-nano", "uie-tiny", "uie-medical-base",
-            "uie-base-en"}
+    return {
+        "uie-base",
+        "uie-medium",
+        "uie-mini",
+        "uie-micro",
+        "uie-nano",
+        "uie-tiny",
+        "uie-medical-base",
+        "uie-base-en",
+    }

@@ -30,8 +30,10 @@ class ExtractRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     extraction_schema: Schema = Field(
-        alias="schema", description='What to extract, as Taskflow takes it: ["Person", "Date"], or '
-                                    '{"Person": ["Employer"]} for relations.')
+        alias="schema",
+        description='What to extract, as Taskflow takes it: ["Person", "Date"], or '
+        '{"Person": ["Employer"]} for relations.',
+    )
     text: str | None = Field(None, description="A text to extract from.")
     image: str | None = Field(None, description="A document image URL: http(s), data:, or a Label Studio path.")
     path: str | None = Field(None, description="A document image path relative to UIE_ALLOWED_ROOT.")
@@ -45,7 +47,7 @@ class ExtractRequest(BaseModel):
         if len(given) != 1:
             raise ValueError(f"send exactly one of text, image, path, image_base64 (got {given or 'none'})")
         if not self.extraction_schema:
-            raise ValueError("schema is empty: name what to extract, e.g. [\"Person\", \"Date\"]")
+            raise ValueError('schema is empty: name what to extract, e.g. ["Person", "Date"]')
         return self
 
 
@@ -67,8 +69,10 @@ def _image_source(body: ExtractRequest, backend: Any, ctx: Any, project: Any) ->
     if body.path is not None:
         root = ctx.settings.uie_allowed_root
         if root is None:
-            raise InputProblem(403, "local paths are switched off: set UIE_ALLOWED_ROOT to the directory "
-                                    "/v1/extract may read images from")
+            raise InputProblem(
+                403,
+                "local paths are switched off: set UIE_ALLOWED_ROOT to the directory /v1/extract may read images from",
+            )
         try:
             path = resolve_under(root, body.path, "path")
         except PathEscapeError as exc:
@@ -105,8 +109,12 @@ def run_extract(body: ExtractRequest, backend: Any, ctx: Any) -> dict[str, Any]:
         raise InputProblem(422, str(exc)) from exc
     segments, doc = backend.read_document(image)
     found = engine.extract([doc], body.extraction_schema)[0] if doc is not None else {}
-    answer: dict[str, Any] = {"model_version": version, "result": flatten(found), "text": content(segments),
-                              "image_size": [image.width, image.height]}
+    answer: dict[str, Any] = {
+        "model_version": version,
+        "result": flatten(found),
+        "text": content(segments),
+        "image_size": [image.width, image.height],
+    }
     if body.include_ocr:
         answer["ocr"] = [{"box": seg.box, "text": seg.text, "score": round(seg.score, 4)} for seg in segments]
     return answer

@@ -62,9 +62,16 @@ def _labelled(feature: Feature, spans: list[tuple[int, int]]) -> Feature | None:
 
 
 def _encode_text(tokenizer: Any, family: str, prompt: str, text: str, max_seq_len: int) -> Feature | None:
-    enc = tokenizer(text=[prompt], text_pair=[text], truncation=True, max_seq_len=max_seq_len,
-                    return_attention_mask=True, return_position_ids=True, return_offsets_mapping=True,
-                    return_dict=False)[0]
+    enc = tokenizer(
+        text=[prompt],
+        text_pair=[text],
+        truncation=True,
+        max_seq_len=max_seq_len,
+        return_attention_mask=True,
+        return_position_ids=True,
+        return_offsets_mapping=True,
+        return_dict=False,
+    )[0]
     ids, raw = enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
     if len(raw) != len(ids):
         return None  # the tokenizer's offsets do not line up with its tokens (Taskflow fails here too)
@@ -74,14 +81,16 @@ def _encode_text(tokenizer: Any, family: str, prompt: str, text: str, max_seq_le
     if family == "UIEX":
         q_sep = specials[1]
         token_type = [1 if i <= q_sep else 0 for i in range(len(ids))]
-        return Feature(ids, token_type, list(range(len(ids))), [1] * len(ids), offsets, [], [],
-                       bbox=[[0, 0, 0, 0]] * len(ids))
+        return Feature(
+            ids, token_type, list(range(len(ids))), [1] * len(ids), offsets, [], [], bbox=[[0, 0, 0, 0]] * len(ids)
+        )
     token_type = enc.get("token_type_ids") or [0] * len(ids)
     return Feature(ids, token_type, list(range(len(ids))), [1] * len(ids), offsets, [], [])
 
 
-def _encode_document(tokenizer: Any, prompt: str, text: str, boxes: list[list[int]], image: str,
-                     max_seq_len: int) -> Feature | None:
+def _encode_document(
+    tokenizer: Any, prompt: str, text: str, boxes: list[list[int]], image: str, max_seq_len: int
+) -> Feature | None:
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     prompt_ids = tokenizer(text=prompt, return_dict=False)["input_ids"][1:-1]
     ids = [cls_id, *prompt_ids, sep_id, sep_id]
@@ -124,8 +133,9 @@ def encode_example(example: dict, tokenizer: Any, family: str, max_seq_len: int)
             feature = _encode_text(tokenizer, family, prompt, piece, max_seq_len)
         if feature is None:
             continue
-        spans = [(r["start"] - lo, r["end"] - lo) for r in example["result_list"]
-                 if lo <= r["start"] and r["end"] <= hi]
+        spans = [
+            (r["start"] - lo, r["end"] - lo) for r in example["result_list"] if lo <= r["start"] and r["end"] <= hi
+        ]
         features.append(_labelled(feature, spans))
     return features
 

@@ -31,8 +31,9 @@ def collect_examples(backend: UieBackend, job: JobContext) -> tuple[list[dict], 
         raise ValueError("no label config is stored for this project: connect the backend in Label Studio first")
     controls = backend.supported_controls(config)
     if not controls:
-        raise ValueError(f"the project's label config has no Labels on Text or RectangleLabels on Image "
-                         f"({config.describe()})")
+        raise ValueError(
+            f"the project's label config has no Labels on Text or RectangleLabels on Image ({config.describe()})"
+        )
     # each task with only its annotations that count, ground truth first (job.annotations())
     tasks = [{**task, "annotations": anns} for task, anns in job.annotations()]
     examples: list[dict] = []
@@ -55,8 +56,7 @@ def collect_examples(backend: UieBackend, job: JobContext) -> tuple[list[dict], 
             (job.workdir / "images").mkdir(exist_ok=True)
             image.save(job.workdir / name, format="JPEG", quality=95)
             images[name] = image
-            examples += converter.document_examples(task, control, backend.ocr(image), image.width, image.height,
-                                                    name)
+            examples += converter.document_examples(task, control, backend.ocr(image), image.width, image.height, name)
         job.progress(0.02 + 0.13 * (i + 1) / len(tasks), f"converted {i + 1}/{len(tasks)} annotated tasks")
     return examples, images, problems
 
@@ -69,8 +69,10 @@ def run_finetune(backend: UieBackend, job: JobContext) -> dict[str, Any]:
         job.log.warning("skipped %s", problem)
     n_tasks = len({str(e.get("task_id")) for e in examples})
     if n_tasks < s.uie_min_tasks:
-        raise ValueError(f"{n_tasks} annotated tasks have spans or boxes to learn from; need at least "
-                         f"{s.uie_min_tasks} (UIE_MIN_TASKS)" + (f"; skipped: {problems[:3]}" if problems else ""))
+        raise ValueError(
+            f"{n_tasks} annotated tasks have spans or boxes to learn from; need at least "
+            f"{s.uie_min_tasks} (UIE_MIN_TASKS)" + (f"; skipped: {problems[:3]}" if problems else "")
+        )
     spans = converter.count_spans(examples)
     if not spans:
         raise ValueError("the annotations select no text: label spans in texts, or draw boxes over text the OCR reads")
@@ -79,10 +81,17 @@ def run_finetune(backend: UieBackend, job: JobContext) -> dict[str, Any]:
     _write_jsonl(job.workdir / "dev.jsonl", dev)
 
     base = backend.engine(None)  # fine-tuning always starts from the base model, on every annotation
-    config = TrainConfig(epochs=s.uie_epochs, max_steps=s.uie_max_steps, learning_rate=s.uie_learning_rate,
-                         batch_size=s.uie_train_batch_size, max_seq_len=s.uie_max_seq_len,
-                         position_prob=s.uie_position_prob, train_visual=s.uie_train_visual, seed=s.uie_seed,
-                         device=backend.device)
+    config = TrainConfig(
+        epochs=s.uie_epochs,
+        max_steps=s.uie_max_steps,
+        learning_rate=s.uie_learning_rate,
+        batch_size=s.uie_train_batch_size,
+        max_seq_len=s.uie_max_seq_len,
+        position_prob=s.uie_position_prob,
+        train_visual=s.uie_train_visual,
+        seed=s.uie_seed,
+        device=backend.device,
+    )
     trainer = Trainer(base.task_path, base.family, config, images)
     train_features, unencodable = encode_all(train, trainer.tokenizer, base.family, s.uie_max_seq_len)
     dev_features, dev_unencodable = encode_all(dev, trainer.tokenizer, base.family, s.uie_max_seq_len)
@@ -94,12 +103,29 @@ def run_finetune(backend: UieBackend, job: JobContext) -> dict[str, Any]:
     metrics = trainer.evaluate(dev_features or train_features)
     trainer.save(job.workdir)
     job.progress(0.92, "exporting the inference model")
-    load_engine(s.uie_model, job.workdir, backend.device, s.uie_max_seq_len, s.uie_batch_size,
-                s.uie_position_prob, backend.cpu_threads).close()
-    info = {"family": base.family, "base_model": str(s.uie_task_path or s.uie_model), "labels": sorted(spans),
-            "train_tasks": n_tasks - len({str(e.get("task_id")) for e in dev}), "dev_tasks": len({
-                str(e.get("task_id")) for e in dev}), "train_examples": len(train), "dev_examples": len(dev),
-            "unencodable_examples": unencodable + dev_unencodable, "skipped_tasks": len(problems),
-            "spans": spans, "evaluated_on": "dev" if dev_features else "train", **stats, **metrics}
+    load_engine(
+        s.uie_model,
+        job.workdir,
+        backend.device,
+        s.uie_max_seq_len,
+        s.uie_batch_size,
+        s.uie_position_prob,
+        backend.cpu_threads,
+    ).close()
+    info = {
+        "family": base.family,
+        "base_model": str(s.uie_task_path or s.uie_model),
+        "labels": sorted(spans),
+        "train_tasks": n_tasks - len({str(e.get("task_id")) for e in dev}),
+        "dev_tasks": len({str(e.get("task_id")) for e in dev}),
+        "train_examples": len(train),
+        "dev_examples": len(dev),
+        "unencodable_examples": unencodable + dev_unencodable,
+        "skipped_tasks": len(problems),
+        "spans": spans,
+        "evaluated_on": "dev" if dev_features else "train",
+        **stats,
+        **metrics,
+    }
     (job.workdir / "training.json").write_text(json.dumps(info, ensure_ascii=False, indent=1))
     return info

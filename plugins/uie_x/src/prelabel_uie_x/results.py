@@ -31,8 +31,12 @@ def _items(result: dict, prompts: dict[str, str], threshold: float):
             continue
         for item in items:
             start, end = item.get("start"), item.get("end")
-            if isinstance(start, int) and isinstance(end, int) and end > start and \
-                    float(item.get("probability", 0)) >= threshold:
+            if (
+                isinstance(start, int)
+                and isinstance(end, int)
+                and end > start
+                and float(item.get("probability", 0)) >= threshold
+            ):
                 yield label, item
 
 
@@ -59,14 +63,24 @@ def text_regions(control: ControlInfo, text: str, result: dict, threshold: float
 def region_textarea(config: ParsedConfig, control: ControlInfo) -> ControlInfo | None:
     """A ``TextArea perRegion="true"`` on the same image, filled with each box's text."""
     for other in config.controls:
-        if other.tag == "TextArea" and other.attr("perRegion", False, bool) and \
-                set(other.to_name) & set(control.to_name):
+        if (
+            other.tag == "TextArea"
+            and other.attr("perRegion", False, bool)
+            and set(other.to_name) & set(control.to_name)
+        ):
             return other
     return None
 
 
-def document_regions(control: ControlInfo, textarea: ControlInfo | None, result: dict, segments: list[Segment],
-                     width: int, height: int, threshold: float) -> list[dict]:
+def document_regions(
+    control: ControlInfo,
+    textarea: ControlInfo | None,
+    result: dict,
+    segments: list[Segment],
+    width: int,
+    height: int,
+    threshold: float,
+) -> list[dict]:
     """A box per extracted span (covering the OCR lines it spans) and, with a per-region
     TextArea, the span's text attached to that box."""
     out: list[dict] = []
@@ -87,15 +101,25 @@ def document_regions(control: ControlInfo, textarea: ControlInfo | None, result:
         out.append(rect)
         if textarea is not None:
             geometry = {k: rect["value"][k] for k in ("x", "y", "width", "height", "rotation")}
-            out.append({"id": rect["id"], "from_name": textarea.name, "to_name": rect["to_name"],
-                        "type": "textarea", "value": {**geometry, "text": [item.get("text", "")]},
-                        "original_width": width, "original_height": height, "image_rotation": 0,
-                        "score": score})
+            out.append(
+                {
+                    "id": rect["id"],
+                    "from_name": textarea.name,
+                    "to_name": rect["to_name"],
+                    "type": "textarea",
+                    "value": {**geometry, "text": [item.get("text", "")]},
+                    "original_width": width,
+                    "original_height": height,
+                    "image_rotation": 0,
+                    "score": score,
+                }
+            )
     return out
 
 
 def flatten(result: dict) -> dict[str, list[dict]]:
     """A Taskflow result made JSON-plain (numpy floats to float), relations kept."""
+
     def plain(item: dict) -> dict:
         out = {k: v for k, v in item.items() if k not in ("probability", "relations")}
         if "probability" in item:

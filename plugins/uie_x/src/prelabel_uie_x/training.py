@@ -93,8 +93,9 @@ class Trainer:
         import numpy as np
 
         if key not in self._pixels:
-            self._pixels[key] = (image_tensor(self.images[key]) if key is not None
-                                 else np.zeros([3, 224, 224])).astype("float32")
+            self._pixels[key] = (image_tensor(self.images[key]) if key is not None else np.zeros([3, 224, 224])).astype(
+                "float32"
+            )
         return self._pixels[key]
 
     def _inputs(self, batch: list[Feature]) -> dict[str, Any]:
@@ -102,8 +103,9 @@ class Trainer:
 
         paddle = self.paddle
         arrays = collate(batch, self.family)
-        inputs = {k: paddle.to_tensor(arrays[k]) for k in ("input_ids", "token_type_ids", "position_ids",
-                                                           "attention_mask")}
+        inputs = {
+            k: paddle.to_tensor(arrays[k]) for k in ("input_ids", "token_type_ids", "position_ids", "attention_mask")
+        }
         if self.family == "UIEX":
             inputs["bbox"] = paddle.to_tensor(arrays["bbox"])
             if self._fixed is not None:
@@ -111,8 +113,11 @@ class Trainer:
                 inputs["image"] = paddle.zeros([len(batch), 1, 1, 1])
             else:
                 inputs["image"] = paddle.to_tensor(np.stack([self._page(f.image) for f in batch]))
-        return {**inputs, "start_labels": paddle.to_tensor(arrays["start_labels"]),
-                "end_labels": paddle.to_tensor(arrays["end_labels"])}
+        return {
+            **inputs,
+            "start_labels": paddle.to_tensor(arrays["start_labels"]),
+            "end_labels": paddle.to_tensor(arrays["end_labels"]),
+        }
 
     def _visual_of(self, key: str | None) -> Any:
         if key not in self._visual_features:
@@ -143,11 +148,13 @@ class Trainer:
             for lo in range(0, len(order), cfg.batch_size):
                 if step >= total:
                     break
-                inputs = self._inputs([features[i] for i in order[lo:lo + cfg.batch_size]])
+                inputs = self._inputs([features[i] for i in order[lo : lo + cfg.batch_size]])
                 start_prob, end_prob = self._forward(inputs)
                 mask = inputs["attention_mask"].astype("float32")
-                loss = (self._bce(start_prob, inputs["start_labels"], mask)
-                        + self._bce(end_prob, inputs["end_labels"], mask)) / 2
+                loss = (
+                    self._bce(start_prob, inputs["start_labels"], mask)
+                    + self._bce(end_prob, inputs["end_labels"], mask)
+                ) / 2
                 loss.backward()
                 optimizer.step()
                 optimizer.clear_grad()
@@ -157,8 +164,11 @@ class Trainer:
                 if step % 10 == 0 or step == total:
                     progress(step / total, f"step {step}/{total}, loss {sum(losses[-10:]) / len(losses[-10:]):.4f}")
         self.model.eval()
-        return {"steps": step, "train_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 6),
-                "train_seconds": round(time.monotonic() - started, 2)}
+        return {
+            "steps": step,
+            "train_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 6),
+            "train_seconds": round(time.monotonic() - started, 2),
+        }
 
     def _bce(self, prob: Any, label: Any, mask: Any) -> Any:
         loss = self.paddle.nn.functional.binary_cross_entropy(prob.clip(1e-7, 1 - 1e-7), label, reduction="none")
@@ -174,7 +184,7 @@ class Trainer:
         limit = self.config.position_prob
         with self.paddle.no_grad():
             for lo in range(0, len(features), self.config.batch_size):
-                batch = features[lo:lo + self.config.batch_size]
+                batch = features[lo : lo + self.config.batch_size]
                 inputs = self._inputs(batch)
                 start_prob, end_prob = self._forward(inputs)
                 starts = get_bool_ids_greater_than(start_prob.numpy().tolist(), limit=limit)
@@ -188,8 +198,13 @@ class Trainer:
         precision = correct / predicted if predicted else 0.0
         recall = correct / gold if gold else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-                "gold_spans": gold, "predicted_spans": predicted}
+        return {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "gold_spans": gold,
+            "predicted_spans": predicted,
+        }
 
     def save(self, out_dir: Path) -> None:
         """model_state.pdparams, config.json and the tokenizer files Taskflow needs."""

@@ -32,16 +32,28 @@ from prelabel_yolo.models import (
 from prelabel_yolo.settings import YoloSettings
 
 # output kind -> the ultralytics task of its default weights
-KIND_TASK = {"boxes": "detect", "obb": "obb", "polygons": "segment", "brush": "segment",
-             "keypoints": "pose", "choices": "classify", "video": "detect"}
+KIND_TASK = {
+    "boxes": "detect",
+    "obb": "obb",
+    "polygons": "segment",
+    "brush": "segment",
+    "keypoints": "pose",
+    "choices": "classify",
+    "video": "detect",
+}
 TRACKABLE = ("detect", "segment", "pose")
 
 
 def output_kind(control: ControlInfo) -> str:
     if control.tag == "RectangleLabels":
         return "obb" if control.attr("model_obb", False, bool) else "boxes"
-    return {"PolygonLabels": "polygons", "BrushLabels": "brush", "KeyPointLabels": "keypoints",
-            "Choices": "choices", "VideoRectangle": "video"}[control.tag]
+    return {
+        "PolygonLabels": "polygons",
+        "BrushLabels": "brush",
+        "KeyPointLabels": "keypoints",
+        "Choices": "choices",
+        "VideoRectangle": "video",
+    }[control.tag]
 
 
 @dataclass
@@ -58,12 +70,17 @@ class Plan:
 class YoloBackend(Backend):
     backend_id = "yolo"
     title = "Ultralytics YOLO"
-    description = ("Detection, rotated boxes, segmentation (polygons or masks), classification, pose and "
-                   "video tracking with Ultralytics YOLO; trains detection/segmentation from annotations.")
+    description = (
+        "Detection, rotated boxes, segmentation (polygons or masks), classification, pose and "
+        "video tracking with Ultralytics YOLO; trains detection/segmentation from annotations."
+    )
     supports = {
-        "RectangleLabels": frozenset({"Image"}), "PolygonLabels": frozenset({"Image"}),
-        "BrushLabels": frozenset({"Image"}), "KeyPointLabels": frozenset({"Image"}),
-        "Choices": frozenset({"Image"}), "VideoRectangle": frozenset({"Video"}),
+        "RectangleLabels": frozenset({"Image"}),
+        "PolygonLabels": frozenset({"Image"}),
+        "BrushLabels": frozenset({"Image"}),
+        "KeyPointLabels": frozenset({"Image"}),
+        "Choices": frozenset({"Image"}),
+        "VideoRectangle": frozenset({"Video"}),
     }
     max_batch_size = 8  # the default of YOLO_MAX_BATCH_SIZE: images per model call
     trainable = True
@@ -93,12 +110,21 @@ class YoloBackend(Backend):
         CACHE.resize(self.settings.yolo_cache_models)
         if self.device == "cpu":
             self.cpu_threads = self.settings.yolo_cpu_threads or os.cpu_count() or 1
-        self.log.info("yolo on %s (half precision: %s, CPU threads: %s), MODEL_ROOT=%s", self.device,
-                      bool(self.half), self.cpu_threads, self.model_root)
+        self.log.info(
+            "yolo on %s (half precision: %s, CPU threads: %s), MODEL_ROOT=%s",
+            self.device,
+            bool(self.half),
+            self.cpu_threads,
+            self.model_root,
+        )
 
     def health(self) -> dict[str, Any]:
-        return {"device": self.device, "cpu_threads": self.cpu_threads, "model_root": str(self.model_root),
-                "models_loaded": CACHE.loaded()}
+        return {
+            "device": self.device,
+            "cpu_threads": self.cpu_threads,
+            "model_root": str(self.model_root),
+            "models_loaded": CACHE.loaded(),
+        }
 
     # -- choosing a model -------------------------------------------------------------------
     def weights_for(self, control: ControlInfo, model_dir: Path | None = None) -> Path:
@@ -111,8 +137,11 @@ class YoloBackend(Backend):
         kind = output_kind(control)
         value = control.attr("model_path")
         try:
-            path = resolve_model_path(value, self.model_root) if value is not None else (
-                self.model_root / DEFAULT_WEIGHTS[KIND_TASK[kind]])
+            path = (
+                resolve_model_path(value, self.model_root)
+                if value is not None
+                else (self.model_root / DEFAULT_WEIGHTS[KIND_TASK[kind]])
+            )
         except ModelPathError as exc:
             raise ModelPathError(f"{control.tag} {control.name!r}: {exc}") from None
         if not path.is_file():
@@ -121,8 +150,10 @@ class YoloBackend(Backend):
             if not (self.settings.yolo_download and downloadable(path)):
                 named = f"model_path={value!r} names" if value is not None else f"the default weights {path.name} are"
                 off = " (YOLO_DOWNLOAD is off)" if downloadable(path) else ""
-                raise ModelPathError(f"{control.tag} {control.name!r}: {named} not a file in MODEL_ROOT "
-                                     f"({self.model_root}); put the weights there{off}")
+                raise ModelPathError(
+                    f"{control.tag} {control.name!r}: {named} not a file in MODEL_ROOT "
+                    f"({self.model_root}); put the weights there{off}"
+                )
         return path
 
     def plan(self, control: ControlInfo, model_dir: Path | None) -> Plan:
@@ -131,13 +162,17 @@ class YoloBackend(Backend):
         try:
             loaded = CACHE.get(path, self.device)
         except Exception as exc:
-            raise TaskError(f"{control.name}: could not load YOLO weights {path.name}: {exc} (a default name is "
-                            f"downloaded into MODEL_ROOT on first use; offline, put the file there)") from exc
+            raise TaskError(
+                f"{control.name}: could not load YOLO weights {path.name}: {exc} (a default name is "
+                f"downloaded into MODEL_ROOT on first use; offline, put the file there)"
+            ) from exc
         tasks = convert.CONVERTERS[kind][1] if kind != "video" else TRACKABLE
         if loaded.task not in tasks:
             hint = ' (model_obb="true" needs an OBB model, e.g. yolo11n-obb.pt)' if kind == "obb" else ""
-            raise TaskError(f"{control.name}: {path.name} is a {loaded.task} model; {control.tag} needs a "
-                            f"{' or '.join(tasks)} model{hint}")
+            raise TaskError(
+                f"{control.name}: {path.name} is a {loaded.task} model; {control.tag} needs a "
+                f"{' or '.join(tasks)} model{hint}"
+            )
         threshold = control.score_threshold
         if threshold is None:
             threshold = control.attr("score_threshold", self.settings.yolo_score_threshold, float)
@@ -146,8 +181,11 @@ class YoloBackend(Backend):
 
     # -- prediction -------------------------------------------------------------------------
     def predict_args(self, plan: Plan) -> dict[str, Any]:
-        args: dict[str, Any] = {"imgsz": self.settings.yolo_imgsz, "device": self.device,
-                                "max_det": self.settings.yolo_max_det}
+        args: dict[str, Any] = {
+            "imgsz": self.settings.yolo_imgsz,
+            "device": self.device,
+            "max_det": self.settings.yolo_max_det,
+        }
         if self.half:
             args.update(self.half)
         if plan.iou is not None:
@@ -176,22 +214,27 @@ class YoloBackend(Backend):
         key = (index, control.object.data_key or control.object.value)
         if key not in images:
             try:  # core's decoder: the EXIF orientation applied, the size checked before decoding
-                images[key] = ctx.media.image_array(task.data.get(key[1], control.object.value), task.id,
-                                                    channels="BGR")
+                images[key] = ctx.media.image_array(
+                    task.data.get(key[1], control.object.value), task.id, channels="BGR"
+                )
             except MediaError as exc:
                 raise TaskError(f"task {task.id}: {exc}") from exc
         return images[key]
 
-    def _predict_images(self, plan: Plan, tasks: list[Task], ctx: PredictContext, images: dict,
-                        outputs: list) -> None:
+    def _predict_images(self, plan: Plan, tasks: list[Task], ctx: PredictContext, images: dict, outputs: list) -> None:
         loaded = plan.loaded
         args = self.predict_args(plan)
         args.update(conf=plan.threshold, retina_masks=plan.kind == "brush")  # masks at the image's own size
         classes = convert.mapped_classes(plan.kind, plan.control, loaded.names)
         if classes is not None and not classes:
-            ctx.log.warning("%s: none of %s's classes maps to the labels %s; add predicted_values to a <Label> or "
-                            "model_skip=\"true\" to the control (model classes: %s)", plan.control.name,
-                            loaded.path.name, list(plan.control.labels), list(loaded.names.values())[:50])
+            ctx.log.warning(
+                "%s: none of %s's classes maps to the labels %s; add predicted_values to a <Label> or "
+                'model_skip="true" to the control (model classes: %s)',
+                plan.control.name,
+                loaded.path.name,
+                list(plan.control.labels),
+                list(loaded.names.values())[:50],
+            )
             return
         if classes is not None:
             args["classes"] = classes
@@ -217,8 +260,7 @@ class YoloBackend(Backend):
                 loaded.calls += 1
                 results = loaded.model.predict([image for _, image in group], verbose=False, **args)
                 for (i, _), result in zip(group, results, strict=True):
-                    outputs[i].extend(converter(plan.control, result, loaded.names, plan.threshold,
-                                                config=ctx.config))
+                    outputs[i].extend(converter(plan.control, result, loaded.names, plan.threshold, config=ctx.config))
 
     def _predict_videos(self, plan: Plan, tasks: list[Task], ctx: PredictContext, outputs: list) -> None:
         from prelabel_yolo import video
@@ -237,14 +279,17 @@ class YoloBackend(Backend):
                 labels = video.labels_control(ctx.config, control)
                 args["classes"] = [c for c, name in plan.loaded.names.items() if labels.map_label(name)]
                 if not args["classes"]:
-                    raise TaskError(f"{control.name}: none of {plan.loaded.path.name}'s classes maps to the labels "
-                                    f"of {labels.name} {list(labels.labels)}; add predicted_values to a <Label>")
+                    raise TaskError(
+                        f"{control.name}: none of {plan.loaded.path.name}'s classes maps to the labels "
+                        f"of {labels.name} {list(labels.labels)}; add predicted_values to a <Label>"
+                    )
                 value = task.data.get(control.object.data_key or "", control.object.value)
                 with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
                     tracker = video.tracker_config(control, self.model_root, Path(tmp))
                     path = video.video_file(ctx.media.fetch_path(value, task.id), Path(tmp))
-                    outputs[i].extend(video.track(plan.loaded, control, labels, path, tracker,
-                                                      cpu_threads=self.cpu_threads, **args))
+                    outputs[i].extend(
+                        video.track(plan.loaded, control, labels, path, tracker, cpu_threads=self.cpu_threads, **args)
+                    )
             except TaskError as exc:
                 outputs[i] = exc
 

@@ -27,14 +27,14 @@ def boxes(control: ControlInfo, result: Any, names: dict[int, str], threshold: f
     return regions
 
 
-def rotated_boxes(control: ControlInfo, result: Any, names: dict[int, str], threshold: float,
-                  **_: Any) -> list[dict]:
+def rotated_boxes(control: ControlInfo, result: Any, names: dict[int, str], threshold: float, **_: Any) -> list[dict]:
     """RectangleLabels with rotation from an OBB model (centre, size, angle in radians)."""
     height, width = result.orig_shape
     data = result.obb
     regions = []
-    for (cx, cy, w, h, angle), score, cls in zip(data.xywhr.tolist(), data.conf.tolist(), data.cls.tolist(),
-                                                 strict=True):
+    for (cx, cy, w, h, angle), score, cls in zip(
+        data.xywhr.tolist(), data.conf.tolist(), data.cls.tolist(), strict=True
+    ):
         label = control.map_label(names[int(cls)])
         if label and score >= threshold:
             regions.append(rotated_rectangle(control, label, cx, cy, w, h, angle, width, height, score=score))
@@ -47,8 +47,7 @@ def polygons(control: ControlInfo, result: Any, names: dict[int, str], threshold
         return []
     height, width = result.orig_shape
     regions = []
-    for points, score, cls in zip(result.masks.xy, result.boxes.conf.tolist(), result.boxes.cls.tolist(),
-                                  strict=True):
+    for points, score, cls in zip(result.masks.xy, result.boxes.conf.tolist(), result.boxes.cls.tolist(), strict=True):
         label = control.map_label(names[int(cls)])
         if label and score >= threshold and len(points) >= 3:
             regions.append(polygon(control, label, points.tolist(), width, height, score=score))
@@ -61,8 +60,7 @@ def masks(control: ControlInfo, result: Any, names: dict[int, str], threshold: f
     if result.masks is None:
         return []
     regions = []
-    for mask, score, cls in zip(result.masks.data, result.boxes.conf.tolist(), result.boxes.cls.tolist(),
-                                strict=True):
+    for mask, score, cls in zip(result.masks.data, result.boxes.conf.tolist(), result.boxes.cls.tolist(), strict=True):
         label = control.map_label(names[int(cls)])
         if not label or score < threshold:
             continue
@@ -89,8 +87,14 @@ def keypoint_map(control: ControlInfo) -> dict[tuple[str | None, int], str]:
     return mapping or {(None, i): label for i, label in enumerate(control.labels)}
 
 
-def keypoints(control: ControlInfo, result: Any, names: dict[int, str], threshold: float,
-              config: ParsedConfig | None = None, **_: Any) -> list[dict]:
+def keypoints(
+    control: ControlInfo,
+    result: Any,
+    names: dict[int, str],
+    threshold: float,
+    config: ParsedConfig | None = None,
+    **_: Any,
+) -> list[dict]:
     """KeyPointLabels from a pose model; with a RectangleLabels control named ``<name>_bbox``
     (and ``model_add_bboxes`` not false) each person's box too, as the points' parent."""
     if result.keypoints is None:
@@ -106,9 +110,9 @@ def keypoints(control: ControlInfo, result: Any, names: dict[int, str], threshol
     xy = result.keypoints.xy.tolist()
     conf = result.keypoints.conf.tolist() if result.keypoints.conf is not None else [[1.0] * len(p) for p in xy]
     regions = []
-    for person, (points, point_conf, score, cls, box) in enumerate(zip(
-            xy, conf, result.boxes.conf.tolist(), result.boxes.cls.tolist(), result.boxes.xyxy.tolist(),
-            strict=True)):
+    for person, (points, point_conf, score, cls, box) in enumerate(
+        zip(xy, conf, result.boxes.conf.tolist(), result.boxes.cls.tolist(), result.boxes.xyxy.tolist(), strict=True)
+    ):
         if score < threshold:
             continue
         cls_name = str(names[int(cls)]).strip().lower()
@@ -126,8 +130,9 @@ def keypoints(control: ControlInfo, result: Any, names: dict[int, str], threshol
             px, py = points[k]
             if px <= 0 and py <= 0:
                 continue  # ultralytics reports invisible keypoints at (0, 0)
-            region = keypoint(control, label, px, py, width, height, score=float(point_conf[k]),
-                              width=100.0 * point_size / width)
+            region = keypoint(
+                control, label, px, py, width, height, score=float(point_conf[k]), width=100.0 * point_size / width
+            )
             region["meta"] = {"text": [f"person-{person}"]}
             if parent is not None:
                 region["parentID"] = parent["id"]

@@ -46,8 +46,10 @@ def resolve_model_path(value: str, root: Path) -> Path:
     if not raw:
         raise ModelPathError("model_path is empty: name a weights file relative to MODEL_ROOT, or remove it")
     if raw.startswith(("/", "\\")) or PurePosixPath(raw).is_absolute() or PureWindowsPath(raw).drive:
-        raise ModelPathError(f"model_path={value!r} is an absolute path; give a path relative to MODEL_ROOT "
-                             f"({root}), e.g. model_path=\"my_model.pt\"")
+        raise ModelPathError(
+            f"model_path={value!r} is an absolute path; give a path relative to MODEL_ROOT "
+            f'({root}), e.g. model_path="my_model.pt"'
+        )
     if ".." in re.split(r"[\\/]+", raw):
         raise ModelPathError(f"model_path={value!r} contains '..'; weights must be inside MODEL_ROOT ({root})")
     base = Path(root).resolve()
@@ -62,7 +64,6 @@ def downloadable(path: Path) -> bool:
     from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
 
     return path.name in GITHUB_ASSETS_NAMES
-
 
 
 def _set_cpu_threads(threads: int | None) -> None:

@@ -30,11 +30,14 @@ def trainable_control(config: ParsedConfig) -> ControlInfo:
     Image, else the first PolygonLabels on an Image."""
     for tag in ("RectangleLabels", "PolygonLabels"):
         for control in config.controls:
-            if (control.tag == tag and any(o.tag == "Image" for o in control.objects)
-                    and not control.attr("model_obb", False, bool) and not control.attr("model_skip", False, bool)):
+            if (
+                control.tag == tag
+                and any(o.tag == "Image" for o in control.objects)
+                and not control.attr("model_obb", False, bool)
+                and not control.attr("model_skip", False, bool)
+            ):
                 return control
-    raise ValueError(f"training needs RectangleLabels or PolygonLabels on an Image; the config has "
-                     f"{config.describe()}")
+    raise ValueError(f"training needs RectangleLabels or PolygonLabels on an Image; the config has {config.describe()}")
 
 
 def _clamp(v: float) -> float:
@@ -57,8 +60,9 @@ def label_rows(control: ControlInfo, result: list[dict]) -> list[str]:
             angle = math.radians(float(value.get("rotation") or 0))
             # Label Studio rotates about the top-left corner; train on the rotated box's extent
             cos, sin = math.cos(angle), math.sin(angle)
-            corners = [(x + dx * cos - dy * sin, y + dx * sin + dy * cos)
-                       for dx, dy in ((0, 0), (w, 0), (w, h), (0, h))]
+            corners = [
+                (x + dx * cos - dy * sin, y + dx * sin + dy * cos) for dx, dy in ((0, 0), (w, 0), (w, h), (0, h))
+            ]
             x1, x2 = _clamp(min(c[0] for c in corners)), _clamp(max(c[0] for c in corners))
             y1, y2 = _clamp(min(c[1] for c in corners)), _clamp(max(c[1] for c in corners))
             if x2 > x1 and y2 > y1:
@@ -104,10 +108,15 @@ def export_dataset(job: JobContext, control: ControlInfo, root: Path, val_split:
                 cv2.imwrite(str(root / "images" / split / f"{i:06d}.png"), image)
             (root / "labels" / split / f"{i:06d}.txt").write_text("\n".join(rows) + "\n")
     names = dict(enumerate(control.labels))
-    (root / "data.yaml").write_text(json.dumps({"path": str(root), "train": "images/train", "val": "images/val",
-                                                "names": names}))  # JSON is valid YAML
-    return {"train_images": len(splits["train"]), "val_images": len(splits["val"]), "skipped_images": skipped,
-            "regions": sum(len(rows) for _, rows in examples)}
+    (root / "data.yaml").write_text(
+        json.dumps({"path": str(root), "train": "images/train", "val": "images/val", "names": names})
+    )  # JSON is valid YAML
+    return {
+        "train_images": len(splits["train"]),
+        "val_images": len(splits["val"]),
+        "skipped_images": skipped,
+        "regions": sum(len(rows) for _, rows in examples),
+    }
 
 
 def train(backend: YoloBackend, job: JobContext) -> dict[str, Any]:
@@ -129,12 +138,15 @@ def train(backend: YoloBackend, job: JobContext) -> dict[str, Any]:
         counts = export_dataset(job, control, root / "dataset", settings.yolo_val_split, settings.yolo_seed)
         total = counts["train_images"] + counts["val_images"]
         if total < settings.yolo_min_images or counts["train_images"] < 1:
-            raise ValueError(f"{total} annotated images with {control.tag} regions; need at least "
-                             f"{settings.yolo_min_images} to train (YOLO_MIN_IMAGES)")
+            raise ValueError(
+                f"{total} annotated images with {control.tag} regions; need at least "
+                f"{settings.yolo_min_images} to train (YOLO_MIN_IMAGES)"
+            )
         model = YOLO(str(base))
         if model.task != task:
-            raise ValueError(f"{control.name}: {base.name} is a {model.task} model; {control.tag} trains a "
-                             f"{task} model")
+            raise ValueError(
+                f"{control.name}: {base.name} is a {model.task} model; {control.tag} trains a {task} model"
+            )
         epochs = settings.yolo_epochs
 
         def on_epoch_end(trainer: Any) -> None:
@@ -147,28 +159,51 @@ def train(backend: YoloBackend, job: JobContext) -> dict[str, Any]:
         model.add_callback("on_fit_epoch_end", on_epoch_end)
         job.progress(0.1, f"training {base.name} on {counts['train_images']} images")
         metrics = model.train(
-            data=str(root / "dataset" / "data.yaml"), epochs=epochs, imgsz=settings.yolo_imgsz,
-            batch=settings.yolo_train_batch, device=backend.device, workers=0, seed=settings.yolo_seed,
-            project=str(root / "runs"), name="train", exist_ok=True, plots=False, verbose=False, val=True,
-            amp=backend.device.startswith("cuda"))
+            data=str(root / "dataset" / "data.yaml"),
+            epochs=epochs,
+            imgsz=settings.yolo_imgsz,
+            batch=settings.yolo_train_batch,
+            device=backend.device,
+            workers=0,
+            seed=settings.yolo_seed,
+            project=str(root / "runs"),
+            name="train",
+            exist_ok=True,
+            plots=False,
+            verbose=False,
+            val=True,
+            amp=backend.device.startswith("cuda"),
+        )
         job.check_cancelled()
         trainer = model.trainer
         weights = Path(trainer.best) if Path(trainer.best).is_file() else Path(trainer.last)
         # train() ends by validating the best weights on the held-out split and returns those metrics
         if metrics is None:  # older ultralytics returned nothing: evaluate explicitly
-            metrics = YOLO(str(weights)).val(data=str(root / "dataset" / "data.yaml"), split="val",
-                                             imgsz=settings.yolo_imgsz, device=backend.device, workers=0,
-                                             plots=False, verbose=False)
+            metrics = YOLO(str(weights)).val(
+                data=str(root / "dataset" / "data.yaml"),
+                split="val",
+                imgsz=settings.yolo_imgsz,
+                device=backend.device,
+                workers=0,
+                plots=False,
+                verbose=False,
+            )
         suffix = "(M)" if task == "segment" else "(B)"
         scores = metrics.results_dict if hasattr(metrics, "results_dict") else dict(metrics)
         shutil.copyfile(weights, job.workdir / "model.pt")
         history = Path(trainer.save_dir) / "results.csv"
         if history.is_file():
             shutil.copyfile(history, job.workdir / "results.csv")
-    result = {"control": control.name, "task": task, "base_weights": base.name, "epochs": epochs,
-              "imgsz": settings.yolo_imgsz, **counts,
-              "map50": float(scores.get(f"metrics/mAP50{suffix}", 0.0)),
-              "map50_95": float(scores.get(f"metrics/mAP50-95{suffix}", 0.0))}
+    result = {
+        "control": control.name,
+        "task": task,
+        "base_weights": base.name,
+        "epochs": epochs,
+        "imgsz": settings.yolo_imgsz,
+        **counts,
+        "map50": float(scores.get(f"metrics/mAP50{suffix}", 0.0)),
+        "map50_95": float(scores.get(f"metrics/mAP50-95{suffix}", 0.0)),
+    }
     info = {**result, "weights": "model.pt", "labels": list(control.labels)}
     (job.workdir / TRAINED_INFO).write_text(json.dumps(info, indent=2))
     job.progress(0.98, f"mAP50 {result['map50']:.3f} on {counts['val_images']} validation images")

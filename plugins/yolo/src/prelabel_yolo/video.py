@@ -21,8 +21,10 @@ def labels_control(config: ParsedConfig, control: ControlInfo) -> ControlInfo:
     for other in config.controls:
         if other.tag == "Labels" and set(other.to_name) & set(control.to_name):
             return other
-    raise TaskError(f"VideoRectangle {control.name!r} needs a <Labels toName=\"{control.to_name[0]}\"> control "
-                    "listing the labels to track")
+    raise TaskError(
+        f'VideoRectangle {control.name!r} needs a <Labels toName="{control.to_name[0]}"> control '
+        "listing the labels to track"
+    )
 
 
 def _typed(current: Any, raw: str) -> Any:
@@ -50,7 +52,7 @@ def tracker_config(control: ControlInfo, model_root: Path, tmpdir: Path) -> str:
             raise TaskError(f"model_tracker={name!r}: use botsort, bytetrack, or put {base.name} in MODEL_ROOT")
         stem = base.stem
     prefix = f"{stem}_"
-    overrides = {k[len(prefix):]: v for k, v in control.attrs.items() if k.startswith(prefix)}
+    overrides = {k[len(prefix) :]: v for k, v in control.attrs.items() if k.startswith(prefix)}
     if not overrides:
         return str(base)
     cfg = yaml.safe_load(base.read_text()) or {}
@@ -87,8 +89,15 @@ def _video_info(path: Path) -> tuple[int, float]:
         capture.release()
 
 
-def track(loaded: LoadedModel, control: ControlInfo, labels: ControlInfo, path: Path, tracker: str,
-          cpu_threads: int | None = None, **predict_args: Any) -> list[dict]:
+def track(
+    loaded: LoadedModel,
+    control: ControlInfo,
+    labels: ControlInfo,
+    path: Path,
+    tracker: str,
+    cpu_threads: int | None = None,
+    **predict_args: Any,
+) -> list[dict]:
     """Run the tracker over every frame; one VideoRectangle region per track id, labelled by
     the label its boxes had most often, scored by its best box."""
     frames_declared, fps = _video_info(path)
@@ -99,15 +108,17 @@ def track(loaded: LoadedModel, control: ControlInfo, labels: ControlInfo, path: 
     frames, width, height = 0, 0, 0
     with loaded.lock, use_cpu_threads(cpu_threads):
         loaded.calls += 1
-        stream = loaded.model.track(source=str(path), stream=True, persist=False, tracker=tracker,
-                                    verbose=False, **predict_args)
+        stream = loaded.model.track(
+            source=str(path), stream=True, persist=False, tracker=tracker, verbose=False, **predict_args
+        )
         for frames, result in enumerate(stream, start=1):
             height, width = result.orig_shape
             data = result.boxes
             if data is None or data.id is None:
                 continue
-            for tid, (x1, y1, x2, y2), score, cls in zip(data.id.int().tolist(), data.xyxy.tolist(),
-                                                         data.conf.tolist(), data.cls.int().tolist(), strict=True):
+            for tid, (x1, y1, x2, y2), score, cls in zip(
+                data.id.int().tolist(), data.xyxy.tolist(), data.conf.tolist(), data.cls.int().tolist(), strict=True
+            ):
                 label = labels.map_label(names[cls])
                 if not label:
                     continue
@@ -117,7 +128,8 @@ def track(loaded: LoadedModel, control: ControlInfo, labels: ControlInfo, path: 
     frames_count = frames or frames_declared
     duration = frames_count / fps if fps > 0 else None
     return [
-        video_rectangle(control, votes[tid].most_common(1)[0][0], seq, width, height, frames_count, duration,
-                        score=best[tid])
+        video_rectangle(
+            control, votes[tid].most_common(1)[0][0], seq, width, height, frames_count, duration, score=best[tid]
+        )
         for tid, seq in sorted(tracks.items())
     ]

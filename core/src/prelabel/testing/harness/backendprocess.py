@@ -33,9 +33,21 @@ __all__ = ["BackendProcess", "BackendProcessError", "prelabel_command"]
 
 #: Variables of the caller's environment that would change the backend silently.
 _DROPPED_PREFIXES = ("LABEL_STUDIO_", "HEARTEX_", "BASIC_AUTH_", "TEXT_CLASSIFIER_", "PROMETHEUS_MULTIPROC")
-_DROPPED = {"PRELABEL_HOME", "REDIS_URL", "TRAIN_EVERY_N", "BIND_HOST", "BIND_PORT", "WORKER_COUNT",
-            "LOCAL_FILES_DOCUMENT_ROOT", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-            "all_proxy"}
+_DROPPED = {
+    "PRELABEL_HOME",
+    "REDIS_URL",
+    "TRAIN_EVERY_N",
+    "BIND_HOST",
+    "BIND_PORT",
+    "WORKER_COUNT",
+    "LOCAL_FILES_DOCUMENT_ROOT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+}
 FINISHED = {"succeeded", "failed", "cancelled", "interrupted"}
 
 
@@ -65,9 +77,16 @@ class BackendProcess:
             Taken from ``BASIC_AUTH_USER``/``BASIC_AUTH_PASS`` in ``env`` when not given.
     """
 
-    def __init__(self, backend: str, home: Path, port: int | None = None, host: str = "127.0.0.1",
-                 env: Mapping[str, str] | None = None, log_file: Path | None = None,
-                 auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        backend: str,
+        home: Path,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        env: Mapping[str, str] | None = None,
+        log_file: Path | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         self.backend = backend
         self.home = Path(home).resolve()
         self.host = host
@@ -99,8 +118,14 @@ class BackendProcess:
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _DROPPED and not k.startswith(_DROPPED_PREFIXES)}
-        env.update({"PRELABEL_HOME": str(self.home), "LOG_FORMAT": "text", "PYTHONUNBUFFERED": "1",
-                    "NO_PROXY": "127.0.0.1,localhost"})
+        env.update(
+            {
+                "PRELABEL_HOME": str(self.home),
+                "LOG_FORMAT": "text",
+                "PYTHONUNBUFFERED": "1",
+                "NO_PROXY": "127.0.0.1,localhost",
+            }
+        )
         env.update(self.extra_env)
         return env
 
@@ -135,10 +160,15 @@ class BackendProcess:
             log.write(f"\n=== {' '.join(self.command())}\n".encode())
             log.flush()
             self._started = time.monotonic()
-            self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=subprocess.STDOUT, env=self.environment(),
-                                          start_new_session=True,
-                                          preexec_fn=_parent_death_signal())
+            self._proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.environment(),
+                start_new_session=True,
+                preexec_fn=_parent_death_signal(),
+            )
         atexit.register(self.stop)
         return self
 
@@ -151,8 +181,9 @@ class BackendProcess:
             except _PortLost:
                 self.stop()
                 if self._requested_port is not None or attempt == 3:
-                    raise BackendProcessError(f"could not bind port {self.port} for {self.backend}"
-                                              f"{self._tail()}") from None
+                    raise BackendProcessError(
+                        f"could not bind port {self.port} for {self.backend}{self._tail()}"
+                    ) from None
                 self.launch()
                 continue
             except BaseException:
@@ -172,8 +203,9 @@ class BackendProcess:
                 if code is not None:
                     if "address already in use" in self._log_text().lower():
                         raise _PortLost()
-                    raise BackendProcessError(f"{self.backend} exited with code {code} before it was ready"
-                                              f"{self._tail()}")
+                    raise BackendProcessError(
+                        f"{self.backend} exited with code {code} before it was ready{self._tail()}"
+                    )
                 try:
                     resp = client.get(f"{self.url}/health")
                     if resp.status_code == 200:
@@ -184,8 +216,10 @@ class BackendProcess:
                 except httpx.TransportError as exc:
                     last = type(exc).__name__
                 if time.monotonic() > deadline:
-                    raise BackendProcessError(f"{self.backend} not ready on {self.url} after {timeout:.0f} s "
-                                              f"(last /health: {last}){self._tail()}")
+                    raise BackendProcessError(
+                        f"{self.backend} not ready on {self.url} after {timeout:.0f} s "
+                        f"(last /health: {last}){self._tail()}"
+                    )
                 time.sleep(0.1)
 
     def stop(self, timeout: float = 15.0) -> int | None:
@@ -210,8 +244,9 @@ class BackendProcess:
     def __enter__(self) -> BackendProcess:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def __repr__(self) -> str:
@@ -243,8 +278,9 @@ class BackendProcess:
                     raise BackendProcessError(f"the backend exited while job {job_id} was {job['status']}")
                 time.sleep(interval)
 
-    def wait_new_job(self, project: int | str, kind: str = "train", since: float = 0.0,
-                     timeout: float = 120.0) -> dict[str, Any]:
+    def wait_new_job(
+        self, project: int | str, kind: str = "train", since: float = 0.0, timeout: float = 120.0
+    ) -> dict[str, Any]:
         """The newest ``kind`` job of ``project`` created at or after ``since`` (epoch seconds),
         once it has finished."""
         deadline = time.monotonic() + timeout

@@ -52,8 +52,9 @@ __all__ = [
 
 #: Environment variable naming the Chromium executable (default: ``chromium`` on PATH).
 CHROMIUM_ENV = "PRELABEL_CHROMIUM"
-INSTALL_HINT = ("needs Debian's chromium and playwright: apt-get install chromium fonts-wqy-microhei; "
-                "pip install playwright")
+INSTALL_HINT = (
+    "needs Debian's chromium and playwright: apt-get install chromium fonts-wqy-microhei; pip install playwright"
+)
 #: No GPU, no sandbox (root in CI), and no calls home: the browser only talks to loopback.
 CHROMIUM_ARGS = [
     "--headless",
@@ -122,7 +123,7 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     h, w = mask.shape
     for dy in range(3):
         for dx in range(3):
-            out |= padded[dy:dy + h, dx:dx + w]
+            out |= padded[dy : dy + h, dx : dx + w]
     return out
 
 
@@ -239,8 +240,13 @@ class LabelStudioBrowser:
         executable: Chromium; default :func:`find_chromium`.
     """
 
-    def __init__(self, ls: LabelStudioServer, artifacts: Path, viewport: tuple[int, int] = (1400, 1000),
-                 executable: Path | None = None) -> None:
+    def __init__(
+        self,
+        ls: LabelStudioServer,
+        artifacts: Path,
+        viewport: tuple[int, int] = (1400, 1000),
+        executable: Path | None = None,
+    ) -> None:
         self.ls = ls
         self.artifacts = Path(artifacts)
         self.viewport = viewport
@@ -266,8 +272,13 @@ class LabelStudioBrowser:
         width, height = self.viewport
         # a persistent context on a fresh --user-data-dir: no state from earlier runs
         self._browser = self._playwright.chromium.launch_persistent_context(
-            str(self._profile), executable_path=str(self.executable), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": width, "height": height}, device_scale_factor=1)
+            str(self._profile),
+            executable_path=str(self.executable),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": width, "height": height},
+            device_scale_factor=1,
+        )
         self.page = self._browser.pages[0] if self._browser.pages else self._browser.new_page()
         self.page.on("console", lambda msg: self.console_errors.append(msg.text) if msg.type == "error" else None)
         self.page.set_default_timeout(90_000)
@@ -288,8 +299,9 @@ class LabelStudioBrowser:
     def __enter__(self) -> LabelStudioBrowser:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc is not None and self.page is not None:
             self.save("failure")
         self.close()
@@ -314,8 +326,10 @@ class LabelStudioBrowser:
         (Label Studio re-renders the image view while a task loads: locators, not handles)."""
         img = self.page.locator(IMAGE_SELECTOR).first
         img.wait_for(state="visible")
-        self.page.wait_for_function(f"() => {{ const i = document.querySelector({IMAGE_SELECTOR!r}); "
-                                    "return i && i.complete && i.naturalWidth; }")
+        self.page.wait_for_function(
+            f"() => {{ const i = document.querySelector({IMAGE_SELECTOR!r}); "
+            "return i && i.complete && i.naturalWidth; }"
+        )
         return img
 
     def _settle(self, locator: Any, timeout: float = 30.0) -> None:
@@ -363,8 +377,14 @@ class LabelStudioBrowser:
             path = self.artifacts / f"{name}.png"
             path.write_bytes(png)
         origin = (rect["x"] - clip["x"], rect["y"] - clip["y"])
-        return MediaShot(pixels, int(natural[0]), int(natural[1]), origin=origin,
-                         displayed=(rect["width"], rect["height"]), path=path)
+        return MediaShot(
+            pixels,
+            int(natural[0]),
+            int(natural[1]),
+            origin=origin,
+            displayed=(rect["width"], rect["height"]),
+            path=path,
+        )
 
     def video(self, name: str | None = None) -> MediaShot:
         """Screenshot of the video's current frame (regions drawn over it included).
@@ -375,8 +395,9 @@ class LabelStudioBrowser:
         import numpy as np
         from PIL import Image
 
-        self.page.wait_for_function("() => { const v = document.querySelector('video'); "
-                                    "return v && v.readyState >= 2 && v.videoWidth > 0; }")
+        self.page.wait_for_function(
+            "() => { const v = document.querySelector('video'); return v && v.readyState >= 2 && v.videoWidth > 0; }"
+        )
         natural = self.page.locator("video").first.evaluate("v => [v.videoWidth, v.videoHeight]")
         stage = self.page.locator(".konvajs-content").first
         self._settle(stage)
@@ -387,8 +408,9 @@ class LabelStudioBrowser:
         if name:
             path = self.artifacts / f"{name}.png"
             path.write_bytes(png)
-        return MediaShot(pixels, int(natural[0]), int(natural[1]), origin=(x1, y1), displayed=(x2 - x1, y2 - y1),
-                         path=path)
+        return MediaShot(
+            pixels, int(natural[0]), int(natural[1]), origin=(x1, y1), displayed=(x2 - x1, y2 - y1), path=path
+        )
 
     def step_to_frame(self, frame: int, frames: int) -> None:
         """Go to ``frame`` (from 1) as a user does: click the player's frame counter
@@ -429,8 +451,12 @@ class LabelStudioBrowser:
         span_box = None
         if start is not None and end is not None:
             rect = element.evaluate(_CHARACTER_BOX_JS, [start, end])
-            span_box = (rect[0] + box["x"] - clip["x"], rect[1] + box["y"] - clip["y"],
-                        rect[2] + box["x"] - clip["x"], rect[3] + box["y"] - clip["y"])
+            span_box = (
+                rect[0] + box["x"] - clip["x"],
+                rect[1] + box["y"] - clip["y"],
+                rect[2] + box["x"] - clip["x"],
+                rect[3] + box["y"] - clip["y"],
+            )
         return TextShot(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), span_box)
 
     def save(self, name: str) -> Path:

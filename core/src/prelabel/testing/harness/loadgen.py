@@ -28,10 +28,12 @@ class LoadResult:
 
     def summary(self) -> str:
         ok = self.statuses.get(200, 0)
-        return (f"{sum(self.statuses.values())} requests in {self.seconds:.1f}s ({ok} x 200, "
-                f"{self.server_errors} x 5xx, {sum(self.errors.values())} transport errors), "
-                f"p50 {self.percentile(0.5):.1f} ms, p99 {self.percentile(0.99):.1f} ms, "
-                f"mean {statistics.fmean(self.latencies) * 1000 if self.latencies else float('nan'):.1f} ms")
+        return (
+            f"{sum(self.statuses.values())} requests in {self.seconds:.1f}s ({ok} x 200, "
+            f"{self.server_errors} x 5xx, {sum(self.errors.values())} transport errors), "
+            f"p50 {self.percentile(0.5):.1f} ms, p99 {self.percentile(0.99):.1f} ms, "
+            f"mean {statistics.fmean(self.latencies) * 1000 if self.latencies else float('nan'):.1f} ms"
+        )
 
 
 async def _run(url: str, bodies: list[dict], concurrency: int, timeout: float, auth) -> LoadResult:

@@ -124,13 +124,15 @@ def project_tasks(ls: LabelStudioServer, project_id: int) -> list[dict]:
         return sorted(resp.json()["tasks"], key=lambda t: t["id"])
 
 
-def connect_backend(ls: LabelStudioServer, project_id: int, url: str, title: str = "prelabel",
-                    interactive: bool = False) -> dict:
+def connect_backend(
+    ls: LabelStudioServer, project_id: int, url: str, title: str = "prelabel", interactive: bool = False
+) -> dict:
     """``POST /api/ml``: the backend as the project's model (Label Studio calls /health and
     /setup and registers the project webhook). The stored ML backend record."""
     with _http(ls) as http:
-        resp = http.post("/api/ml", json={"url": url, "project": project_id, "title": title,
-                                          "is_interactive": interactive})
+        resp = http.post(
+            "/api/ml", json={"url": url, "project": project_id, "title": title, "is_interactive": interactive}
+        )
         assert resp.status_code == 201, f"connecting {url}: {resp.status_code} {resp.text[:500]}"
         return resp.json()
 
@@ -139,8 +141,11 @@ def retrieve_predictions(ls: LabelStudioServer, project_id: int) -> dict:
     """The Data Manager's *Retrieve Predictions* action on every task of the project. Label
     Studio answers 200 whatever the backend did: read :func:`stored_predictions` afterwards."""
     with _http(ls, timeout=600) as http:
-        resp = http.post("/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project_id},
-                         json={"selectedItems": {"all": True, "excluded": []}})
+        resp = http.post(
+            "/api/dm/actions",
+            params={"id": "retrieve_tasks_predictions", "project": project_id},
+            json={"selectedItems": {"all": True, "excluded": []}},
+        )
         assert resp.status_code == 200, f"retrieve predictions: {resp.status_code} {resp.text[:300]}"
         return resp.json()
 
@@ -203,9 +208,14 @@ def _labels_of(region: dict) -> list[str]:
     return found
 
 
-def check_predictions(stored: list[dict], tasks: Iterable[int], model_version: str, label_config: str,
-                      image_sizes: dict[int, tuple[int, int]] | None = None,
-                      allow_empty: bool = False) -> dict[int, dict]:
+def check_predictions(
+    stored: list[dict],
+    tasks: Iterable[int],
+    model_version: str,
+    label_config: str,
+    image_sizes: dict[int, tuple[int, int]] | None = None,
+    allow_empty: bool = False,
+) -> dict[int, dict]:
     """Assert what Label Studio stored is what its UI needs; the prediction of each task.
 
     Exactly one prediction per task, each of ``model_version``; results that name controls of
@@ -235,8 +245,9 @@ def check_predictions(stored: list[dict], tasks: Iterable[int], model_version: s
             if control.labels:
                 foreign = set(_labels_of(region)) - set(control.labels)
                 if foreign:
-                    problems.append(f"task {pred['task']}: labels {sorted(foreign)} are not the project's "
-                                    f"{list(control.labels)}")
+                    problems.append(
+                        f"task {pred['task']}: labels {sorted(foreign)} are not the project's {list(control.labels)}"
+                    )
             problems.extend(_region_problems(region, image_sizes, pred["task"]))
     assert not problems, "\n".join(problems)
     return {p["task"]: p for p in stored}
