@@ -192,3 +192,10 @@ def test_main_thread_imports_happen_in_the_main_thread_before_setup(tmp_path, mo
     assert seen == {"setup_in": "prelabel-setup", "imported": True}
     assert sys.modules["framework_probe"].IMPORTED_IN != "prelabel-setup"
     rt.close()
+
+
+def test_every_standard_conformance_test_says_what_to_fix():
+    from prelabel.testing.conformance import STANDARD_TESTS
+
+    silent = [name for name, test in STANDARD_TESTS.items() if not (test.__doc__ or "").strip()]
+    assert not silent, f"standard tests without a docstring that says what to fix: {silent}"

@@ -168,6 +168,8 @@ class BackendConformanceTests:
         assert parse_label_config(self.unsupported_config).controls[0].tag in message
 
     def test_setup_refuses_invalid_xml(self, client):
+        """A label config that is not XML is a 400 naming the label config: core parses it;
+        a backend that parses configs itself in setup() must raise LabelConfigError too."""
         resp = client.post("/setup", json={"project": self.project, "schema": configs.INVALID_XML})
         assert resp.status_code == 400
         assert "label config" in resp.json()["error"]
@@ -282,6 +284,8 @@ class BackendConformanceTests:
         assert client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": project}).status_code == 200
 
     def test_webhook_bad_bodies_are_4xx(self, client):
+        """A webhook without an action, or not JSON, is a 4xx: core answers it; a plugin's
+        train_on_event must not raise on an event it does not know (return None)."""
         for resp in (
             client.post("/webhook", json={"project": {"id": 1}}),
             client.post("/webhook", content=b"[", headers={"content-type": "application/json"}),
@@ -317,12 +321,16 @@ class BackendConformanceTests:
         assert version in client.get("/versions").json()["versions"]
 
     def test_jobs_endpoints(self, client):
+        """/jobs lists nothing at first, an unknown job is a 404 and an unknown kind a 400
+        naming the known ones: do not shadow /jobs in add_routes; add kinds through core."""
         assert client.get("/jobs").json() == {"jobs": []}
         assert client.get("/jobs/nope").status_code == 404
         assert client.post("/jobs", json={"kind": "no-such-kind", "project": 1}).status_code == 400
 
     # -- cross-cutting ----------------------------------------------------------------------
     def test_metrics(self, client):
+        """/metrics counts requests and predicted tasks: return one entry per task from
+        predict (core counts them), and register extra metrics on ``metrics.registry``."""
         self._setup(client)
         self._predict(client, self.tasks)
         text = client.get("/metrics").text
@@ -330,6 +338,8 @@ class BackendConformanceTests:
         assert f"prelabel_tasks_total {float(len(self.tasks))}" in text
 
     def test_request_id_is_echoed(self, client):
+        """Every response carries X-Request-ID (an incoming one honoured), as core's
+        middleware sets it: do not wrap the app or answer outside it."""
         resp = client.get("/health", headers={"X-Request-ID": "abc-123"})
         assert resp.headers["x-request-id"] == "abc-123"
         assert len(client.get("/health").headers["x-request-id"]) >= 16
@@ -364,6 +374,8 @@ class BackendConformanceTests:
         rt.close()
 
     def test_openapi_is_served(self, client):
+        """/openapi.json documents the protocol's endpoints: routes from add_routes must not
+        replace core's paths."""
         paths = client.get("/openapi.json").json()["paths"]
         for path in ("/health", "/setup", "/predict", "/webhook", "/versions", "/jobs"):
             assert path in paths
