@@ -193,15 +193,17 @@ def test_smart_keypoints_go_to_the_tracker_and_the_embedding_is_cached(client, b
     calls = backend.network.tracker_encoder_calls
     before = backend.embeddings.stats()
     (item,) = predict(client, tasks, configs.SMART, body["params"]["context"])
-    assert seen["labels"] == [1, 1, 1]
-    assert seen["points"][2] == pytest.approx((0.55006 * WIDTH, 0.45034 * HEIGHT))
+    # the UI's body: two ordinary keypoints before the smart click; only the smart click counts (as in sam2)
+    assert seen["labels"] == [1]
+    assert seen["points"][0] == pytest.approx((0.55006 * WIDTH, 0.45034 * HEIGHT))
     (region,) = item["result"]
     assert region["from_name"] == "tag" and region["value"]["brushlabels"] == ["defect"]
     assert rle_to_mask(region["value"]["rle"], WIDTH, HEIGHT).shape == (HEIGHT, WIDTH)
     assert_valid(item, configs.SMART)
-    alt = dict(body["params"]["context"]["result"][2], is_positive=False)
-    predict(client, tasks, configs.SMART, {"result": body["params"]["context"]["result"][:2] + [alt]})
-    assert seen["labels"] == [1, 1, 0]
+    smart = body["params"]["context"]["result"][2]
+    alt = dict(smart, is_positive=False)  # an Alt+click beside it
+    predict(client, tasks, configs.SMART, {"result": [smart, alt]})
+    assert seen["labels"] == [1, 0]
     assert backend.network.tracker_encoder_calls == calls + 1, "a second click on the image ran the encoder again"
     stats = backend.embeddings.stats()
     assert stats["hits"] == before["hits"] + 1 and stats["misses"] == before["misses"] + 1

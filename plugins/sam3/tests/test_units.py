@@ -65,14 +65,32 @@ def test_context_exemplars_and_clicks_from_the_captured_bodies():
     assert box.pixels(1600, 1200) == pytest.approx((127.376, 743.064, 592.512, 1115.556))
     (neg,) = context_exemplars([smart_box(1, 2, 3, 4, positive=False)])["image"]
     assert not neg.positive
+    # the UI's body: two ordinary keypoints (no is_positive) and the smart click: only it counts
     clicks = context_clicks(fixture("ls_smart_keypoint.json")["body"]["params"]["context"]["result"])["image"]
-    assert clicks.labels == [1, 1, 1] and clicks.names == ["defect"] * 3 and clicks.points[2] == (55.006, 45.034)
+    assert clicks.labels == [1] and clicks.names == ["defect"] and clicks.points == [(55.006, 45.034)]
+
+
+def test_clicks_follow_sam2s_rule():
+    def click(x, label="defect", flag=None):
+        region = {"type": "keypointlabels", "to_name": "image", "value": {"x": x, "y": 1, "keypointlabels": [label]}}
+        if flag is not None:
+            region["is_positive"] = flag
+        return region
+
+    # an API client sends no flags: every click is a prompt
+    assert context_clicks([click(1), click(2)])["image"].labels == [1, 1]
+    # from the UI: a Background click is negative even with is_positive true; unflagged ones left out
+    got = context_clicks([click(1), click(2, flag=True), click(3, "Background", flag=True), click(4, flag=False)])
+    assert got["image"].labels == [1, 0, 0] and got["image"].points == [(2, 1), (3, 1), (4, 1)]
+    # negative clicks alone: no object to segment
+    assert context_clicks([click(1, "Background", flag=True)]) == {}
 
 
 def test_is_positive_reads_label_studios_flag_upstreams_and_the_label():
     assert not is_positive({"is_positive": False, "value": {}})
     assert not is_positive({"value": {"positive": False}})
     assert not is_positive({"type": "keypointlabels", "value": {"keypointlabels": ["background"]}})
+    assert not is_positive({"type": "keypointlabels", "is_positive": True, "value": {"keypointlabels": ["Background"]}})
     assert is_positive({"type": "keypointlabels", "value": {"keypointlabels": ["Car"]}})
 
 

@@ -68,13 +68,22 @@ def region_labels(region: dict) -> list[str]:
     return [str(x) for x in labels] if isinstance(labels, list) else []
 
 
+def has_flag(region: dict) -> bool:
+    """Whether the region says its polarity (Label Studio's ``is_positive``)."""
+    return region.get("is_positive") is not None
+
+
 def is_positive(region: dict) -> bool:
-    """Label Studio's ``is_positive`` (Alt makes it false), or upstream's ``value.positive``;
-    without either, a label named like negative/background is negative."""
+    """A label named like negative/background is negative whatever its flag (the UI sends
+    ``is_positive: true`` for a plain click with a Background label); otherwise Label Studio's
+    ``is_positive`` (Alt makes it false), or upstream's ``value.positive``; without either,
+    positive. The same rule as sam2's."""
+    if any(is_negative_label(label) for label in region_labels(region)):
+        return False
     for flag in (region.get("is_positive"), (region.get("value") or {}).get("positive")):
         if flag is not None:
             return flag.strip().lower() in {"1", "true", "yes"} if isinstance(flag, str) else bool(flag)
-    return not any(is_negative_label(label) for label in region_labels(region))
+    return True
 
 
 def _number(value: dict, key: str) -> float:
@@ -133,10 +142,15 @@ def context_exemplars(regions: list[dict]) -> dict[str, list[Exemplar]]:
 
 
 def context_clicks(regions: list[dict]) -> dict[str, Clicks]:
-    """The context's ``keypointlabels`` regions, per image object."""
+    """The context's ``keypointlabels`` regions, per image object, as sam2 reads them: when
+    any click carries ``is_positive`` (the request came from the labeling UI), a click without
+    it (an ordinary keypoint, or a smart one whose polarity Label Studio forgot on a reload) is
+    left out rather than guessed; objects with negative clicks only give no mask."""
     found: dict[str, Clicks] = {}
-    for region in regions:
-        if region.get("type") != "keypointlabels":
+    points = [r for r in regions if r.get("type") == "keypointlabels"]
+    from_ui = any(has_flag(r) for r in points)
+    for region in points:
+        if from_ui and not has_flag(region):
             continue
         value = region.get("value") or {}
         name = str(region.get("to_name") or "")
@@ -146,7 +160,7 @@ def context_clicks(regions: list[dict]) -> dict[str, Clicks]:
         clicks.labels.append(1 if positive else 0)
         if positive:
             clicks.names += [n for n in region_labels(region) if not is_negative_label(n)]
-    return found
+    return {name: clicks for name, clicks in found.items() if 1 in clicks.labels}
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
