@@ -43,7 +43,7 @@ VIDEO = """<View>
 </View>"""
 
 # upstream's SAM 2 image config (label-studio-ml-backend's segment_anything_2_image README),
-# the one the labeling-UI bodies in fixtures/ were captured with
+# the one the labeling-UI bodies in prelabel/testing/data/ui/ were captured with
 UPSTREAM_SAM2_IMAGE = """<View>
   <Image name="image" value="$image" zoom="true" zoomControl="true"/>
   <BrushLabels name="tag" toName="image">

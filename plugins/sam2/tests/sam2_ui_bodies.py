@@ -1,29 +1,24 @@
-"""The labeling UI's interactive bodies (fixtures/, see fixtures/README.md) and the cases
+"""The labeling UI's interactive bodies (core's prelabel/testing/data/ui/, see its README) and the cases
 derived from them by the rules of docs/label-studio-protocol.md, "What the labeling UI sends
 for smart tools"."""
 
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 
-FIXTURES = Path(__file__).parent / "fixtures"
+from prelabel.testing.sam_events import ui_smart_keypoint_body, ui_smart_rectangle_region
+
 IMAGE_PATH = "/data/upload/1/38c65900-p1_large.png"
 WIDTH, HEIGHT = 1600, 1200  # the captured image's natural size (original_width/height)
 
 
-def load(name: str) -> dict:
-    return json.loads((FIXTURES / name).read_text())
-
-
 def smart_keypoint_body() -> dict:
     """The captured body: two ordinary keypoints, then a smart one (is_positive true)."""
-    return load("ui_smart_keypoint_after_two_ordinary_keypoints.json")
+    return ui_smart_keypoint_body()
 
 
 def smart_rectangle_region() -> dict:
-    return load("ui_smart_rectangle_region.json")
+    return ui_smart_rectangle_region()
 
 
 def with_context(body: dict, regions: list[dict]) -> dict:

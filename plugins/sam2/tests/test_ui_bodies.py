@@ -1,4 +1,4 @@
-"""The sam2 backend answering the bodies Label Studio's labeling UI sends (fixtures/), through
+"""The sam2 backend answering the bodies Label Studio's labeling UI sends (core's prelabel/testing/data/ui/), through
 the real server, with the image behind a Label Studio-style upload URL that needs the token."""
 
 from __future__ import annotations

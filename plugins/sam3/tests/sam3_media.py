@@ -7,9 +7,9 @@ from pathlib import Path
 
 from prelabel.testing import images
 from prelabel.testing.images import data_uri, png_bytes
+from prelabel.testing.sam_events import ui_smart_rectangle_region
 
 WIDTH, HEIGHT = 96, 64  # not square, so a mask at the model's square size would show
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def image_uri(seed: int = 0, width: int = WIDTH, height: int = HEIGHT) -> str:
@@ -23,15 +23,11 @@ def image_tasks(n: int, start: int = 1) -> list[dict]:
     return [{"id": start + i, "data": {"image": image_uri(i)}} for i in range(n)]
 
 
-def fixture(name: str) -> dict:
-    return json.loads((FIXTURES / name).read_text())
-
-
 def smart_box(
     x: float, y: float, w: float, h: float, label: str = "defect", positive: bool | None = None, from_name: str = "tag3"
 ) -> dict:
     """The captured smart rectangle, moved to (x, y, w, h) percent; Alt gives ``is_positive: false``."""
-    region = json.loads(json.dumps(fixture("ls_smart_rectangle.json")["region"]))
+    region = json.loads(json.dumps(ui_smart_rectangle_region()))
     region["value"].update(x=x, y=y, width=w, height=h, rectanglelabels=[label])
     region["from_name"] = from_name
     if positive is not None:

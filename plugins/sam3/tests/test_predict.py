@@ -9,12 +9,13 @@ import pytest
 import sam3_configs as configs
 from prelabel_sam3 import Sam3Backend
 from prelabel_sam3.prompts import mask_iou
-from sam3_media import HEIGHT, WIDTH, fixture, image_tasks, image_uri, smart_box
+from sam3_media import HEIGHT, WIDTH, image_tasks, image_uri, smart_box
 
 from prelabel.labelconfig import parse_label_config
 from prelabel.regions import rle_to_mask
 from prelabel.testing import make_runtime, serve_in_process
 from prelabel.testing.client import per_task_results
+from prelabel.testing.sam_events import ui_smart_keypoint_body, ui_smart_rectangle_region
 
 PROJECT = "3.1700000000"
 
@@ -149,7 +150,7 @@ def test_a_smart_box_is_an_exemplar_of_its_label_and_alt_makes_it_negative(clien
     monkeypatch.setattr(backend.network, "detect", spy)
     task = [{"id": 11, "data": {"image": image_uri(4)}}]
     (plain,) = predict(client, task, configs.SMART)  # batch: the label alone
-    (first,) = predict(client, task, configs.SMART, {"result": [fixture("ls_smart_rectangle.json")["region"]]})
+    (first,) = predict(client, task, configs.SMART, {"result": [ui_smart_rectangle_region()]})
     (second,) = predict(client, task, configs.SMART, {"result": [smart_box(50, 10, 30, 30, positive=False)]})
     assert [s["texts"] for s in seen] == [["defect"]] * 3
     assert seen[0]["boxes"] is None
@@ -179,7 +180,7 @@ def test_smart_boxes_fill_a_boxes_only_project(client):
 
 
 def test_smart_keypoints_go_to_the_tracker_and_the_embedding_is_cached(client, backend, monkeypatch):
-    body = fixture("ls_smart_keypoint.json")["body"]
+    body = ui_smart_keypoint_body()
     seen = {}
     original = backend.network.segment_points
 

@@ -18,11 +18,12 @@ from prelabel_sam3.prompts import (
     resolve_overlaps,
 )
 from prelabel_sam3.settings import Sam3Settings, model_dir
-from sam3_media import fixture, smart_box
+from sam3_media import smart_box
 
 from prelabel import CoreSettings, parse_label_config
 from prelabel.paths import PathEscapeError
 from prelabel.testing.client import per_task_results
+from prelabel.testing.sam_events import ui_smart_keypoint_body, ui_smart_rectangle_region
 
 
 def test_label_prompts_values_synonyms_and_hints():
@@ -59,14 +60,14 @@ def test_overlapping_answers_are_one_object_with_the_best_label():
 
 
 def test_context_exemplars_and_clicks_from_the_captured_bodies():
-    rect = fixture("ls_smart_rectangle.json")["region"]
+    rect = ui_smart_rectangle_region()
     (box,) = context_exemplars([rect])["image"]
     assert box.positive and box.label == "defect" and box.box == (7.961, 61.922, 29.071, 31.041)
     assert box.pixels(1600, 1200) == pytest.approx((127.376, 743.064, 592.512, 1115.556))
     (neg,) = context_exemplars([smart_box(1, 2, 3, 4, positive=False)])["image"]
     assert not neg.positive
     # the UI's body: two ordinary keypoints (no is_positive) and the smart click: only it counts
-    clicks = context_clicks(fixture("ls_smart_keypoint.json")["body"]["params"]["context"]["result"])["image"]
+    clicks = context_clicks(ui_smart_keypoint_body()["params"]["context"]["result"])["image"]
     assert clicks.labels == [1] and clicks.names == ["defect"] and clicks.points == [(55.006, 45.034)]
 
 
@@ -156,7 +157,7 @@ def test_a_detector_only_checkpoint_serves_labels_and_says_what_clicks_need(tmp_
     """A plain ``sam3`` directory (the concept detector alone): batch works, clicks fail the task
     naming the full checkpoint."""
     from prelabel_sam3.testing import tiny_configs
-    from sam3_media import fixture, image_uri
+    from sam3_media import image_uri
     from transformers import Sam3Model, Sam3Processor
 
     from prelabel.testing import make_runtime, serve_in_process
@@ -167,7 +168,7 @@ def test_a_detector_only_checkpoint_serves_labels_and_says_what_clicks_need(tmp_
     runtime = make_runtime(
         Sam3Backend, tmp_path / "home", {"model_root": str(tmp_path / "weights"), "sam3_model": "detector"}
     )
-    body = fixture("ls_smart_keypoint.json")["body"]
+    body = ui_smart_keypoint_body()
     with serve_in_process(runtime, wait_ready=300) as client:
         assert client.get("/health").json()["checkpoint"] == "sam3"
         batch = per_task_results(

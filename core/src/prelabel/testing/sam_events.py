@@ -23,6 +23,8 @@ from prelabel.testing.client import make_runtime, per_task_results, serve_in_pro
 
 __all__ = [
     "SAM_EVENT_CONTEXTS",
+    "ui_smart_keypoint_body",
+    "ui_smart_rectangle_region",
     "bitmask_pixels",
     "event_value",
     "post_event",
@@ -32,6 +34,19 @@ __all__ = [
 ]
 
 SAM_EVENT_CONTEXTS: dict[str, Any] = json.loads((Path(__file__).parent / "data" / "sam_events.json").read_text())
+_UI = Path(__file__).parent / "data" / "ui"  # what the open-source labeling UI sends (data/ui/README.md)
+
+
+def ui_smart_keypoint_body() -> dict[str, Any]:
+    """The whole /predict body of a smart keypoint clicked after two ordinary keypoints of the
+    same label, as the labeling UI sent it (docs/label-studio-protocol.md): only the new
+    point carries ``is_positive``; the image is a relative ``/data/upload/...`` path."""
+    return json.loads((_UI / "ui_smart_keypoint_after_two_ordinary_keypoints.json").read_text())
+
+
+def ui_smart_rectangle_region() -> dict[str, Any]:
+    """The one region of a smart rectangle's context (a smart box always arrives alone)."""
+    return json.loads((_UI / "ui_smart_rectangle_region.json").read_text())
 
 
 @contextlib.contextmanager
