@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -155,6 +156,79 @@ def test_new_scaffolds_a_plugin_that_passes_conformance(tmp_path):
     for check in (["check"], ["format", "--check"]):
         lint = subprocess.run(
             [sys.executable, "-m", "ruff", *check, "--config", str(ruff_config), str(root)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+REPO_PARTS = ["ci", "compose", "plugins", "ruff.toml", "deploy", "core/pyproject.toml"]
+
+
+def test_new_twice_in_the_repository_gives_two_shippable_plugins(tmp_path):
+    """In a copy of this repository: two plugins on two free ports, their ci/images.py rows,
+    rendered deployment files that ci/render.py --check agrees with, and a tree ruff still
+    finds formatted (`make lint`)."""
+    repo_root = Path(__file__).resolve().parents[2]
+    git = shutil.which("git")
+    if git is None or not (repo_root / ".git").exists():
+        pytest.skip("needs this repository's git checkout (git archive copies it)")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    archive = subprocess.run(
+        [
+            git,
+            "-C",
+            str(repo_root),
+            "archive",
+            "HEAD",
+            "ci",
+            "compose",
+            "plugins",
+            "ruff.toml",
+            "deploy",
+            "core/pyproject.toml",
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert archive.returncode == 0, archive.stderr.decode()
+    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive.stdout, check=True, timeout=120)
+    for name, kind in (("alpha_model", "text"), ("beta_model", "image")):
+        out = subprocess.run(
+            [*PRELABEL, "new", name, "--kind", kind, "--dir", "plugins"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+    ports = [
+        int(re.search(rf'"{name}": Image\(\s*(\d+)', (repo / "ci" / "images.py").read_text()).group(1))
+        for name in ("alpha_model", "beta_model")
+    ]
+    assert len(set(ports)) == 2, ports
+    for name in ("alpha_model", "beta_model"):
+        assert (repo / "plugins" / name / "Dockerfile").is_file() and (repo / "compose" / f"{name}.yml").is_file()
+    check = subprocess.run(
+        [sys.executable, "ci/render.py", "--check"], cwd=repo, capture_output=True, text=True, timeout=120
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    for args in (["check"], ["format", "--check"]):
+        lint = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ruff",
+                *args,
+                "--config",
+                "ruff.toml",
+                "ci",
+                "plugins/alpha_model",
+                "plugins/beta_model",
+            ],
+            cwd=repo,
             capture_output=True,
             text=True,
             timeout=120,

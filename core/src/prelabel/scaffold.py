@@ -170,8 +170,14 @@ ENV_EXAMPLE = """# prelabel serve {name}  (port {port}). Every variable is optio
 # {var}={default}
 """
 
-ROW = """    "{name}": Image({port}, "light", ("{name}",), title="{name}",
-{pad}summary="{name}: {what}."),
+# one argument a line with a trailing comma: how ruff format keeps the table, whatever the name
+ROW = """    "{name}": Image(
+        {port},
+        "light",
+        ("{name}",),
+        title="{name}",
+        summary="{name}: {what}.",
+    ),
 """
 
 KIND = {
@@ -217,7 +223,7 @@ def add_row(images_py: Path, name: str, port: int, what: str) -> None:
     match = re.search(r"^IMAGES: dict\[str, Image\] = \{\n.*?^\}\n", source, re.S | re.M)
     if match is None:
         raise ValueError(f"{images_py} has no IMAGES table to add {name!r} to")
-    row = ROW.format(name=name, port=port, what=what, pad=" " * (len(name) + 14))
+    row = ROW.format(name=name, port=port, what=what)
     end = match.end() - 2  # before "}\n"
     images_py.write_text(source[:end] + row + source[end:], encoding="utf-8")
 
