@@ -223,7 +223,7 @@ def _big_body() -> bytes:
 
 
 def test_a_big_body_is_answered_as_a_small_one_would_be(client, caplog, monkeypatch):
-    from prelabel.server import app as server_app
+    from prelabel.server import predict_endpoint as server_app
 
     body = _big_body()
     assert len(body) > server_app.COOPERATIVE_BODY_BYTES
@@ -273,7 +273,7 @@ def test_a_big_body_that_is_wrong_says_what_is_wrong(client, body, status, messa
 def test_a_big_body_task_keeps_its_whole_dict():
     import asyncio
 
-    from prelabel.server.app import PredictEndpoint
+    from prelabel.server.predict_endpoint import PredictEndpoint
 
     body, _ = asyncio.run(PredictEndpoint._parse_cooperatively(None, _big_body()))
     first = body["tasks"][0]
