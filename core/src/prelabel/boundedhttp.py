@@ -172,7 +172,8 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
 def _deadline_transport() -> httpx.HTTPTransport:
     transport = httpx.HTTPTransport()
-    # httpx passes no network backend through; its pool's is the documented httpcore hook
+    # httpx's HTTPTransport takes no network backend, so the one of its (private) httpcore pool is
+    # wrapped; httpcore.ConnectionPool's network_backend is the documented hook for this
     pool = transport._pool
     pool._network_backend = _DeadlineBackend(pool._network_backend)
     return transport
