@@ -156,15 +156,69 @@ def polygon(
 
 
 def mask_to_rle(mask: np.ndarray) -> list[int]:
-    """Label Studio brush RLE for a 2-D boolean/0-1/0-255 mask (label-studio-sdk's encoder)."""
+    """Label Studio brush RLE for a 2-D boolean/0-1/0-255 mask: byte for byte what
+    label-studio-sdk's ``mask2rle`` writes (each pixel's value in four RGBA channels, runs of
+    equal bytes bit-packed), built with numpy instead of a Python string per run (the sdk took
+    1.5 s for a noisy 1280x720 mask, as random weights or fine-grained objects give)."""
     import numpy as np
-    from label_studio_sdk.converter.brush import mask2rle
 
     arr = np.asarray(mask)
     if arr.ndim != 2:
         raise ValueError(f"a mask must be 2-D, got shape {arr.shape}")
-    arr = np.where(arr > (0 if arr.dtype == bool or arr.max() <= 1 else 127), 255, 0).astype(np.uint8)
-    return mask2rle(arr)
+    flat = np.where(arr > (0 if arr.dtype == bool or arr.max() <= 1 else 127), 255, 0).astype(np.uint8).ravel()
+    return _encode_rle(flat, channels=4)
+
+
+# label-studio-sdk converter/brush.py encode_rle: a 53-bit header (the value count in 32 bits,
+# the word size minus one in 5, the four run-length field sizes 3, 4, 8, 16 minus one in 4
+# each), then per run a token: a flag bit (0: one value, 1: a series), two bits naming the
+# field size, the length minus one in that many bits, the value in 8; zero bits up to the next
+# byte, a whole zero byte when already aligned.
+_RLE_HEADER_SIZES = (3, 4, 8, 16)
+_RLE_MAX_RUN = 1 << 16
+
+
+def _encode_rle(values: np.ndarray, channels: int = 4) -> list[int]:
+    import numpy as np
+
+    n = len(values)
+    if n == 0:
+        starts = np.zeros(0, np.int64)
+    else:
+        starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    lengths = np.diff(np.append(starts, n)).astype(np.int64) * channels
+    runs = values[starts].astype(np.uint32)
+    # runs longer than 65,536 go out as 65,536-long tokens and a last one of the rest
+    full = np.where(lengths > 256, (lengths - 1) // _RLE_MAX_RUN, 0)
+    last = lengths - full * _RLE_MAX_RUN
+    reps = full + 1
+    length = np.repeat(last, reps)
+    if full.any():
+        first_of_run = np.cumsum(reps) - reps
+        is_full = np.ones(len(length), bool)
+        is_full[first_of_run + full] = False
+        length[is_full] = _RLE_MAX_RUN
+    value = np.repeat(runs, reps)
+    ln = length.astype(np.uint32) - 1
+    # (flag and size index, bits of the length field) by run length
+    single = length == 1
+    size3 = (length > 1) & (length <= 8)
+    size4 = (length > 8) & (length <= 16)
+    size8 = (length > 16) & (length <= 256)
+    field = np.select([single, size3, size4, size8], [3, 3, 4, 8], 16).astype(np.uint32)
+    head = np.select([single, size3, size4, size8], [0b000, 0b100, 0b101, 0b110], 0b111).astype(np.uint32)
+    ln = np.where(single, 0, ln).astype(np.uint32)
+    tokens = (head << (field + 8)) | (ln << 8) | value
+    nbits = 3 + field + 8
+    # each token's bits, most significant first, in a row of 32; keep the last nbits of each
+    as_bytes = tokens.astype(">u4").view(np.uint8).reshape(-1, 4)
+    bits = np.unpackbits(as_bytes, axis=1)
+    keep = np.arange(32) >= (32 - nbits)[:, None]
+    header = f"{n * channels:032b}{8 - 1:05b}" + "".join(f"{size - 1:04b}" for size in _RLE_HEADER_SIZES)
+    stream = np.concatenate((np.frombuffer(header.encode(), np.uint8) - ord("0"), bits[keep]))
+    pad = 8 - len(stream) % 8
+    stream = np.concatenate((stream, np.zeros(pad, np.uint8)))
+    return np.packbits(stream).tolist()
 
 
 def rle_to_mask(rle: list[int], width: int, height: int) -> np.ndarray:

@@ -3,7 +3,8 @@ images uploaded as a user does (the backend fetches ``/data/upload/...`` with a 
 token); Retrieve Predictions and a prediction job, checked by what Label Studio stored; the
 labeling UI's captured smart-box and smart-keypoint contexts (sam2's e2e_ui_contexts/, the
 bodies Chromium sent) through ``POST /api/ml/{id}/interactive-annotating``; and in Chromium, a
-stored sam3 prediction drawn where its masks are.
+smart click of the UI itself drawing the mask sam3 answered, and a stored sam3 prediction
+drawn where its masks are.
 
 Random weights (SAM 3's weights are gated, none is on PyPI): the tiny model scores every
 instance about 0.25, so the README's ``model_score_threshold="0.4"`` would keep nothing; the
@@ -169,6 +170,57 @@ def test_ui_context_through_label_studio_gets_masks_of_the_label(label_studio, s
         assert rle_to_mask(region["value"]["rle"], width, height).any()
     # a suggestion: Label Studio stores nothing until the annotator accepts it
     assert stored_predictions(label_studio, pid) == before
+
+
+def test_smart_click_in_the_browser_draws_the_backends_mask(label_studio, sam3):
+    """The labeling UI itself: Auto-Annotation on, the smart keypoint tool, the label "defect",
+    one click in the middle of the object. Chromium sends the context (to the tracker: one
+    mask), and the pixels that change on the page are the mask sam3 answered."""
+    pytest.importorskip("playwright", reason="pip install playwright (and apt-get install chromium)")
+    from prelabel.testing.harness.browser import INSTALL_HINT, LabelStudioBrowser, artifact_dir, changed, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip(INSTALL_HINT)
+    width, height = 320, 240
+    image = png_bytes(width, height, color=(40, 120, 200), box=(120, 80, 220, 160), noise=6, seed=3)
+    pid, ml, (task,) = new_project(
+        label_studio, sam3, "sam3-smart-click", INTERACTIVE, [("click.png", image, "image/png")], interactive=True
+    )
+    with (
+        LabelStudioBrowser(label_studio, artifact_dir("sam3-interactive", fresh=True)) as browser,
+        browser.keep_on_failure("smart-click"),
+    ):
+        page = browser.page
+        browser.open_task(pid, task["id"])
+        before = browser.image("before")
+        # the bottom bar's Auto-Annotation toggle, then the smart keypoint tool and the label
+        page.get_by_text("Auto-Annotation").first.click()
+        auto_detect = page.locator("button.lsf-tool_smart:not([aria-label])").first  # "Auto-Detect"
+        auto_detect.hover()  # opens the list of smart tools
+        page.locator(".lsf-toolbar__smart button[aria-label=key-point-tool]").first.click()
+        page.locator("button.lsf-tool_smart.lsf-tool_active").first.wait_for()
+        page.locator(".lsf-label", has_text="defect").first.click()
+        x, y = before.to_screen(170, 120)  # the middle of the box in the image
+        stage = page.locator(".lsf-main-view .konvajs-content").first.bounding_box()
+        with page.expect_response(lambda r: "/interactive-annotating" in r.url, timeout=120_000) as answered:
+            page.mouse.click(stage["x"] + x, stage["y"] + y)
+        body = answered.value.json()
+        assert "data" in body and "errors" not in body, body
+        masks = [r for r in body["data"]["result"] if r["type"] == "brushlabels"]
+        assert len(masks) == 1, "a click segments one object"
+        (region,) = masks
+        assert (region["from_name"], region["to_name"]) == ("tag", "image")
+        assert region["value"]["brushlabels"] == ["defect"]
+        expected = rle_to_mask(region["value"]["rle"], width, height) > 0
+        assert expected.any() and expected.mean() < 0.98, "a mask of all or nothing: a misplaced drawing would pass"
+        after = browser.image("after")
+        drawn = after.media_mask(changed(before.pixels, after.pixels, speckle=0))
+        overlap = (drawn & expected).sum() / max(1, expected.sum())
+        outside = (drawn & ~expected).sum() / max(1, drawn.sum())
+        assert overlap >= 0.8, f"only {overlap:.0%} of the backend's mask is drawn"
+        assert outside <= 0.05, f"{outside:.0%} of what was drawn is not in the backend's mask"
+    # a suggestion: Label Studio stores nothing until the annotator accepts it
+    assert stored_predictions(label_studio, pid) == []
 
 
 def test_a_stored_prediction_is_drawn_where_its_masks_are(label_studio, sam3):
