@@ -258,10 +258,13 @@ class Sam3Network:
         tensors = {k: inputs[k].to(self.device) for k in ("input_points", "input_labels", "input_boxes") if k in inputs}
         with self._inference():
             out = self.tracker(image_embeddings=embedding.features, multimask_output=multimask, **tensors)
-            masks = self.tracker_processor.post_process_masks(out.pred_masks.float().cpu(), size)[0][0]
-        scores = out.iou_scores[0, 0].float().cpu().numpy()
-        best = int(np.argmax(scores))
-        return masks[best].numpy().astype(bool), float(scores[best])
+            scores = out.iou_scores[0, 0].float().cpu().numpy()
+            best = int(np.argmax(scores))
+            # only the kept mask is scaled up to the image (three of a 1280x720 image's size
+            # cost more than the mask decoder on CPU)
+            low = out.pred_masks[:, :, best : best + 1].float().cpu()
+            mask = self.tracker_processor.post_process_masks(low, size)[0][0][0]
+        return mask.numpy().astype(bool), float(scores[best])
 
     # -- video ------------------------------------------------------------------------------
     def track_texts(self, frames: list[np.ndarray], texts: Sequence[str], max_objects: int) -> dict[int, dict]:
