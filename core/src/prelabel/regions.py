@@ -199,7 +199,7 @@ def _encode_rle(values: np.ndarray, channels: int = 4) -> list[int]:
         is_full[first_of_run + full] = False
         length[is_full] = _RLE_MAX_RUN
     value = np.repeat(runs, reps)
-    ln = length.astype(np.uint32) - 1
+    ln = length.astype(np.uint32) - 1  # 0 for a single value, whose 3-bit field is 0
     # (flag and size index, bits of the length field) by run length
     single = length == 1
     size3 = (length > 1) & (length <= 8)
@@ -207,7 +207,6 @@ def _encode_rle(values: np.ndarray, channels: int = 4) -> list[int]:
     size8 = (length > 16) & (length <= 256)
     field = np.select([single, size3, size4, size8], [3, 3, 4, 8], 16).astype(np.uint32)
     head = np.select([single, size3, size4, size8], [0b000, 0b100, 0b101, 0b110], 0b111).astype(np.uint32)
-    ln = np.where(single, 0, ln).astype(np.uint32)
     tokens = (head << (field + 8)) | (ln << 8) | value
     nbits = 3 + field + 8
     # each token's bits, most significant first, in a row of 32; keep the last nbits of each
