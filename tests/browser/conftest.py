@@ -18,11 +18,9 @@ def label_studio(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(label_studio, request):
-    pytest.importorskip("playwright", reason="pip install playwright (and apt-get install chromium)")
-    from prelabel.testing.harness.browser import INSTALL_HINT, LabelStudioBrowser, artifact_dir, find_chromium
+    from prelabel.testing.harness.browser import LabelStudioBrowser, artifact_dir, require_browser
 
-    if find_chromium() is None:
-        pytest.skip(INSTALL_HINT)
+    require_browser()
     folder = artifact_dir(request.module.__name__.rsplit(".", 1)[-1], fresh=True)
     with LabelStudioBrowser(label_studio, folder) as b:
         yield b

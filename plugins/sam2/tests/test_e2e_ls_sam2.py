@@ -20,6 +20,13 @@ import pytest
 
 from prelabel.regions import rle_to_mask
 from prelabel.testing.harness.backendprocess import BackendProcess
+from prelabel.testing.harness.browser import (
+    LabelStudioBrowser,
+    artifact_dir,
+    changed,
+    overlap_and_outside,
+    require_browser,
+)
 from prelabel.testing.harness.lsproject import connect_backend, stored_predictions, upload_files
 from prelabel.testing.images import png_bytes
 
@@ -148,37 +155,19 @@ def test_alt_click_is_negative_and_changes_the_mask(label_studio, project):
 
 
 def test_smart_click_in_the_browser_draws_the_backends_mask(label_studio, project, sam2):
-    pytest.importorskip("playwright", reason="pip install playwright (and apt-get install chromium)")
-    from prelabel.testing.harness.browser import INSTALL_HINT, LabelStudioBrowser, artifact_dir, changed, find_chromium
-
-    if find_chromium() is None:
-        pytest.skip(INSTALL_HINT)
+    require_browser()
     pid, ml, task = project
     with (
         LabelStudioBrowser(label_studio, artifact_dir("sam2-interactive", fresh=True)) as browser,
         browser.keep_on_failure("smart-click"),
     ):
-        page = browser.page
         browser.open_task(pid, task["id"])
         before = browser.image("before")
-        # the bottom bar's Auto-Annotation toggle, then the smart keypoint tool and a label
-        page.get_by_text("Auto-Annotation").first.click()
-        auto_detect = page.locator("button.lsf-tool_smart:not([aria-label])").first  # "Auto-Detect"
-        auto_detect.hover()  # opens the list of smart tools
-        page.locator(".lsf-toolbar__smart button[aria-label=key-point-tool]").first.click()
-        smart = page.locator("button.lsf-tool_smart.lsf-tool_active")
-        smart.first.wait_for()
-        page.locator(".lsf-label", has_text="Car").first.click()
-        x, y = before.to_screen(170, 120)  # the middle of the box in the image
-        stage = page.locator(".lsf-main-view .konvajs-content").first.bounding_box()
-        with page.expect_response(lambda r: "/interactive-annotating" in r.url, timeout=120_000) as answered:
-            page.mouse.click(stage["x"] + x, stage["y"] + y)
-        body = answered.value.json()
+        body = browser.smart_keypoint_click(before, 170, 120, "Car")  # the middle of the box in the image
         assert "data" in body, body
         expected = assert_mask_of_the_image(body["data"]["result"], "Car") > 0
         after = browser.image("after")
         drawn = after.media_mask(changed(before.pixels, after.pixels, speckle=0))
-        overlap = (drawn & expected).sum() / max(1, expected.sum())
-        outside = (drawn & ~expected).sum() / max(1, drawn.sum())
+        overlap, outside = overlap_and_outside(drawn, expected)
         assert overlap >= 0.8, f"only {overlap:.0%} of the backend's mask is drawn"
         assert outside <= 0.05, f"{outside:.0%} of what was drawn is not in the backend's mask"

@@ -23,6 +23,13 @@ import pytest
 
 from prelabel.regions import rle_to_mask
 from prelabel.testing.harness.backendprocess import BackendProcess
+from prelabel.testing.harness.browser import (
+    LabelStudioBrowser,
+    artifact_dir,
+    changed,
+    overlap_and_outside,
+    require_browser,
+)
 from prelabel.testing.harness.lsproject import (
     check_predictions,
     connect_backend,
@@ -176,11 +183,7 @@ def test_smart_click_in_the_browser_draws_the_backends_mask(label_studio, sam3):
     """The labeling UI itself: Auto-Annotation on, the smart keypoint tool, the label "defect",
     one click in the middle of the object. Chromium sends the context (to the tracker: one
     mask), and the pixels that change on the page are the mask sam3 answered."""
-    pytest.importorskip("playwright", reason="pip install playwright (and apt-get install chromium)")
-    from prelabel.testing.harness.browser import INSTALL_HINT, LabelStudioBrowser, artifact_dir, changed, find_chromium
-
-    if find_chromium() is None:
-        pytest.skip(INSTALL_HINT)
+    require_browser()
     width, height = 320, 240
     image = png_bytes(width, height, color=(40, 120, 200), box=(120, 80, 220, 160), noise=6, seed=3)
     pid, ml, (task,) = new_project(
@@ -205,23 +208,11 @@ def test_smart_click_in_the_browser_draws_the_backends_mask(label_studio, sam3):
         LabelStudioBrowser(label_studio, artifact_dir("sam3-interactive", fresh=True)) as browser,
         browser.keep_on_failure("smart-click"),
     ):
-        page = browser.page
         browser.open_task(pid, task["id"])
         before = browser.image("before")
-        # the bottom bar's Auto-Annotation toggle, then the smart keypoint tool and the label
-        page.get_by_text("Auto-Annotation").first.click()
-        auto_detect = page.locator("button.lsf-tool_smart:not([aria-label])").first  # "Auto-Detect"
-        auto_detect.hover()  # opens the list of smart tools
-        page.locator(".lsf-toolbar__smart button[aria-label=key-point-tool]").first.click()
-        page.locator("button.lsf-tool_smart.lsf-tool_active").first.wait_for()
-        # "defect" is a label of three controls, shown in the config's order (tag, tag2,
-        # tag3): the second is the smart keypoints' (the first would paint with the brush)
-        page.locator(".lsf-label", has_text="defect").nth(1).click()
-        x, y = before.to_screen(170, 120)  # the middle of the box in the image
-        stage = page.locator(".lsf-main-view .konvajs-content").first.bounding_box()
-        with page.expect_response(lambda r: "/interactive-annotating" in r.url, timeout=120_000) as answered:
-            page.mouse.click(stage["x"] + x, stage["y"] + y)
-        body = answered.value.json()
+        # "defect" is a label of three controls, shown in the config's order (tag, tag2, tag3):
+        # the second is the smart keypoints' (the first would paint with the brush)
+        body = browser.smart_keypoint_click(before, 170, 120, "defect", nth=1)  # the middle of the box
         assert "data" in body and "errors" not in body, body
         masks = [r for r in body["data"]["result"] if r["type"] == "brushlabels"]
         assert len(masks) == 1, "a click segments one object"
@@ -232,8 +223,7 @@ def test_smart_click_in_the_browser_draws_the_backends_mask(label_studio, sam3):
         assert expected.any() and expected.mean() < 0.98, "a mask of all or nothing: a misplaced drawing would pass"
         after = browser.image("after")
         drawn = after.media_mask(changed(before.pixels, after.pixels, speckle=0))
-        overlap = (drawn & expected).sum() / max(1, expected.sum())
-        outside = (drawn & ~expected).sum() / max(1, drawn.sum())
+        overlap, outside = overlap_and_outside(drawn, expected)
         assert overlap >= 0.8, f"only {overlap:.0%} of the backend's mask is drawn"
         assert outside <= 0.05, f"{outside:.0%} of what was drawn is not in the backend's mask"
     # a suggestion: Label Studio stores nothing until the annotator accepts it
@@ -244,11 +234,7 @@ def test_a_stored_prediction_is_drawn_where_its_masks_are(label_studio, sam3):
     """Two tasks of one image; Retrieve Predictions on the second only; the pixels that differ
     between their labeling pages are the masks Label Studio stored (their union, holes included:
     random weights give large blobs)."""
-    pytest.importorskip("playwright", reason="pip install playwright (and apt-get install chromium)")
-    from prelabel.testing.harness.browser import INSTALL_HINT, LabelStudioBrowser, artifact_dir, changed, find_chromium
-
-    if find_chromium() is None:
-        pytest.skip(INSTALL_HINT)
+    require_browser()
     (name, image, mime) = images()[2]
     width, height = SIZES[2]
     pid, ml, (plain, predicted) = new_project(
@@ -280,8 +266,7 @@ def test_a_stored_prediction_is_drawn_where_its_masks_are(label_studio, sam3):
         before = browser.open_task(pid, plain["id"]).image("plain")
         after = browser.open_task(pid, predicted["id"]).image("predicted")
         drawn = after.media_mask(changed(before.pixels, after.pixels, speckle=0))
-        overlap = (drawn & expected).sum() / max(1, expected.sum())
-        outside = (drawn & ~expected).sum() / max(1, drawn.sum())
+        overlap, outside = overlap_and_outside(drawn, expected)
         assert overlap >= 0.8, f"only {overlap:.0%} of the stored masks is drawn"
         assert outside <= 0.05, f"{outside:.0%} of what was drawn is not in the stored masks"
 

@@ -48,6 +48,8 @@ __all__ = [
     "bounding_box",
     "changed",
     "find_chromium",
+    "overlap_and_outside",
+    "require_browser",
 ]
 
 #: Environment variable naming the Chromium executable (default: ``chromium`` on PATH).
@@ -81,6 +83,16 @@ def find_chromium() -> Path | None:
     return None
 
 
+def require_browser() -> None:
+    """Skip the calling test unless playwright and a Chromium are installed, saying how to
+    install what is missing."""
+    import pytest
+
+    pytest.importorskip("playwright", reason="pip install playwright (and apt-get install chromium)")
+    if find_chromium() is None:
+        pytest.skip(INSTALL_HINT)
+
+
 def artifact_dir(*parts: str, fresh: bool = False) -> Path:
     """Where screenshots go: ``$PRELABEL_ARTIFACTS/browser/<parts>``, default
     ``./test-artifacts/browser/<parts>`` (relative to the working directory). ``fresh`` removes
@@ -112,6 +124,14 @@ def changed(before: np.ndarray, after: np.ndarray, threshold: int = 40, speckle:
     for _ in range(speckle):
         mask = _dilate(mask)
     return mask
+
+
+def overlap_and_outside(drawn: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
+    """How well a drawing matches a mask: the share of ``expected`` that is drawn, and the
+    share of ``drawn`` that lies outside ``expected`` (both boolean, of the media's size)."""
+    overlap = (drawn & expected).sum() / max(1, expected.sum())
+    outside = (drawn & ~expected).sum() / max(1, drawn.sum())
+    return float(overlap), float(outside)
 
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
@@ -424,6 +444,24 @@ class LabelStudioBrowser:
         field.fill(str(frame))
         field.press("Enter")
         self.page.wait_for_function(f"total => ({_FRAME_COUNTER_JS})(total) === {int(frame)}", arg=frames)
+
+    def smart_keypoint_click(self, shot: MediaShot, x: float, y: float, label: str, nth: int = 0) -> dict:
+        """What an annotator does for a smart click: the bottom bar's Auto-Annotation toggle,
+        the smart keypoint tool (from the Auto-Detect list), the label (the ``nth`` one with
+        that text, for a label several controls share), one click at image pixel ``x, y``
+        (placed by ``shot``, a screenshot of the open task). Returns the body Label Studio
+        answered the UI's ``/interactive-annotating`` request with."""
+        page = self.page
+        page.get_by_text("Auto-Annotation").first.click()
+        page.locator("button.lsf-tool_smart:not([aria-label])").first.hover()  # "Auto-Detect": opens the list
+        page.locator(".lsf-toolbar__smart button[aria-label=key-point-tool]").first.click()
+        page.locator("button.lsf-tool_smart.lsf-tool_active").first.wait_for()
+        page.locator(".lsf-label", has_text=label).nth(nth).click()
+        sx, sy = shot.to_screen(x, y)
+        stage = page.locator(".lsf-main-view .konvajs-content").first.bounding_box()
+        with page.expect_response(lambda r: "/interactive-annotating" in r.url, timeout=120_000) as answered:
+            page.mouse.click(stage["x"] + sx, stage["y"] + sy)
+        return answered.value.json()
 
     @contextlib.contextmanager
     def keep_on_failure(self, name: str) -> Iterator[None]:
