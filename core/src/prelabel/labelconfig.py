@@ -157,6 +157,9 @@ class ParsedConfig:
     by_name: dict[str, ControlInfo] = field(default_factory=dict, hash=False, compare=False, repr=False)
 
     checks: dict[str, tuple] = field(default_factory=dict, hash=False, compare=False, repr=False)
+    # matching()'s answers by the supports mapping they were worked out for (a backend's
+    # predict asks on every call, through supported_controls)
+    _matched: dict[int, tuple] = field(default_factory=dict, hash=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.by_name.update({c.name: c for c in self.controls})
@@ -178,13 +181,23 @@ class ParsedConfig:
     def matching(self, supports: Mapping[str, Collection[str]]) -> list[ControlInfo]:
         """Controls whose (control tag, object tag) pair is in ``supports`` (control tag ->
         object tags), without those marked ``model_skip="true"`` (left to the annotators)."""
-        return [
+        hit = self._matched.get(id(supports))
+        if hit is not None and hit[0] is supports:
+            return list(hit[1])
+        found = [
             c
             for c in self.controls
             if c.tag in supports
             and any(o.tag in supports[c.tag] for o in c.objects)
             and not c.attr("model_skip", False, bool)
         ]
+        if type(supports) is dict and all(type(v) is frozenset for v in supports.values()):
+            # kept for the form Backend.supports takes (a class's dict of frozensets, set once);
+            # any other mapping is worked out every time
+            if len(self._matched) >= 64:
+                self._matched.clear()
+            self._matched[id(supports)] = (supports, tuple(found))
+        return found
 
     def first(self, control_tags: Iterable[str], object_tags: Iterable[str] | None = None) -> ControlInfo | None:
         found = self.find(control_tags, object_tags)

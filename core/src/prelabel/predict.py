@@ -126,7 +126,7 @@ class Predictor:
                 results.extend(await self._run_batch([task], ctx))
             return results
         finally:
-            self.runtime.metrics.batch_seconds.observe(time.perf_counter() - started)
+            self.runtime.metrics.observe_batch(time.perf_counter() - started)
         if len(outputs) != len(tasks):
             msg = (
                 f"{type(self.backend).__name__}.predict returned {len(outputs)} results for {len(tasks)} tasks: "
@@ -280,7 +280,7 @@ class Predictor:
             append(item)
         if flush:
             failures.flush(self.runtime.metrics)
-        self.runtime.metrics.tasks.inc(len(tasks))
+        self.runtime.metrics.count_tasks(len(tasks))
         return results
 
 

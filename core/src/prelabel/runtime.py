@@ -84,6 +84,11 @@ class Runtime:
         # project id -> (generation, its state values); bounded, ids come from requests.
         self._project_values: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._project_states: dict[str, ProjectState] = {}
+        # the Project last built for a request's project key and label config, with the state
+        # values it was built from: the next request with both the same gets the same object
+        # while those values are (one generation check instead of id parsing, a config cache
+        # lookup and a version lookup). Bounded like the others.
+        self._projects: dict[Any, tuple[ProjectState, str | None, dict[str, Any], Project]] = {}
         self._fetchers: dict[tuple, MediaFetcher] = {}  # bound per credentials; immutable
         self._predict_log = logging.getLogger("prelabel.predict")
         from prelabel.predict import Predictor
@@ -210,10 +215,31 @@ class Runtime:
 
     def project(self, key: str | None, xml: str | None = None) -> Project:
         """The project for a request: its config from the request, else the one /setup stored,
-        else the backend's ``default_label_config``. One state read per request."""
-        st = self.project_state(project_id_of(key))
+        else the backend's ``default_label_config``. One state read per request, none while
+        the state is unchanged."""
+        if self.versions_of is not None or (key is not None and type(key) is not str):
+            # a backend that picks each project's version itself (the compat adapter: an
+            # upstream model may change it without a state write) is asked every time
+            st = self.project_state(project_id_of(key))
+            return self._build_project(st, key, xml, self._values(st))
+        hit = self._projects.get(key)
+        if hit is not None and hit[1] == xml and hit[0].store is self.state:
+            st = hit[0]
+            values = self._values(st)
+            known = hit[3]
+            if values is hit[2] and (known.trained_dir is None or known.trained_dir.is_dir()):
+                return known
+        else:
+            st = self.project_state(project_id_of(key))
+            values = self._values(st)
+        project = self._build_project(st, key, xml, values)
+        if len(self._projects) >= MAX_CACHED_PROJECTS:
+            self._projects.clear()
+        self._projects[key] = (st, xml, values, project)
+        return project
+
+    def _build_project(self, st: ProjectState, key: str | None, xml: str | None, values: dict[str, Any]) -> Project:
         pid = st.project_id
-        values = self._values(st)
         xml = xml or values.get("label_config") or self.backend.default_label_config
         if not xml:
             raise LookupError(

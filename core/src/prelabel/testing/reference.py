@@ -52,21 +52,24 @@ class ReferenceBackend(Backend):
         for task in tasks:
             text = task.data.get(key, "")
             text = (text if type(text) is str else str(text)).lower()
-            if weights:
-                words = WORD.findall(text)
-                scores = Counter()
-                for w in words:
-                    for label, n in weights.get(w, {}).items():
-                        scores[label] += n
-                ranked = [(lab, s) for lab, s in scores.most_common() if lab in control.labels]
-            else:  # untrained: every label named in the text counts once
-                found = [lab for lab, low in lowered if low in text]
-                if not found:
+            if not weights:  # untrained: every label named in the text counts once
+                first, named = None, 0
+                for label, low in lowered:
+                    if low in text:
+                        named += 1
+                        if first is None:
+                            first = label
+                if first is None:
                     append(None)
-                    continue
-                score = 1 / len(found)
-                append(Prediction([choices(control, found[0], score=score)], score))
+                else:
+                    append(Prediction([choices(control, first, score=1 / named)], 1 / named))
                 continue
+            words = WORD.findall(text)
+            scores = Counter()
+            for w in words:
+                for label, n in weights.get(w, {}).items():
+                    scores[label] += n
+            ranked = [(lab, s) for lab, s in scores.most_common() if lab in control.labels]
             if not ranked:
                 out.append(None)
                 continue
