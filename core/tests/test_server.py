@@ -213,6 +213,54 @@ def test_json_log_lines_carry_the_request_id():
     assert line["msg"] == "task 5 failed" and line["request_id"] == "rid-42" and line["level"] == "ERROR"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "rid"),
+    [("POST", "/predict", "0123456789ab00000001"), ("GET", "/health", None), ("BREW", '/a"b\\c/\u00e9', 'r"1')],
+)
+def test_access_line_written_directly_is_the_line_logging_writes(method, path, rid):
+    """AccessLog writes its line itself when logging is configure_logging's JSON; the fields must
+    be the ones the logging path (JsonFormatter) gives the same request, escaping included."""
+    import io
+
+    from prelabel import logsetup
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, logsetup._json_handler, logsetup._json_filters
+    try:
+        logsetup.configure_logging("INFO", "json")
+        handler = root.handlers[0]
+        handler.stream = direct = io.StringIO()
+        token = request_id_var.set(rid)
+        try:
+            access = logsetup.AccessLog("prelabel.access")
+            assert access._direct() is handler
+            access.log(logging.INFO, method, path, 200, 12.3456)
+            logsetup._json_handler = None  # the logging path, through JsonFormatter
+            handler.stream = through = io.StringIO()
+            access.log(logging.INFO, method, path, 200, 12.3456)
+        finally:
+            request_id_var.reset(token)
+    finally:
+        root.handlers[:], root.level, logsetup._json_handler, logsetup._json_filters = saved
+    a, b = json.loads(direct.getvalue()), json.loads(through.getvalue())
+    assert a.pop("ts")[:4] == b.pop("ts")[:4]
+    assert a == b
+    assert a["msg"] == f"{method} {path} 200 12.3ms" and a["duration_ms"] == 12.35 and a["path"] == path
+
+
+def test_log_stamps_are_utc_milliseconds_however_they_are_reused():
+    import datetime
+    import random
+
+    formatter = JsonFormatter()
+    rng = random.Random(7)
+    base = 1764741000.0
+    moments = sorted(base + rng.uniform(0, 5) for _ in range(500)) + [base + 0.9995, base + 1.0, 0.0005, base]
+    for t in moments:  # ascending (reused stamps), then jumps back and forth
+        want = datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        assert formatter.stamp(t) == want, t
+
+
 def test_wrong_auth_scheme_is_refused(tmp_path):
     rt = make_runtime(TrickyTextBackend, tmp_path / "h", basic_auth_user="u", basic_auth_pass="p")
     with serve_in_process(rt) as c:

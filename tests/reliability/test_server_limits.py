@@ -92,6 +92,41 @@ def test_a_promised_body_never_sent_is_408(server):
         assert http.post("/predict", json=body).status_code == 200  # a normal request still works
 
 
+def test_a_slow_body_that_keeps_coming_is_served_and_the_connection_kept(server):
+    """Each chunk restarts the body's pause (1 s here): a body sent over 3 s in pieces 0.4 s
+    apart is answered, and the kept-alive connection then still gets its header timeout."""
+    body = (
+        b'{"tasks": [{"id": 1, "data": {"text": "positive"}}], "label_config": '
+        + httpx.Request("POST", "http://x", json=TEXT_CHOICES).content
+        + b"}"
+    )
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+    )
+    pieces = [body[i : i + len(body) // 8 + 1] for i in range(0, len(body), len(body) // 8 + 1)]
+    for piece in pieces:
+        time.sleep(0.4)  # the pause between two pieces is what is under test
+        s.sendall(piece)
+    s.settimeout(10)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    head, rest = answer.split(b"\r\n\r\n", 1)
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
+    while len(rest) < length:
+        rest += s.recv(65536)
+    assert b'"choices":["positive"]' in rest
+    s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")  # a second request that never finishes its headers
+    data, took = read_until_closed(s, limit=10)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 408") and took < 5, (data[:200], took)
+
+
 def test_sigterm_during_a_long_predict_answers_503_and_exits(tmp_path, figures):
     started_flag, gate = tmp_path / "started", tmp_path / "gate"
     env = {

@@ -26,16 +26,24 @@ class RequestIdFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    # the access log writes a line per request: the formatted second is reused within it
-    _second: int = -1
-    _stamp: str = ""
+    # the access log writes a line per request: the formatted second is reused within it, and
+    # the whole stamp within a millisecond (a busy server logs several lines in one); each kept
+    # as one tuple, so a thread never pairs one's number with another's text
+    _second: tuple[int, str] = (-1, "")
+    _milli: tuple[int, str] = (-1, "")
 
     def stamp(self, created: float) -> str:
-        second = int(created)
-        if second != self._second:
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+        ms = int(created * 1000)
+        cached = self._milli
+        if cached[0] == ms:
+            return cached[1]
+        second, milli = divmod(ms, 1000)
+        known = self._second
+        if known[0] != second:
+            known = self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        stamp = f"{known[1]}.{milli:03d}Z"
+        self._milli = (ms, stamp)
+        return stamp
 
     def _ts(self, record: logging.LogRecord) -> str:
         return self.stamp(record.created)
@@ -105,12 +113,16 @@ class AccessLog:
             return
         ts = handler.formatter.stamp(time.time())
         rid = request_id_var.get()
-        if _plain(path) and _plain(method) and (rid is None or _plain(rid)):
+        if (
+            (path in _PLAIN_PATHS or _plain(path))
+            and (method in _PLAIN_METHODS or _plain(method))
+            and (rid is None or _plain(rid))
+        ):
             # nothing to escape (the usual line): the JSON orjson would write, without
-            # building a dict for it
+            # building a dict for it (duration_ms as 1.20 where orjson writes 1.2: the same number)
             line = (
                 f'{{"ts":"{ts}","level":"{logging.getLevelName(level)}","logger":"{self.name}",'
-                f'"msg":"{method} {path} {status} {ms:.1f}ms","status":{status},"duration_ms":{round(ms, 2)!r},'
+                f'"msg":"{method} {path} {status} {ms:.1f}ms","status":{status},"duration_ms":{ms:.2f},'
                 f'"path":"{path}"' + ("}" if rid is None else f',"request_id":"{rid}"}}')
             )
         else:
@@ -131,8 +143,15 @@ class AccessLog:
                 line = json.dumps(record, ensure_ascii=True)
         line = redact(line)  # the formatter is skipped here, its masking is not
         with handler.lock:
-            handler.stream.write(line + handler.terminator)
-            handler.flush()
+            stream = handler.stream
+            stream.write(line + handler.terminator)
+            if not getattr(stream, "line_buffering", False):  # stderr is (Python 3.9+): written already
+                stream.flush()
+
+
+# the usual paths and methods, known to need no escaping (any other is checked)
+_PLAIN_PATHS = frozenset({"/predict", "/health", "/setup", "/webhook", "/metrics", "/train", "/jobs", "/"})
+_PLAIN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
 def _plain(text: str) -> bool:

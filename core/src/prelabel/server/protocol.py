@@ -5,7 +5,9 @@ a time (slowloris), or never sends the body its Content-Length promised, holds i
 and its task for as long as the client likes. Here the headers must arrive within
 ``header_timeout`` of the connection (or of the request's first byte on a kept-alive one),
 and a request body may not pause for more than ``body_timeout``; otherwise the server
-answers 408 and closes the connection.
+answers 408 and closes the connection. The deadlines are numbers set per request and checked
+by one timer per event loop (``_Deadlines``), so a timeout fires up to a quarter of itself (at
+most a second) late.
 
 uvicorn writes a response's status line and headers, then its body, as two writes (two
 syscalls, two TCP segments). Here the head waits until the end of the current event-loop
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -41,24 +44,42 @@ def _response_408(message: str) -> bytes:
 class CoalescingTransport:
     """Holds a response head until the body's write, or the end of this loop iteration."""
 
+    # looked up on every response by uvicorn: bound once, not found through __getattr__
+    _BOUND = (
+        "is_closing",
+        "get_extra_info",
+        "pause_reading",
+        "resume_reading",
+        "set_protocol",
+        "get_protocol",
+        "get_write_buffer_size",
+        "abort",
+    )
+
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
         self._transport = transport
-        self._loop = loop
+        self._write = transport.write
+        self._call_soon = loop.call_soon
+        self._flush = self.flush
         self._held: bytes | None = None
+        for name in self._BOUND:
+            method = getattr(transport, name, None)
+            if method is not None:
+                setattr(self, name, method)
 
     def write(self, data: bytes) -> None:
         if self._held is not None:
             data, self._held = self._held + data, None
         elif data.startswith(b"HTTP/1.1 ") and data.endswith(b"\r\n\r\n"):
             self._held = data
-            self._loop.call_soon(self.flush)
+            self._call_soon(self._flush)
             return
-        self._transport.write(data)
+        self._write(data)
 
     def flush(self) -> None:
         if self._held is not None:
             data, self._held = self._held, None
-            self._transport.write(data)
+            self._write(data)
 
     def close(self) -> None:
         self.flush()
@@ -68,55 +89,98 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+class _Deadlines:
+    """One timer per event loop for the read deadlines of all its connections. A timer armed
+    and cancelled per request (loop.call_later) cost more than the rest of the protocol's work
+    for a small request; a deadline is a number set per request, checked here every
+    ``interval`` seconds (a quarter of the shortest timeout, at most one second), so a
+    timeout fires at most that much late."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float):
+        self.loop = loop
+        self.interval = interval
+        self.connections: set[TimeoutHttpToolsProtocol] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, conn: TimeoutHttpToolsProtocol, interval: float) -> None:
+        self.interval = min(self.interval, interval)
+        self.connections.add(conn)
+        if self._timer is None:
+            self._timer = self.loop.call_later(self.interval, self._sweep)
+
+    def discard(self, conn: TimeoutHttpToolsProtocol) -> None:
+        self.connections.discard(conn)
+
+    def _sweep(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        late = [c for c in self.connections if c._deadline is not None and c._deadline <= now]
+        for conn in late:
+            conn._expired()
+        if self.connections:
+            self._timer = self.loop.call_later(self.interval, self._sweep)
+
+
+_deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = weakref.WeakKeyDictionary()
+
+_HEADERS, _BODY = 1, 2  # what a connection's deadline waits for
+
+
 class TimeoutHttpToolsProtocol(HttpToolsProtocol):
     header_timeout = HEADER_TIMEOUT
     body_timeout = BODY_TIMEOUT
 
-    _read_timer: asyncio.TimerHandle | None = None
+    _deadline: float | None = None  # loop time by which the awaited part must have arrived
+    _waiting = 0  # _HEADERS or _BODY
     _began = False
-
-    def _arm(self, delay: float, callback) -> None:
-        self._disarm()
-        self._read_timer = self.loop.call_later(delay, callback)
-
-    def _disarm(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
-        self._arm(self.header_timeout, self._headers_timed_out)
+        self._time = self.loop.time
+        interval = min(1.0, self.header_timeout / 4, self.body_timeout / 4)
+        tracker = _deadlines.get(self.loop)
+        if tracker is None:
+            tracker = _deadlines[self.loop] = _Deadlines(self.loop, interval)
+        self._tracker = tracker
+        self._deadline, self._waiting = self._time() + self.header_timeout, _HEADERS
+        tracker.add(self, interval)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._deadline = None
+        self._tracker.discard(self)
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._began = True
-        if self._read_timer is None:  # a later request on a kept-alive connection
-            self._arm(self.header_timeout, self._headers_timed_out)
+        if self._deadline is None:  # a later request on a kept-alive connection
+            self._deadline, self._waiting = self._time() + self.header_timeout, _HEADERS
 
     def on_headers_complete(self) -> None:
-        self._disarm()
+        self._deadline = None
         super().on_headers_complete()
         if self.cycle is not None and self.cycle.more_body:
-            self._arm(self.body_timeout, self._body_timed_out)
+            self._deadline, self._waiting = self._time() + self.body_timeout, _BODY
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
-        if self._read_timer is not None:  # progress: the pause starts again
-            self._arm(self.body_timeout, self._body_timed_out)
+        if self._deadline is not None:  # progress: the pause starts again
+            self._deadline = self._time() + self.body_timeout
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._deadline = None
         self._began = False
         super().on_message_complete()
 
+    def _expired(self) -> None:
+        waiting, self._deadline = self._waiting, None
+        if waiting == _HEADERS:
+            self._headers_timed_out()
+        else:
+            self._body_timed_out()
+
     def _headers_timed_out(self) -> None:
-        self._read_timer = None
         if self.transport.is_closing():
             return
         if self._began:
@@ -129,7 +193,6 @@ class TimeoutHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _body_timed_out(self) -> None:
-        self._read_timer = None
         if self.transport.is_closing():
             return
         cycle = self.cycle
