@@ -68,3 +68,7 @@ def test_one_process_uses_hot_stats_and_several_use_prometheus_client(monkeypatc
     several.count_tasks(2)  # prometheus_client's Counter
     several.observe_batch(0.02)
     assert several.tasks._value.get() == 2.0 and several.batch_seconds._sum.get() == 0.02
+    several.observe_request("predict", "POST", "200", 0.003)
+    several.observe_request("predict", "POST", "200", 0.004)
+    assert several.requests.labels("predict", "POST", "200")._value.get() == 2.0
+    assert several.latency.labels("predict")._sum.get() == 0.007

@@ -102,6 +102,9 @@ class Metrics:
                 buckets=LATENCY_BUCKETS,
                 registry=r,
             )
+            # labelled children, looked up once per label combination (all from bounded sets)
+            self._counted: dict[tuple[str, str, str], Counter] = {}
+            self._timed: dict[str, Histogram] = {}
         else:
             self.hot = HotStats()
             r.register(self.hot)
@@ -114,6 +117,20 @@ class Metrics:
         )
         self.rejected = Counter("prelabel_rejected", "Predict requests refused with 503 (overload)", registry=r)
         self.webhooks = Counter("prelabel_webhooks", "Webhook events received", ["action"], registry=r)
+
+    def observe_request(self, endpoint: str, method: str, status: str, seconds: float) -> None:
+        if self.hot is not None:
+            self.hot.request(endpoint, method, status, seconds)
+            return
+        key = (endpoint, method, status)
+        counter = self._counted.get(key)
+        if counter is None:
+            counter = self._counted[key] = self.requests.labels(*key)
+        counter.inc()
+        timer = self._timed.get(endpoint)
+        if timer is None:
+            timer = self._timed[endpoint] = self.latency.labels(endpoint)
+        timer.observe(seconds)
 
     def count_tasks(self, n: int) -> None:
         if self.hot is not None:

@@ -118,10 +118,7 @@ class PrelabelMiddleware:
         # request ids: a random per-process prefix and a counter (unique without a syscall)
         self._rid_prefix = secrets.token_hex(6)
         self._rid_counter = itertools.count(1)
-        self._hot = runtime.metrics.hot  # one process: plain numbers (prelabel.metrics.HotStats)
-        # else labelled metric children, looked up once per label combination (all from bounded sets)
-        self._counted: dict[tuple[str, str, str], Any] = {}
-        self._timed: dict[str, Any] = {}
+        self._observe = runtime.metrics.observe_request
 
     def _authorized(self, value: bytes) -> bool:
         if not value[:6].lower() == b"basic ":
@@ -155,19 +152,7 @@ class PrelabelMiddleware:
         return replay_receive
 
     def _record(self, endpoint: str, method: str, status: int | None, elapsed: float, path: str) -> None:
-        key = (endpoint, method_label(method), "499" if status is None else status_label(status))
-        hot = self._hot
-        if hot is not None:
-            hot.request(*key, elapsed)
-        else:
-            counter = self._counted.get(key)
-            if counter is None:
-                counter = self._counted[key] = self.runtime.metrics.requests.labels(*key)
-            counter.inc()
-            timer = self._timed.get(endpoint)
-            if timer is None:
-                timer = self._timed[endpoint] = self.runtime.metrics.latency.labels(endpoint)
-            timer.observe(elapsed)
+        self._observe(endpoint, method_label(method), "499" if status is None else status_label(status), elapsed)
         shown = 499 if status is None else status  # 499: the client went away before an answer
         level = logging.DEBUG if path in QUIET and shown < 400 else logging.INFO
         access_log.log(level, method, path, shown, elapsed * 1000)

@@ -96,9 +96,9 @@ class _Deadlines:
     ``interval`` seconds (a quarter of the shortest timeout, at most one second), so a
     timeout fires at most that much late."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float):
+    def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
-        self.interval = interval
+        self.interval = 1.0
         self.connections: set[TimeoutHttpToolsProtocol] = set()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -138,13 +138,12 @@ class TimeoutHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         self._time = self.loop.time
-        interval = min(1.0, self.header_timeout / 4, self.body_timeout / 4)
         tracker = _deadlines.get(self.loop)
         if tracker is None:
-            tracker = _deadlines[self.loop] = _Deadlines(self.loop, interval)
+            tracker = _deadlines[self.loop] = _Deadlines(self.loop)
         self._tracker = tracker
         self._deadline, self._waiting = self._time() + self.header_timeout, _HEADERS
-        tracker.add(self, interval)
+        tracker.add(self, min(self.header_timeout, self.body_timeout) / 4)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._deadline = None

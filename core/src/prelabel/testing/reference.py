@@ -62,7 +62,8 @@ class ReferenceBackend(Backend):
                 if first is None:
                     append(None)
                 else:
-                    append(Prediction([choices(control, first, score=1 / named)], 1 / named))
+                    score = 1 / named
+                    append(Prediction([choices(control, first, score=score)], score))
                 continue
             words = WORD.findall(text)
             scores = Counter()
