@@ -248,6 +248,91 @@ def test_access_line_written_directly_is_the_line_logging_writes(method, path, r
     assert a["msg"] == f"{method} {path} 200 12.3ms" and a["duration_ms"] == 12.35 and a["path"] == path
 
 
+def test_served_access_lines_of_one_loop_iteration_share_one_write_in_order():
+    """In a served process (coalesce_access_lines), the access lines of one event-loop iteration
+    go out in one write at its end; any other record writes the waiting ones first; outside a
+    loop, or once turned off, a line is written at once."""
+    import asyncio
+    import io
+
+    from prelabel import logsetup
+
+    class Counting(io.StringIO):
+        writes = 0
+
+        def write(self, text):
+            self.writes += 1
+            return super().write(text)
+
+    def lines(stream):
+        return [json.loads(line)["msg"] for line in stream.getvalue().splitlines()]
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, logsetup._json_handler, logsetup._json_filters
+    access = logsetup.AccessLog("prelabel.access")
+    try:
+        logsetup.configure_logging("INFO", "json")
+        stream = root.handlers[0].stream = Counting()
+        logsetup.coalesce_access_lines()
+
+        async def serve():
+            for i in range(3):
+                access.log(logging.INFO, "POST", "/predict", 200, float(i))
+            assert stream.getvalue() == ""  # waiting for the end of the iteration
+            await asyncio.sleep(0)
+            assert lines(stream) == [f"POST /predict 200 {i}.0ms" for i in range(3)] and stream.writes == 1
+            access.log(logging.INFO, "GET", "/health", 200, 1.0)
+            logging.getLogger("prelabel.test").error("after the request")
+            assert lines(stream)[3:] == ["GET /health 200 1.0ms", "after the request"]
+            access.log(logging.INFO, "POST", "/setup", 200, 2.0)
+
+        asyncio.run(serve())
+        assert lines(stream)[-1] == "POST /setup 200 2.0ms"  # its iteration ran before the loop closed
+        access.log(logging.INFO, "POST", "/train", 201, 3.0)  # no loop here: written at once
+        assert lines(stream)[-1] == "POST /train 201 3.0ms"
+
+        async def then_off():
+            access.log(logging.INFO, "POST", "/webhook", 200, 4.0)
+            logsetup.coalesce_access_lines(False)  # writes what waits
+            assert lines(stream)[-1] == "POST /webhook 200 4.0ms"
+            access.log(logging.INFO, "POST", "/predict", 200, 5.0)
+            assert lines(stream)[-1] == "POST /predict 200 5.0ms"
+
+        asyncio.run(then_off())
+    finally:
+        logsetup.coalesce_access_lines(False)
+        root.handlers[:], root.level, logsetup._json_handler, logsetup._json_filters = saved
+
+
+def test_running_loop_is_the_loop_running_in_this_thread():
+    import asyncio
+    import threading
+
+    from prelabel.looptick import running_loop
+
+    async def found():
+        return running_loop()
+
+    assert running_loop() is None
+    for _ in range(2):  # a new loop in the same thread is found, not the last one kept
+        loop = asyncio.new_event_loop()
+        assert loop.run_until_complete(found()) is loop
+        loop.close()
+        assert running_loop() is None
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(asyncio.run(found()) is not None and running_loop()))
+    outer = asyncio.new_event_loop()
+
+    async def both():
+        mine = running_loop()
+        thread.start()
+        await asyncio.to_thread(thread.join)
+        return mine is outer and running_loop() is outer
+
+    assert outer.run_until_complete(both()) and seen == [None]
+    outer.close()
+
+
 def test_log_stamps_are_utc_milliseconds_however_they_are_reused():
     import datetime
     import random

@@ -69,3 +69,37 @@ def test_two_store_instances_see_each_others_writes(tmp_path, redis_url):
         assert b.get("project:1", "model_version") == "v2"  # no stale per-process cache
         a.close()
         b.close()
+
+
+def test_sqlite_generation_is_read_once_per_loop_iteration_and_sees_every_write(tmp_path):
+    """On an event loop, data_version is read once per iteration (a request caused by another
+    process's commit is handled in a later one); this process's writes show at once; off a
+    loop, every call reads."""
+    import asyncio
+
+    path = tmp_path / "state.sqlite3"
+    store, elsewhere = SQLiteStateStore(path), SQLiteStateStore(path)  # another process's commits
+    statements = []
+
+    async def serve():
+        store._conn().set_trace_callback(statements.append)
+        first = store.generation()
+        elsewhere.set("project:1", "label_config", "<View/>")
+        assert store.generation() == first  # the same iteration: not read again
+        await asyncio.sleep(0)  # the next iteration
+        second = store.generation()
+        assert second != first
+        store.set("project:1", "hostname", "http://ls:8080")  # this process's own write
+        third = store.generation()
+        assert third != second
+        assert store.generation() == third
+        return statements.count("PRAGMA data_version")
+
+    try:
+        assert asyncio.run(serve()) == 2
+        before = store.generation()
+        elsewhere.set("project:1", "label_config", "<View></View>")
+        assert store.generation() != before  # off a loop: read each time
+    finally:
+        store.close()
+        elsewhere.close()

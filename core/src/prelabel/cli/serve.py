@@ -68,7 +68,7 @@ def serve(
     label-studio-ml model file (--model-file model.py[:Class]), to Label Studio."""
     import uvicorn
 
-    from prelabel.logsetup import configure_logging
+    from prelabel.logsetup import coalesce_access_lines, configure_logging
 
     if (backend is None) == (model_file is None):
         raise click.UsageError("name a BACKEND, or a label-studio-ml model with --model-file (not both)")
@@ -79,6 +79,7 @@ def serve(
         os.environ["LOG_LEVEL"] = log_level
     core, settings = load_settings(backend_class)
     configure_logging(core.log_level, core.log_format)
+    coalesce_access_lines()  # a served process: the access lines of one loop iteration in one write
     port = port or int(os.environ.get("BIND_PORT") or backend_class.default_port)
     workers = workers or int(os.environ.get("WORKER_COUNT") or 1)
     click.echo(

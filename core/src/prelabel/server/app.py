@@ -556,12 +556,13 @@ def _root(path: str) -> str:
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (several worker processes): the backend spec comes
     from ``PRELABEL_SERVE_BACKEND``."""
-    from prelabel.logsetup import configure_logging
+    from prelabel.logsetup import coalesce_access_lines, configure_logging
     from prelabel.plugins import load_backend_class
     from prelabel.settings import CoreSettings
 
     core = CoreSettings()
     configure_logging(core.log_level, core.log_format)
+    coalesce_access_lines()  # a served process: one write per loop iteration
     spec = os.environ["PRELABEL_SERVE_BACKEND"]
     runtime = Runtime(load_backend_class(spec), core)
     return create_app(runtime, gc_tuning=True)
