@@ -284,6 +284,15 @@ def test_served_access_lines_of_one_loop_iteration_share_one_write_in_order():
             access.log(logging.INFO, "GET", "/health", 200, 1.0)
             logging.getLogger("prelabel.test").error("after the request")
             assert lines(stream)[3:] == ["GET /health 200 1.0ms", "after the request"]
+            before, accent = stream.writes, "\u00e9"
+            for i in range(60):  # more than a pipe writes whole in one go
+                access.log(logging.INFO, "POST", f"/predict/{accent * i}", 200, 0.5)
+            sizes = []
+            stream.write = lambda text: sizes.append(len(text.encode())) or Counting.write(stream, text)
+            await asyncio.sleep(0)
+            assert len(sizes) > 1 and max(sizes) <= logsetup.PIPE_BUF and stream.writes == before + len(sizes)
+            assert lines(stream)[-60:] == [f"POST /predict/{accent * i} 200 0.5ms" for i in range(60)]
+            del stream.write
             access.log(logging.INFO, "POST", "/setup", 200, 2.0)
 
         asyncio.run(serve())

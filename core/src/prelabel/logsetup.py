@@ -157,9 +157,10 @@ class AccessLog:
                 return
         with handler.lock:
             if _pending:
-                line = "".join(_pending) + line
-                _pending.clear()
-            _write(handler.stream, line)
+                _pending.append(line)
+                _write_lines(handler.stream)
+            else:
+                _write(handler.stream, line)
 
 
 # Access lines waiting for the end of their loop iteration: a busy server answers several
@@ -168,6 +169,7 @@ class AccessLog:
 # through the JSON handler writes these first, so the log keeps its order.
 _pending: list[str] = []
 _coalesce = False
+PIPE_BUF = 4096  # POSIX: a pipe write of up to this many bytes is never interleaved with another
 
 
 def coalesce_access_lines(on: bool = True) -> None:
@@ -185,6 +187,25 @@ def _write(stream, text: str) -> None:
         stream.flush()
 
 
+def _write_lines(stream) -> None:
+    """The waiting lines, in writes of at most PIPE_BUF bytes: a pipe (docker's log, the
+    workers of ``--workers`` sharing one stderr) writes that much whole, so no other process's
+    line lands inside one of ours."""
+    lines = _pending[:]
+    _pending.clear()
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        n = len(line) if line.isascii() else 4 * len(line)  # UTF-8 takes at most 4 bytes a character
+        if chunk and size + n > PIPE_BUF:
+            _write(stream, "".join(chunk))
+            chunk, size = [], 0
+        chunk.append(line)
+        size += n
+    if chunk:
+        _write(stream, "".join(chunk))
+
+
 def flush_access_lines(handler: logging.StreamHandler | None = None) -> None:
     """Write the access lines still waiting (at the end of a loop iteration, before any other
     record, at shutdown and at exit)."""
@@ -193,10 +214,8 @@ def flush_access_lines(handler: logging.StreamHandler | None = None) -> None:
         return
     with handler.lock:
         if _pending:
-            text = "".join(_pending)
-            _pending.clear()
             try:
-                _write(handler.stream, text)
+                _write_lines(handler.stream)
             except (OSError, ValueError):  # a closed stream at exit: nothing left to tell
                 pass
 
