@@ -76,16 +76,45 @@ def masks_of(item: dict) -> list[np.ndarray]:
 
 def test_the_labels_are_the_prompts_the_model_receives(client, backend, prompts_seen):
     backend.network.texts.discard(lambda key: True)  # encode them here, where the hook sees it
-    calls = backend.network.detector_calls
+    network = backend.network
+    calls, encodes = network.detector_calls, network.encoder_calls
+    passes = -(-5 // network.prompt_batch)  # one on a GPU, five on the CPU
     predict(client, image_tasks(1), configs.MASKS)
     # values, predicted_values synonyms, and the hint instead of the coded name cls_3
     assert sorted(prompts_seen) == ["automobile", "car", "person", "traffic light", "truck"]
-    assert backend.network.detector_calls == calls + 1, "the five prompts were not one batched call"
+    assert network.detector_calls == calls + passes, "the five prompts were not decoded in prompt_batch passes"
+    assert network.encoder_calls == encodes + 1, "the image was encoded more than once for its five prompts"
     prompts_seen.clear()
     predict(client, image_tasks(2, start=5), configs.MASKS)
     assert prompts_seen == [], "encoded label prompts were not reused"
-    assert backend.network.detector_calls == calls + 3  # one call per image
-    assert backend.network.texts.stats()["hits"] >= 10
+    assert network.detector_calls == calls + 3 * passes
+    assert network.encoder_calls == encodes + 2  # image 0 again comes from the embedding cache
+    assert network.texts.stats()["hits"] >= 10
+
+
+def test_prompts_decoded_together_or_one_at_a_time_give_the_same_instances(backend):
+    network = backend.network
+    image = np.asarray(np.random.default_rng(7).integers(0, 255, (HEIGHT, WIDTH, 3)), dtype=np.uint8)
+    embedding = network.embed(image)
+    texts = ["car", "person", "truck"]
+    kept = network.prompt_batch
+    try:
+        answers = {}
+        for batch in (1, 2, len(texts)):
+            network.prompt_batch = batch
+            calls = network.detector_calls
+            answers[batch] = network.detect(embedding, texts, threshold=0.0)
+            assert network.detector_calls == calls + -(-len(texts) // batch)
+    finally:
+        network.prompt_batch = kept
+    one = answers[1]
+    queries = network.detector.config.detr_decoder_config.num_queries
+    assert [len(found) for found in one] == [queries] * len(texts)  # threshold 0: every query
+    for batch in (2, len(texts)):
+        for a, b in zip(one, answers[batch], strict=True):
+            np.testing.assert_allclose([i.score for i in a], [i.score for i in b], atol=1e-4)
+            np.testing.assert_allclose([i.box for i in a], [i.box for i in b], atol=1e-2)
+            assert min(mask_iou(x.mask, y.mask) for x, y in zip(a[:20], b[:20], strict=True)) > 0.99
 
 
 def test_each_instance_is_one_region_of_a_project_label(client):

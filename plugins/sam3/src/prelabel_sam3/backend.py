@@ -72,7 +72,12 @@ class Sam3Backend(Sam3Events, Backend):
 
         check_installed()
         path = check_model_dir(self.settings, self.core)
-        self.network = load_network(path, device or "cpu", self.settings.sam3_text_cache_size)
+        self.network = load_network(
+            path,
+            device or "cpu",
+            self.settings.sam3_text_cache_size,
+            prompt_batch=self.settings.sam3_prompt_batch,
+        )
         self.embeddings = LruCache(
             self.settings.sam3_embedding_cache_size, lookup_counter(self.metrics, self.backend_id)
         )

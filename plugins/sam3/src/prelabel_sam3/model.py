@@ -74,7 +74,7 @@ class Sam3Network:
     """The detector (``Sam3Model``), the point tracker (``Sam3TrackerModel``, sharing the
     detector's image backbone) and, for a full ``sam3_video`` checkpoint, the video model."""
 
-    def __init__(self, path: Path, device: str, text_cache_size: int = 256):
+    def __init__(self, path: Path, device: str, text_cache_size: int = 256, prompt_batch: int = 0):
         import torch
         from transformers import AutoConfig, Sam3Model, Sam3Processor
 
@@ -109,8 +109,12 @@ class Sam3Network:
         stat = (self.path / "config.json").stat()
         self.key = (str(self.path), stat.st_mtime_ns, device)
         self.texts = LruCache(text_cache_size)
+        # prompts per decoder pass: all of an image's at once on an accelerator; one at a time on
+        # a CPU, where a batch of 5 took 1.4x as long as 5 passes of one (bench/sam3.py's model:
+        # its activations at 144x144x256 per prompt leave the caches)
+        self.prompt_batch = prompt_batch or (1 if device == "cpu" else 1 << 30)
         self.encoder_calls = 0
-        self.detector_calls = 0
+        self.detector_calls = 0  # decoder passes
         self.tracker_encoder_calls = 0
 
     def _tracker_from(self, video: Any, config: Any) -> Any:
@@ -178,11 +182,28 @@ class Sam3Network:
         boxes: Sequence[Sequence[float]] | None = None,
         box_labels: Sequence[int] | None = None,
     ) -> list[list[Instance]]:
-        """Every instance of each prompt (one list per text, best first) on one image, in one
-        batched pass over its single encoding. ``boxes`` (pixel x1 y1 x2 y2) are exemplars for
-        every prompt, ``box_labels`` 1 (positive) or 0 (negative)."""
-        if not texts:
-            return []
+        """Every instance of each prompt (one list per text, best first) on one image, over its
+        single encoding, ``prompt_batch`` prompts per decoder pass. ``boxes`` (pixel x1 y1 x2
+        y2) are exemplars for every prompt, ``box_labels`` 1 (positive) or 0 (negative)."""
+        step = self.prompt_batch
+        return [
+            found
+            for start in range(0, len(texts), step)
+            for found in self._detect_pass(
+                embedding, texts[start : start + step], threshold, mask_threshold, boxes, box_labels
+            )
+        ]
+
+    def _detect_pass(
+        self,
+        embedding: Embedding,
+        texts: Sequence[str],
+        threshold: float,
+        mask_threshold: float,
+        boxes: Sequence[Sequence[float]] | None,
+        box_labels: Sequence[int] | None,
+    ) -> list[list[Instance]]:
+        """One batched decoder pass for ``texts`` (see detect)."""
         torch = self._torch
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
@@ -278,16 +299,18 @@ _MODELS: OrderedDict[tuple, Sam3Network] = OrderedDict()
 _MODELS_LOCK = threading.Lock()
 
 
-def load_network(path: Path, device: str, text_cache_size: int = 256, keep: int = 2) -> Sam3Network:
+def load_network(
+    path: Path, device: str, text_cache_size: int = 256, keep: int = 2, prompt_batch: int = 0
+) -> Sam3Network:
     """The process's SAM 3 for this directory, loaded on first use (the tests' many runtimes
     share it instead of loading it again)."""
     stat = (Path(path) / "config.json").stat()
-    key = (str(path), stat.st_mtime_ns, device, text_cache_size)
+    key = (str(path), stat.st_mtime_ns, device, text_cache_size, prompt_batch)
     with _MODELS_LOCK:
         network = _MODELS.get(key)
         if network is None:
             log.info("loading SAM 3 from %s on %s", path, device)
-            network = _MODELS[key] = Sam3Network(Path(path), device, text_cache_size)
+            network = _MODELS[key] = Sam3Network(Path(path), device, text_cache_size, prompt_batch)
             while len(_MODELS) > keep:
                 _MODELS.popitem(last=False)
         _MODELS.move_to_end(key)

@@ -43,6 +43,12 @@ class Sam3Settings(BackendSettings):
         8, ge=0, description="Image embeddings kept per process for repeated interactions; 0 turns the cache off."
     )
     sam3_text_cache_size: int = Field(256, ge=0, description="Encoded label prompts kept per process.")
+    sam3_prompt_batch: int = Field(
+        0,
+        ge=0,
+        description="Label prompts per decoder pass over an image's one encoding; 0: all at once on a GPU, "
+        "one at a time on a CPU (faster there).",
+    )
     sam3_polygon_tolerance: float = Field(
         1.5, ge=0, description="PolygonLabels: largest distance in pixels between the mask outline and the polygon."
     )
