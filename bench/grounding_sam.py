@@ -1,7 +1,8 @@
 """Grounding SAM: per-image time of /predict on the grounding_sam backend, split into detection
-(Grounding DINO) and segmentation (SAM 2 masks for the boxes), with GROUNDING_MAX_BATCH_SIZE=4
-(one Grounding DINO pass and one SAM 2 encoder pass per 4 images) versus 1 (one image at a
-time), in the same run, alternating rounds, on the same loaded models.
+(Grounding DINO) and segmentation (SAM 2 masks for the boxes), 4 images per call, with
+GROUNDING_IMAGES_PER_PASS=4 (one Grounding DINO pass and one SAM 2 encoder pass for the 4
+images) versus 1 (one image per pass, the default on a CPU), in the same run, alternating
+rounds, on the same loaded models.
 
 Random weights built offline (no download). ``--arch small`` (default) is a reduced Grounding
 DINO that runs in seconds on a CPU; ``--arch full`` is grounding-dino-tiny's own architecture
@@ -121,7 +122,7 @@ def main() -> int:
             rt = make_runtime(
                 GroundingSamBackend,
                 tmp / f"home-{batch}",
-                {**settings, "grounding_max_batch_size": batch},
+                {**settings, "grounding_max_batch_size": 4, "grounding_images_per_pass": batch},
                 log_level="WARNING",
             )
             runtimes[mode] = rt

@@ -157,19 +157,30 @@ def test_per_control_thresholds(client, backend, monkeypatch):
     assert predict(client, score_attr, image_tasks(1))[0]["result"] == []
 
 
+def without_ids(items: list[dict]) -> list[list[dict]]:
+    return [[{k: v for k, v in r.items() if k != "id"} for r in item["result"]] for item in items]
+
+
 def test_batched_and_one_at_a_time_agree(client, backend):
     tasks = image_tasks(4, start=30)
-    in_force = backend.limits
+    in_force, per_pass = backend.limits, backend.images_per_pass
+    assert per_pass == (1 if backend.detector.device == "cpu" else 1 << 30)  # GROUNDING_IMAGES_PER_PASS=0
     backend.limits = dataclasses.replace(in_force, max_batch_size=1)  # as GROUNDING_MAX_BATCH_SIZE=1 would
     calls = backend.detector.calls
     try:
         single = predict(client, configs.BOXES, tasks)
         assert backend.detector.calls - calls == 4
-    finally:
         backend.limits = in_force
-    calls = backend.detector.calls
-    batched = predict(client, configs.BOXES, tasks)
-    assert backend.detector.calls - calls == 1
+        backend.images_per_pass = 1  # one call of 4 tasks, one image per pass
+        calls = backend.detector.calls
+        assert without_ids(predict(client, configs.BOXES, tasks)) == without_ids(single)  # the same passes
+        assert backend.detector.calls - calls == 4
+        backend.images_per_pass = 4  # as GROUNDING_IMAGES_PER_PASS=4 would
+        calls = backend.detector.calls
+        batched = predict(client, configs.BOXES, tasks)
+        assert backend.detector.calls - calls == 1
+    finally:
+        backend.limits, backend.images_per_pass = in_force, per_pass
     for one, many in zip(single, batched, strict=True):
         assert [r["value"]["rectanglelabels"] for r in one["result"]] == [
             r["value"]["rectanglelabels"] for r in many["result"]

@@ -31,7 +31,13 @@ class GroundingSamSettings(Sam2Settings):
         4,
         ge=1,
         validation_alias=AliasChoices("grounding_max_batch_size", "max_batch_size"),
-        description="Images per Grounding DINO forward pass (GROUNDING_MAX_BATCH_SIZE).",
+        description="Images per predict call (GROUNDING_MAX_BATCH_SIZE); GROUNDING_IMAGES_PER_PASS splits it.",
+    )
+    grounding_images_per_pass: int = Field(
+        0,
+        ge=0,
+        description="Images per Grounding DINO and SAM 2 encoder pass within a call; 0: all of them on a GPU, "
+        "one at a time on a CPU (faster there).",
     )
     # sam2's SAM2_MAX_CONCURRENCY is not this backend's: one request at a time unless MAX_CONCURRENCY says
     max_concurrency: int | None = Field(None, ge=1, description="Requests predicted at once per process.")
