@@ -191,9 +191,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15)
 
 
+# Servers on one core, wrk on the others, when there are at least two: on this 2-core machine
+# wrk and the server otherwise trade cores and caches under the scheduler, and that noise
+# swung the 1-task figures 20% between runs. Each server is one process on one event loop:
+# the core is all it can use anyway.
+CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+SERVER_CORES = set(CORES[-1:]) if len(CORES) >= 2 else set()
+CLIENT_CORES = set(CORES[:-1]) if len(CORES) >= 2 else set()
+
+
 def start(cmd: list[str], env: dict, url: str, log: Path) -> subprocess.Popen:
     with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
+        pin = {"preexec_fn": lambda: os.sched_setaffinity(0, SERVER_CORES)} if SERVER_CORES else {}
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, **pin)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -212,7 +222,7 @@ def wrk(url: str, body_file: Path, script: Path, connections: int, seconds: floa
     cmd = [
         "wrk",
         "-t",
-        "1" if connections == 1 else "2",
+        "1" if connections == 1 else str(max(1, min(2, len(CLIENT_CORES) or 2))),
         "-c",
         str(connections),
         "-d",
@@ -224,7 +234,8 @@ def wrk(url: str, body_file: Path, script: Path, connections: int, seconds: floa
         url + "/predict",
     ]
     before = cpu_seconds(pid)
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    pin = {"preexec_fn": lambda: os.sched_setaffinity(0, CLIENT_CORES)} if CLIENT_CORES else {}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, **pin).stdout
     cpu = cpu_seconds(pid) - before
     stats = json.loads(out.strip().splitlines()[-1])
     if stats["non2xx"] or stats["errors"] or not stats["requests"]:
