@@ -258,6 +258,42 @@ def test_a_broken_image_fails_alone(client):
     assert results[1]["result"] == [] and "not a decodable image" in results[1]["error"]
 
 
+BOXES_AND_POLYGONS = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image"><Label value="Car" predicted_values="car"/></RectangleLabels>
+  <PolygonLabels name="poly" toName="image"><Label value="Car"/></PolygonLabels>
+</View>"""
+
+
+def test_the_images_of_a_call_are_decoded_at_the_same_time_each_once(client, monkeypatch):
+    import threading
+
+    from prelabel.media import MediaFetcher
+    from prelabel.testing.images import data_uri
+
+    real = MediaFetcher.image_array
+    both = threading.Barrier(2, timeout=10)  # the first two decodes meet here, or the test fails
+    calls: list[str] = []
+
+    def image_array(self, *args, **kwargs):
+        calls.append(threading.current_thread().name)
+        if len(calls) <= 2:
+            both.wait()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MediaFetcher, "image_array", image_array)
+    tasks = image_tasks(4)
+    tasks[2]["data"]["image"] = data_uri(b"not an image at all", "image/png")
+    results = predict(client, BOXES_AND_POLYGONS, tasks)
+    assert len(calls) == 4, "an image was decoded once per control, not once per task"
+    assert all(name.startswith("prelabel-yolo-decode") for name in calls)
+    assert results[2]["result"] == [] and "not a decodable image" in results[2]["error"]
+    for i in (0, 1, 3):
+        assert "error" not in results[i]
+        assert {r["from_name"] for r in results[i]["result"]} == {"label", "poly"}
+        assert_valid(BOXES_AND_POLYGONS, results[i])
+
+
 def test_cpu_inference_uses_every_core_unless_told(client, tmp_path, monkeypatch):
     """ultralytics resets torch to os.cpu_count() - 1 threads (1 on a 2-core machine) when it
     sets up a predictor; the backend predicts with every core, or YOLO_CPU_THREADS."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ KIND_TASK = {
     "video": "detect",
 }
 TRACKABLE = ("detect", "segment", "pose")
+DECODE_THREADS = 4  # images of one call fetched and decoded at once, at most (each holds a decoded image)
 
 
 def output_kind(control: ControlInfo) -> str:
@@ -213,13 +215,35 @@ class YoloBackend(Backend):
         """A task's image as a BGR array (EXIF orientation applied), decoded once per request."""
         key = (index, control.object.data_key or control.object.value)
         if key not in images:
-            try:  # core's decoder: the EXIF orientation applied, the size checked before decoding
-                images[key] = ctx.media.image_array(
-                    task.data.get(key[1], control.object.value), task.id, channels="BGR"
-                )
-            except MediaError as exc:
-                raise TaskError(f"task {task.id}: {exc}") from exc
-        return images[key]
+            images[key] = self._decode(task, key[1], control, ctx)
+        found = images[key]
+        if isinstance(found, TaskError):
+            raise found
+        return found
+
+    @staticmethod
+    def _decode(task: Task, data_key: str, control: ControlInfo, ctx: PredictContext) -> Any:
+        """The image array, or the TaskError that says why there is none."""
+        try:  # core's decoder: the EXIF orientation applied, the size checked before decoding
+            return ctx.media.image_array(task.data.get(data_key, control.object.value), task.id, channels="BGR")
+        except MediaError as exc:
+            return TaskError(f"task {task.id}: {exc}")
+
+    def _decode_ahead(
+        self, images: dict, tasks: list[Task], outputs: list, control: ControlInfo, ctx: PredictContext
+    ) -> None:
+        """Fetch and decode the images of several tasks on several threads at once (downloads
+        wait in parallel; Pillow releases the GIL while it decodes). One after another, a
+        640x480 JPEG's 5 ms made decoding a third of a batched call's time on a CPU."""
+        data_key = control.object.data_key or control.object.value
+        todo = [i for i in range(len(tasks)) if not isinstance(outputs[i], TaskError) and (i, data_key) not in images]
+        workers = min(len(todo), DECODE_THREADS)  # downloads overlap even on one core
+        if workers < 2:
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="prelabel-yolo-decode") as pool:
+            found = pool.map(lambda i: self._decode(tasks[i], data_key, control, ctx), todo)
+            for i, image in zip(todo, found, strict=True):
+                images[(i, data_key)] = image
 
     def _predict_images(self, plan: Plan, tasks: list[Task], ctx: PredictContext, images: dict, outputs: list) -> None:
         loaded = plan.loaded
@@ -238,6 +262,7 @@ class YoloBackend(Backend):
             return
         if classes is not None:
             args["classes"] = classes
+        self._decode_ahead(images, tasks, outputs, plan.control, ctx)
         ready: list[tuple[int, Any]] = []
         for i, task in enumerate(tasks):
             if not isinstance(outputs[i], TaskError):
