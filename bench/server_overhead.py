@@ -200,10 +200,14 @@ SERVER_CORES = set(CORES[-1:]) if len(CORES) >= 2 else set()
 CLIENT_CORES = set(CORES[:-1]) if len(CORES) >= 2 else set()
 
 
+def pinned(cores: set[int]) -> dict:
+    """subprocess keyword arguments that start the child on ``cores`` (none: anywhere)."""
+    return {"preexec_fn": lambda: os.sched_setaffinity(0, cores)} if cores else {}
+
+
 def start(cmd: list[str], env: dict, url: str, log: Path) -> subprocess.Popen:
     with log.open("ab") as out:
-        pin = {"preexec_fn": lambda: os.sched_setaffinity(0, SERVER_CORES)} if SERVER_CORES else {}
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, **pin)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, **pinned(SERVER_CORES))
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -222,7 +226,7 @@ def wrk(url: str, body_file: Path, script: Path, connections: int, seconds: floa
     cmd = [
         "wrk",
         "-t",
-        "1" if connections == 1 else str(max(1, min(2, len(CLIENT_CORES) or 2))),
+        "1" if connections == 1 else str(min(2, len(CLIENT_CORES) or 2)),
         "-c",
         str(connections),
         "-d",
@@ -234,8 +238,7 @@ def wrk(url: str, body_file: Path, script: Path, connections: int, seconds: floa
         url + "/predict",
     ]
     before = cpu_seconds(pid)
-    pin = {"preexec_fn": lambda: os.sched_setaffinity(0, CLIENT_CORES)} if CLIENT_CORES else {}
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, **pin).stdout
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, **pinned(CLIENT_CORES)).stdout
     cpu = cpu_seconds(pid) - before
     stats = json.loads(out.strip().splitlines()[-1])
     if stats["non2xx"] or stats["errors"] or not stats["requests"]:

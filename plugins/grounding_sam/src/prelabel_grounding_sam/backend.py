@@ -213,11 +213,12 @@ class GroundingSamBackend(Backend):
         missing = [n for n, _ in todo if keys[n] not in self.embeddings]
         fresh: dict[int, Any] = {}
         step = self.images_per_pass
-        for start in range(0, len(missing), step) if step > 1 and len(missing) > 1 else ():
-            part = missing[start : start + step]
-            for n, embedding in zip(part, self.sam.embed_batch([images[n][2] for n in part]), strict=True):
-                self.embeddings.put(keys[n], embedding)
-                fresh[n] = embedding
+        if len(missing) > 1:  # the images the cache lacks, encoded up front
+            for start in range(0, len(missing), step):
+                part = missing[start : start + step]
+                for n, embedding in zip(part, self.sam.embed_batch([images[n][2] for n in part]), strict=True):
+                    self.embeddings.put(keys[n], embedding)
+                    fresh[n] = embedding
         masks: dict[tuple[int, int], Any] = {}
         for n, (i, _, image) in todo:
             embedding = fresh.get(n)
